@@ -1,0 +1,13 @@
+//! nib's kernel crate: GGML block formats, quantization and dequantization, dot products per
+//! instruction set with run-time dispatch, matrix products over threads, and the elementwise
+//! kernels of a transformer. It knows nothing about models.
+
+pub mod arch;
+pub mod blocks;
+pub mod dot;
+pub mod ggml_type;
+pub mod reference;
+pub mod traits;
+
+pub use ggml_type::{GgmlType, ALL_TYPES, QK_K};
+pub use traits::{kernels, Kernels, Level, TypeTraits};

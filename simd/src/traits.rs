@@ -1,0 +1,228 @@
+//! The type-traits table: for each weight type, how to turn a row into f32 (`to_float`), how to
+//! quantize f32 into it (`from_float`), which activation format its dot product pairs with
+//! (`vec_dot_type`) and the dot product itself (`vec_dot`), chosen for the CPU at run time.
+//!
+//! The level is detected once (`is_x86_feature_detected!` / `is_aarch64_feature_detected!`);
+//! `NIB_KERNELS=scalar` (or any other level's name) forces a level for tests and debugging.
+
+use crate::dot::scalar;
+use crate::reference as r;
+use crate::GgmlType;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// Dequantize a row: weight bytes → f32 (the output length is the number of elements).
+pub type ToFloat = fn(&[u8], &mut [f32]);
+/// Quantize a row: f32 → bytes of this type (the input length is the number of elements).
+pub type FromFloat = fn(&[f32], &mut [u8]);
+/// Dot product of `n` elements: weight row bytes · activation row bytes (in `vec_dot_type`).
+pub type VecDot = fn(usize, &[u8], &[u8]) -> f32;
+
+/// An instruction-set level, from the plain reference up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// Plain Rust: the truth every other level is tested against.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    Avx2,
+    /// aarch64 Advanced SIMD without the dot-product extension.
+    Neon,
+    /// aarch64 Advanced SIMD with SDOT (`dotprod`), as on Neoverse-N1.
+    NeonDotprod,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Neon, Level::NeonDotprod];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Neon => "neon",
+            Level::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this CPU can run the level's kernels.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Level::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDotprod => {
+                std::arch::is_aarch64_feature_detected!("neon")
+                    && std::arch::is_aarch64_feature_detected!("dotprod")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The best level this CPU supports.
+    pub fn detect() -> Level {
+        [Level::NeonDotprod, Level::Neon, Level::Avx2]
+            .into_iter()
+            .find(|l| l.is_supported())
+            .unwrap_or(Level::Scalar)
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the kernels know about one tensor type.
+#[derive(Clone, Copy)]
+pub struct TypeTraits {
+    pub ty: GgmlType,
+    /// The format activations are quantized to before `vec_dot`.
+    pub vec_dot_type: GgmlType,
+    pub to_float: Option<ToFloat>,
+    pub from_float: Option<FromFloat>,
+    pub vec_dot: Option<VecDot>,
+}
+
+impl fmt::Debug for TypeTraits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypeTraits")
+            .field("ty", &self.ty)
+            .field("vec_dot_type", &self.vec_dot_type)
+            .field("to_float", &self.to_float.is_some())
+            .field("from_float", &self.from_float.is_some())
+            .field("vec_dot", &self.vec_dot.is_some())
+            .finish()
+    }
+}
+
+/// The kernel table for one level.
+#[derive(Debug)]
+pub struct Kernels {
+    level: Level,
+    table: Vec<TypeTraits>,
+}
+
+impl Kernels {
+    /// The table for `level`. Panics if the CPU does not support it (check [`Level::is_supported`]).
+    pub fn for_level(level: Level) -> Kernels {
+        assert!(level.is_supported(), "kernel level {level} is not supported by this CPU");
+        let mut table = scalar_table();
+        match level {
+            Level::Scalar => {}
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => crate::arch::x86::install_avx2(&mut table),
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => crate::arch::aarch64::install_neon(&mut table),
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDotprod => crate::arch::aarch64::install_dotprod(&mut table),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!(),
+        }
+        Kernels { level, table }
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The traits of `ty`, or `None` if nib has no kernels for it at all.
+    pub fn get(&self, ty: GgmlType) -> Option<&TypeTraits> {
+        self.table.iter().find(|t| t.ty == ty)
+    }
+
+    /// Replace the entry for `t.ty` (used by the per-ISA installers).
+    pub(crate) fn set_in(table: &mut [TypeTraits], ty: GgmlType, f: impl FnOnce(&mut TypeTraits)) {
+        if let Some(t) = table.iter_mut().find(|t| t.ty == ty) {
+            f(t)
+        }
+    }
+}
+
+/// Error for `NIB_KERNELS` naming an unknown or unsupported level.
+#[derive(Debug, Clone)]
+pub struct LevelError(pub String);
+
+impl fmt::Display for LevelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LevelError {}
+
+/// The level named by `NIB_KERNELS`, or the detected one when it is unset.
+pub fn requested_level() -> Result<Level, LevelError> {
+    match std::env::var("NIB_KERNELS") {
+        Ok(s) if !s.trim().is_empty() => {
+            let names: Vec<_> = Level::ALL.iter().map(|l| l.name()).collect();
+            let level = Level::from_name(&s).ok_or_else(|| {
+                LevelError(format!("NIB_KERNELS={s}: unknown level (known: {})", names.join(", ")))
+            })?;
+            if !level.is_supported() {
+                return Err(LevelError(format!(
+                    "NIB_KERNELS={s}: this CPU does not support the {level} kernels"
+                )));
+            }
+            Ok(level)
+        }
+        _ => Ok(Level::detect()),
+    }
+}
+
+static KERNELS: OnceLock<Kernels> = OnceLock::new();
+
+/// The process-wide kernel table: `NIB_KERNELS` if set and valid, else the best level detected.
+/// An invalid `NIB_KERNELS` falls back to detection with a warning on stderr; call
+/// [`requested_level`] first to turn it into an error instead.
+pub fn kernels() -> &'static Kernels {
+    KERNELS.get_or_init(|| {
+        let level = requested_level().unwrap_or_else(|e| {
+            eprintln!("warning: {e}; using detected kernels");
+            Level::detect()
+        });
+        Kernels::for_level(level)
+    })
+}
+
+fn entry(
+    ty: GgmlType,
+    vec_dot_type: GgmlType,
+    to_float: Option<ToFloat>,
+    from_float: Option<FromFloat>,
+    vec_dot: Option<VecDot>,
+) -> TypeTraits {
+    TypeTraits { ty, vec_dot_type, to_float, from_float, vec_dot }
+}
+
+fn scalar_table() -> Vec<TypeTraits> {
+    use GgmlType::*;
+    vec![
+        entry(F32, F32, Some(r::dequantize_row_f32), Some(r::quantize_row_f32), Some(scalar::vec_dot_f32)),
+        entry(F16, F16, Some(r::dequantize_row_f16), Some(r::quantize_row_f16), Some(scalar::vec_dot_f16)),
+        entry(BF16, BF16, Some(r::dequantize_row_bf16), Some(r::quantize_row_bf16), Some(scalar::vec_dot_bf16)),
+        entry(Q4_0, Q8_0, Some(r::dequantize_row_q4_0), None, Some(scalar::vec_dot_q4_0_q8_0)),
+        entry(Q4_1, Q8_1, Some(r::dequantize_row_q4_1), None, Some(scalar::vec_dot_q4_1_q8_1)),
+        entry(Q5_0, Q8_0, Some(r::dequantize_row_q5_0), None, Some(scalar::vec_dot_q5_0_q8_0)),
+        entry(Q5_1, Q8_1, Some(r::dequantize_row_q5_1), None, Some(scalar::vec_dot_q5_1_q8_1)),
+        entry(Q8_0, Q8_0, Some(r::dequantize_row_q8_0), Some(r::quantize_row_q8_0), Some(scalar::vec_dot_q8_0_q8_0)),
+        entry(Q8_1, Q8_1, Some(r::dequantize_row_q8_1), Some(r::quantize_row_q8_1), None),
+        entry(Q2_K, Q8_K, Some(r::dequantize_row_q2_k), None, Some(scalar::vec_dot_q2_k_q8_k)),
+        entry(Q3_K, Q8_K, Some(r::dequantize_row_q3_k), None, Some(scalar::vec_dot_q3_k_q8_k)),
+        entry(Q4_K, Q8_K, Some(r::dequantize_row_q4_k), None, Some(scalar::vec_dot_q4_k_q8_k)),
+        entry(Q5_K, Q8_K, Some(r::dequantize_row_q5_k), None, Some(scalar::vec_dot_q5_k_q8_k)),
+        entry(Q6_K, Q8_K, Some(r::dequantize_row_q6_k), None, Some(scalar::vec_dot_q6_k_q8_k)),
+        entry(Q8_K, Q8_K, Some(r::dequantize_row_q8_k), Some(r::quantize_row_q8_k), None),
+    ]
+}

@@ -1,0 +1,226 @@
+//! `nib inspect MODEL.gguf`: what a GGUF file holds, for people (`--json` for machines).
+
+use crate::gguf::{Gguf, Value};
+use anyhow::Result;
+use serde_json::{json, Map};
+use std::path::Path;
+
+/// llama.cpp's `llama_ftype` names for `general.file_type`.
+pub fn file_type_name(ft: u32) -> &'static str {
+    match ft {
+        0 => "all F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K - Medium",
+        11 => "Q3_K - Small",
+        12 => "Q3_K - Medium",
+        13 => "Q3_K - Large",
+        14 => "Q4_K - Small",
+        15 => "Q4_K - Medium",
+        16 => "Q5_K - Small",
+        17 => "Q5_K - Medium",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K - Small",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4 MoE",
+        _ => "unknown",
+    }
+}
+
+/// The facts `inspect` reports, gathered once for both output forms.
+pub struct Summary {
+    pub architecture: Option<String>,
+    pub name: Option<String>,
+    pub n_params: u64,
+    pub file_type: Option<u32>,
+    pub file_size: usize,
+    pub context_length: Option<u32>,
+    pub block_count: Option<u32>,
+    pub embedding_length: Option<u32>,
+    pub feed_forward_length: Option<u32>,
+    pub head_count: Option<u32>,
+    pub head_count_kv: Option<u32>,
+    pub tokenizer_model: Option<String>,
+    pub vocab_size: Option<usize>,
+    pub has_chat_template: bool,
+}
+
+impl Summary {
+    pub fn of(g: &Gguf) -> Summary {
+        let arch = g.get_str("general.architecture").ok().map(str::to_string);
+        let key = |k: &str| arch.as_ref().and_then(|a| g.get_u32(&format!("{a}.{k}")).ok());
+        Summary {
+            name: g.get_str("general.name").ok().map(str::to_string),
+            n_params: g.n_params(),
+            file_type: g.get_u32("general.file_type").ok(),
+            file_size: g.file_size(),
+            context_length: key("context_length"),
+            block_count: key("block_count"),
+            embedding_length: key("embedding_length"),
+            feed_forward_length: key("feed_forward_length"),
+            head_count: key("attention.head_count"),
+            head_count_kv: key("attention.head_count_kv"),
+            tokenizer_model: g.get_str("tokenizer.ggml.model").ok().map(str::to_string),
+            vocab_size: g.get_array("tokenizer.ggml.tokens").ok().map(|a| a.len),
+            has_chat_template: g.contains_key("tokenizer.chat_template"),
+            architecture: arch,
+        }
+    }
+}
+
+/// Human-readable parameter count ("134.52 M").
+pub fn human_params(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} B", n as f64 / 1e9)
+    } else {
+        format!("{:.2} M", n as f64 / 1e6)
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n as f64 >= 1024.0 * MIB {
+        format!("{:.2} GiB", n as f64 / (1024.0 * MIB))
+    } else {
+        format!("{:.2} MiB", n as f64 / MIB)
+    }
+}
+
+pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
+    let g = Gguf::open(path)?;
+    let s = Summary::of(&g);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&g, &s))?);
+        return Ok(());
+    }
+    let opt = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+    println!("file:            {} (GGUF v{}, {})", path.display(), g.version(), human_bytes(s.file_size as u64));
+    println!("architecture:    {}", s.architecture.as_deref().unwrap_or("-"));
+    println!("name:            {}", s.name.as_deref().unwrap_or("-"));
+    println!("parameters:      {} ({})", human_params(s.n_params), s.n_params);
+    println!(
+        "file type:       {}",
+        s.file_type.map_or("-".to_string(), |f| format!("{} ({f})", file_type_name(f)))
+    );
+    println!("context length:  {}", opt(s.context_length));
+    println!(
+        "layers:          {}   embedding {}   feed-forward {}   heads {}   kv heads {}",
+        opt(s.block_count),
+        opt(s.embedding_length),
+        opt(s.feed_forward_length),
+        opt(s.head_count),
+        opt(s.head_count_kv)
+    );
+    println!(
+        "tokenizer:       {}   vocabulary {}",
+        s.tokenizer_model.as_deref().unwrap_or("-"),
+        s.vocab_size.map_or("-".to_string(), |v| v.to_string())
+    );
+    println!("chat template:   {}", if s.has_chat_template { "present" } else { "absent" });
+    if show_metadata {
+        println!("\nmetadata ({} keys):", g.metadata_len());
+        for (k, v) in g.metadata() {
+            println!("  {k:<40} {}", g.display_value(v, 8));
+        }
+    }
+    println!("\ntensors ({}):", g.tensors().len());
+    println!("  {:<36} {:<8} {:<22} {:>12} {:>12}", "name", "type", "shape", "bytes", "offset");
+    for t in g.tensors() {
+        let shape = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
+        println!(
+            "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+            t.name,
+            t.ty.name(),
+            shape,
+            t.size,
+            g.data_offset() as u64 + t.offset
+        );
+    }
+    Ok(())
+}
+
+fn value_json(g: &Gguf, v: &Value) -> serde_json::Value {
+    match *v {
+        Value::Array(a) if a.len > 16 => json!({"type": "array", "elem": a.elem.name(), "len": a.len}),
+        _ => meta_json(&g.to_owned_value(v)),
+    }
+}
+
+fn meta_json(m: &crate::gguf::MetaValue) -> serde_json::Value {
+    use crate::gguf::MetaValue as M;
+    match m {
+        M::U8(x) => json!(x),
+        M::I8(x) => json!(x),
+        M::U16(x) => json!(x),
+        M::I16(x) => json!(x),
+        M::U32(x) => json!(x),
+        M::I32(x) => json!(x),
+        M::U64(x) => json!(x),
+        M::I64(x) => json!(x),
+        M::F32(x) => json!(x),
+        M::F64(x) => json!(x),
+        M::Bool(x) => json!(x),
+        M::String(s) => json!(String::from_utf8_lossy(s)),
+        M::Array(_, items) => serde_json::Value::Array(items.iter().map(meta_json).collect()),
+    }
+}
+
+pub fn to_json(g: &Gguf, s: &Summary) -> serde_json::Value {
+    let mut meta = Map::new();
+    for (k, v) in g.metadata() {
+        meta.insert(k.to_string(), value_json(g, v));
+    }
+    let tensors: Vec<_> = g
+        .tensors()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "type": t.ty.name(),
+                "shape": t.dims,
+                "bytes": t.size,
+                "offset": g.data_offset() as u64 + t.offset,
+            })
+        })
+        .collect();
+    json!({
+        "path": g.path().map(|p| p.display().to_string()),
+        "version": g.version(),
+        "alignment": g.alignment(),
+        "file_size": s.file_size,
+        "architecture": s.architecture,
+        "name": s.name,
+        "n_params": s.n_params,
+        "file_type": s.file_type,
+        "file_type_name": s.file_type.map(file_type_name),
+        "context_length": s.context_length,
+        "block_count": s.block_count,
+        "embedding_length": s.embedding_length,
+        "feed_forward_length": s.feed_forward_length,
+        "head_count": s.head_count,
+        "head_count_kv": s.head_count_kv,
+        "tokenizer_model": s.tokenizer_model,
+        "vocab_size": s.vocab_size,
+        "has_chat_template": s.has_chat_template,
+        "metadata": meta,
+        "tensors": tensors,
+    })
+}

@@ -1,0 +1,35 @@
+//! GGUF: the reader (zero-copy over a memory map, validating everything it reads) and the writer.
+
+mod reader;
+mod value;
+mod writer;
+
+pub use reader::{Gguf, StrArrayIter, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use value::{ArrayInfo, MetaValue, Span, Value, ValueType};
+pub use writer::GgufWriter;
+
+use std::fmt;
+
+/// An error reading or writing a GGUF file, with a message that says what and where.
+#[derive(Debug, Clone)]
+pub struct GgufError(String);
+
+impl GgufError {
+    pub fn new(msg: impl Into<String>) -> GgufError {
+        GgufError(msg.into())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GgufError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GgufError {}
+
+pub type Result<T> = std::result::Result<T, GgufError>;
