@@ -17,3 +17,5 @@ pub fn version_string() -> &'static str {
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
+pub mod model;
+pub mod ops;
