@@ -20,8 +20,14 @@
 //! min-p threshold is applied while gathering, so top-p sorts only as far as it needs to. Logit
 //! bias and penalties touch a handful of ids and are applied as overrides. All buffers live in the
 //! [`Sampler`] and are reused: after the first call no sampling step allocates.
+//!
+//! [`StopMatcher`] (in `stop.rs`) holds back streamed text that could be the start of a stop
+//! string and cuts generation at one.
 
 mod rng;
+mod stop;
+
+pub use stop::{StopMatcher, StopStep};
 
 use crate::gguf::{Gguf, Value};
 use std::cmp::Ordering;
