@@ -4,6 +4,7 @@
 //! (embeddings → layers → logits, built from `ops` and the `nib_simd` kernels) → `sample`
 //! (logits → token) → `generate` (the loop, streaming text back).
 
+pub mod chat;
 pub mod cli;
 pub mod gguf;
 pub mod sample;
