@@ -4,8 +4,10 @@
 //! (embeddings → layers → logits, built from `ops` and the `nib_simd` kernels) → `sample`
 //! (logits → token) → `generate` (the loop, streaming text back).
 
+pub mod chat;
 pub mod cli;
 pub mod gguf;
+pub mod sample;
 
 /// The version line: crate version and the kernel level this CPU gets.
 pub fn version_string() -> &'static str {
