@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod gguf;
+pub mod tokenizer;
 
 /// The version line: crate version and the kernel level this CPU gets.
 pub fn version_string() -> &'static str {
