@@ -51,7 +51,13 @@ pub struct Scratch {
     enc: Vec<u8>,
     syms: Vec<Sym>,
     heap: BinaryHeap<Reverse<(u32, u32, u32, u32)>>,
+    short: Vec<u32>,
+    ranks: Vec<u64>,
 }
+
+/// Words up to this many bytes merge by scanning the pairs (quadratic, but no heap); longer ones
+/// use a priority queue. Both take the lowest rank, leftmost first, so the result is the same.
+const SHORT_WORD: usize = 32;
 
 #[derive(Clone, Copy)]
 struct Sym {
@@ -162,6 +168,13 @@ impl Bpe {
             }
         }
 
+        if word.len() <= SHORT_WORD {
+            self.merge_short(word, sc);
+            for i in 0..sc.short.len() {
+                self.emit(sc.short[i], out);
+            }
+            return;
+        }
         let syms = &mut sc.syms;
         syms.clear();
         let n = word.len() as u32;
@@ -218,19 +231,64 @@ impl Bpe {
 
         let mut i = 0u32;
         while i != NIL {
-            let s = syms[i as usize].s;
-            match self.token_of(s) {
-                Some(id) => out.push(id),
-                None => {
-                    // Not a token: each byte of its printable form, where that is a token.
-                    for &b in self.strings.get_str(s) {
-                        if let Some(id) = self.strings.get(&[b]).and_then(|x| self.token_of(x)) {
-                            out.push(id);
-                        }
+            self.emit(syms[i as usize].s, out);
+            i = syms[i as usize].next;
+        }
+    }
+
+    /// The rank and result of merging strings `a` and `b`, as `rank << 32 | merged`; `u64::MAX`
+    /// if they do not merge.
+    #[inline]
+    fn pair(&self, a: u32, b: u32) -> u64 {
+        self.merges.get(a, b).unwrap_or(u64::MAX)
+    }
+
+    /// Merge a short word's bytes into `sc.short` (string indices).
+    fn merge_short(&self, word: &[u8], sc: &mut Scratch) {
+        let s = &mut sc.short;
+        s.clear();
+        s.extend(word.iter().map(|&b| self.byte_sym[b as usize]));
+        let r = &mut sc.ranks;
+        r.clear();
+        r.extend(s.windows(2).map(|w| self.pair(w[0], w[1])));
+        loop {
+            // The lowest rank; equal values are the same merge, and the first one is leftmost.
+            let mut best = u64::MAX;
+            let mut at = 0;
+            for (i, &v) in r.iter().enumerate() {
+                if v < best {
+                    best = v;
+                    at = i;
+                }
+            }
+            if best == u64::MAX {
+                return;
+            }
+            s[at] = best as u32;
+            s.remove(at + 1);
+            r.remove(at);
+            if at > 0 {
+                r[at - 1] = self.pair(s[at - 1], s[at]);
+            }
+            if at < r.len() {
+                r[at] = self.pair(s[at], s[at + 1]);
+            }
+        }
+    }
+
+    /// Append the token for string `s`, or if it is no token, the tokens of its bytes.
+    #[inline]
+    fn emit(&self, s: u32, out: &mut Vec<u32>) {
+        match self.token_of(s) {
+            Some(id) => out.push(id),
+            None => {
+                // Each byte of its printable form, where that is a token (as llama.cpp).
+                for &b in self.strings.get_str(s) {
+                    if let Some(id) = self.strings.get(&[b]).and_then(|x| self.token_of(x)) {
+                        out.push(id);
                     }
                 }
             }
-            i = syms[i as usize].next;
         }
     }
 }

@@ -148,7 +148,7 @@ impl Tokenizer {
 
     fn build_pieces(v: &Vocab) -> Arena {
         let n = v.n_tokens();
-        let mut pieces = Arena::with_capacity(n, n * 8);
+        let mut pieces = Arena::with_capacity(n, v.strings.byte_len() + n);
         let mut buf = Vec::new();
         for id in 0..n as u32 {
             buf.clear();

@@ -19,7 +19,12 @@ fn hash_bytes(b: &[u8]) -> u64 {
         buf[..rest.len()].copy_from_slice(rest);
         h = (h.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
     }
-    h ^ (h >> 29)
+    // murmur3's finalizer: every output bit depends on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
 }
 
 const EMPTY: u32 = u32::MAX;
@@ -33,8 +38,9 @@ pub struct StrTable {
     bytes: Vec<u8>,
     /// Start of each entry in `bytes`, plus one past the end.
     offs: Vec<u32>,
-    /// Open addressing: entry index or EMPTY.
-    slots: Vec<u32>,
+    /// Open addressing: (entry index or EMPTY, high half of the entry's hash). The hash half
+    /// saves most string comparisons, and with them most cache misses.
+    slots: Vec<(u32, u32)>,
 }
 
 impl StrTable {
@@ -44,12 +50,22 @@ impl StrTable {
         StrTable {
             bytes: Vec::with_capacity(bytes),
             offs,
-            slots: vec![EMPTY; (2 * n).next_power_of_two().max(16)],
+            slots: vec![(EMPTY, 0); Self::n_slots(n)],
         }
+    }
+
+    /// Slots for `n` entries: from a third to two thirds full.
+    fn n_slots(n: usize) -> usize {
+        (n + n / 2 + 16).next_power_of_two()
     }
 
     pub fn len(&self) -> usize {
         self.offs.len() - 1
+    }
+
+    /// Bytes of all entries together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// The bytes of entry `i`.
@@ -62,17 +78,59 @@ impl StrTable {
     /// The newest entry equal to `s`.
     #[inline]
     pub fn get(&self, s: &[u8]) -> Option<u32> {
+        let h = hash_bytes(s);
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut i = hash_bytes(s) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
-            let e = self.slots[i];
+            let (e, t) = self.slots[i];
             if e == EMPTY {
                 return None;
             }
-            if self.get_str(e) == s {
+            if t == tag && self.get_str(e) == s {
                 return Some(e);
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// Add many entries at once, then index them all: much faster than `push` one by one for a
+    /// big vocabulary, as the slots are filled in order instead of at random.
+    pub fn extend_bulk<'a>(&mut self, items: impl IntoIterator<Item = &'a [u8]>) {
+        for s in items {
+            self.bytes.extend_from_slice(s);
+            assert!(
+                self.bytes.len() <= u32::MAX as usize,
+                "string table over 4 GiB"
+            );
+            self.offs.push(self.bytes.len() as u32);
+        }
+        let n = self.len();
+        let n_slots = Self::n_slots(n).max(self.slots.len());
+        let mask = n_slots - 1;
+        let hashes: Vec<u64> = (0..n as u32)
+            .map(|id| hash_bytes(self.get_str(id)))
+            .collect();
+        // Counting sort by the top bits of the home slot (stable, so equal strings stay oldest
+        // first): the slots are then written nearly in order.
+        let shift = n_slots.trailing_zeros().saturating_sub(16);
+        let bucket = |h: u64| (h as usize & mask) >> shift;
+        let mut start = vec![0u32; (mask >> shift) + 2];
+        for &h in &hashes {
+            start[bucket(h) + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut order = vec![0u32; n];
+        for (id, &h) in hashes.iter().enumerate() {
+            let b = bucket(h);
+            order[start[b] as usize] = id as u32;
+            start[b] += 1;
+        }
+        self.slots = vec![(EMPTY, 0); n_slots];
+        for id in order {
+            self.insert_hashed(id, hashes[id as usize]);
         }
     }
 
@@ -85,8 +143,11 @@ impl StrTable {
             "string table over 4 GiB"
         );
         self.offs.push(self.bytes.len() as u32);
-        if 2 * self.len() > self.slots.len() {
-            self.rehash(self.slots.len() * 2);
+        if Self::n_slots(self.len()) > self.slots.len() {
+            self.slots = vec![(EMPTY, 0); Self::n_slots(self.len())];
+            for id in 0..self.len() as u32 {
+                self.insert_slot(id);
+            }
         } else {
             self.insert_slot(id);
         }
@@ -102,26 +163,24 @@ impl StrTable {
     }
 
     fn insert_slot(&mut self, id: u32) {
+        self.insert_hashed(id, hash_bytes(self.get_str(id)));
+    }
+
+    fn insert_hashed(&mut self, id: u32, h: u64) {
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut i = hash_bytes(self.get_str(id)) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
-            let e = self.slots[i];
+            let (e, t) = self.slots[i];
             if e == EMPTY {
-                self.slots[i] = id;
+                self.slots[i] = (id, tag);
                 return;
             }
-            if self.get_str(e) == self.get_str(id) {
-                self.slots[i] = id; // the newer entry wins
+            if t == tag && self.get_str(e) == self.get_str(id) {
+                self.slots[i] = (id, tag); // the newer entry wins
                 return;
             }
             i = (i + 1) & mask;
-        }
-    }
-
-    fn rehash(&mut self, n_slots: usize) {
-        self.slots = vec![EMPTY; n_slots];
-        for id in 0..self.len() as u32 {
-            self.insert_slot(id);
         }
     }
 }

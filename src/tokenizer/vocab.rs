@@ -129,13 +129,20 @@ impl Vocab {
         }
         let info = g.get_array(key)?;
         let mut strings = StrTable::with_capacity(n, info.byte_len);
-        for (i, t) in tokens.enumerate() {
+        let mut empty_names = Vec::new();
+        for (i, t) in g.get_str_array(key)?.enumerate() {
             if t.is_empty() {
-                strings.push(format!("[EMPTY_{i}]").as_bytes());
-            } else {
-                strings.push(t);
+                empty_names.push((i, format!("[EMPTY_{i}]")));
             }
         }
+        let mut empty = empty_names.iter().peekable();
+        strings.extend_bulk(tokens.enumerate().map(|(i, t)| match empty.peek() {
+            Some((j, name)) if *j == i => {
+                empty.next();
+                name.as_bytes()
+            }
+            _ => t,
+        }));
 
         let key = "tokenizer.ggml.scores";
         let scores = if g.contains_key(key) {
@@ -152,7 +159,9 @@ impl Vocab {
             if s.len() < n {
                 bail!("{key} has {} entries for {n} tokens", s.len());
             }
-            s[..n].to_vec()
+            let mut s = s;
+            s.truncate(n);
+            s
         } else {
             vec![0.0; n]
         };
@@ -450,12 +459,24 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The first occurrence of `needle` in `hay` at or after `from`.
 pub fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() {
+    let Some((&first, rest)) = needle.split_first() else {
         return (from <= hay.len()).then_some(from);
+    };
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        match hay[i..hay.len() - rest.len()]
+            .iter()
+            .position(|&b| b == first)
+        {
+            None => return None,
+            Some(p) => {
+                i += p;
+                if &hay[i + 1..i + needle.len()] == rest {
+                    return Some(i);
+                }
+                i += 1;
+            }
+        }
     }
-    if hay.len() < needle.len() {
-        return None;
-    }
-    (from..=hay.len() - needle.len())
-        .find(|&i| hay[i] == needle[0] && &hay[i..i + needle.len()] == needle)
+    None
 }
