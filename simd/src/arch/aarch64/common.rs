@@ -66,7 +66,6 @@ pub(crate) unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int
 ///
 /// # Safety
 /// As [`sdot`]: the CPU must implement `FEAT_DotProd`.
-#[allow(dead_code)] // used by the interleaved GEMV (next commit)
 #[inline(always)]
 pub(crate) unsafe fn sdot_lane<const L: i32>(
     mut acc: int32x4_t,

@@ -9,7 +9,7 @@
 //!
 //! Files: `common` (SDOT, fp16 conversion, helpers), `legacy` (Q4_0 .. Q8_0 dots), `kquants`
 //! (Q2_K .. Q6_K dots), `float` (F32 / F16), `quantize` (Q8_0 / Q8_1 / Q8_K activations),
-//! `dequant` (rows to f32).
+//! `dequant` (rows to f32), `repack` (the opt-in four-row interleaved Q4_0 / Q8_0 GEMV).
 
 mod common;
 mod dequant;
@@ -17,6 +17,7 @@ mod float;
 mod kquants;
 mod legacy;
 mod quantize;
+pub mod repack;
 
 use crate::blocks::*;
 use crate::traits::{FromFloat, Kernels, ToFloat, TypeTraits, VecDot};
