@@ -1,6 +1,6 @@
 //! Activation quantizers (f32 → Q8_0, Q8_1, Q8_K) with NEON. They compute exactly what the
-//! scalar reference does: the same scale, the same rounding (`vcvtaq` = ties away from zero as
-//! `f32::round`, `vcvtnq` = ties to even as `nearest_int`), saturating narrows as `as i8`.
+//! scalar reference does: the same scale, the same rounding (`vcvtnq` = ties to even, as
+//! `round_ties_even` / `nearest_int`), saturating narrows as `as i8`.
 
 use super::common::f32_to_f16;
 use crate::blocks::*;
@@ -28,7 +28,7 @@ unsafe fn amax(v: &[float32x4_t]) -> f32 {
     vmaxvq_f32(m)
 }
 
-/// Round `x * id` (ties away from zero) to i8 with saturation, 32 values; returns the i32 lanes'
+/// Round `x * id` (ties to even) to i8 with saturation, 32 values; returns the i32 lanes'
 /// sum as well (for Q8_1).
 #[inline(always)]
 unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
@@ -36,7 +36,7 @@ unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
     for h in 0..2 {
         let mut q = [vdupq_n_s32(0); 4];
         for k in 0..4 {
-            q[k] = vcvtaq_s32_f32(vmulq_n_f32(v[4 * h + k], id));
+            q[k] = vcvtnq_s32_f32(vmulq_n_f32(v[4 * h + k], id));
             sum = vaddq_s32(sum, q[k]);
         }
         let a = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
@@ -46,15 +46,17 @@ unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
     vaddvq_s32(sum)
 }
 
-/// f32 → Q8_0: per block `d = amax / 127`, `q = round(x / d)`.
+/// f32 → Q8_0 as the scalar reference (llama.cpp's x86 definition): per block
+/// `d = amax / 127`, `q = round_ties_even(x * (127 / amax))`.
 pub(crate) fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
         // SAFETY: `xs` holds 32 f32 and `b.qs` 32 bytes: the loads and stores stay inside them.
         unsafe {
             let v = load32(xs);
-            let d = amax(&v) / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let amax = amax(&v);
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             b.d = f16::from_bits(f32_to_f16(d));
             round_store_q8(&v, id, b.qs.as_mut_ptr());
         }
@@ -68,8 +70,9 @@ pub(crate) fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
         // SAFETY: as in `quantize_row_q8_0`.
         unsafe {
             let v = load32(xs);
-            let d = amax(&v) / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let amax = amax(&v);
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             b.d = f16::from_bits(f32_to_f16(d));
             let sum = round_store_q8(&v, id, b.qs.as_mut_ptr());
             b.s = f16::from_bits(f32_to_f16(sum as f32 * d));
