@@ -41,7 +41,11 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => run::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
-        Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
+        Command::Inspect {
+            model,
+            json,
+            metadata,
+        } => inspect::run(&model, json, metadata),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));
