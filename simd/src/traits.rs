@@ -6,6 +6,7 @@
 //! `NIB_KERNELS=scalar` (or any other level's name) forces a level for tests and debugging.
 
 use crate::dot::scalar;
+use crate::quantize as q;
 use crate::reference as r;
 use crate::GgmlType;
 use std::fmt;
@@ -212,17 +213,17 @@ fn scalar_table() -> Vec<TypeTraits> {
         entry(F32, F32, Some(r::dequantize_row_f32), Some(r::quantize_row_f32), Some(scalar::vec_dot_f32)),
         entry(F16, F16, Some(r::dequantize_row_f16), Some(r::quantize_row_f16), Some(scalar::vec_dot_f16)),
         entry(BF16, BF16, Some(r::dequantize_row_bf16), Some(r::quantize_row_bf16), Some(scalar::vec_dot_bf16)),
-        entry(Q4_0, Q8_0, Some(r::dequantize_row_q4_0), None, Some(scalar::vec_dot_q4_0_q8_0)),
-        entry(Q4_1, Q8_1, Some(r::dequantize_row_q4_1), None, Some(scalar::vec_dot_q4_1_q8_1)),
-        entry(Q5_0, Q8_0, Some(r::dequantize_row_q5_0), None, Some(scalar::vec_dot_q5_0_q8_0)),
-        entry(Q5_1, Q8_1, Some(r::dequantize_row_q5_1), None, Some(scalar::vec_dot_q5_1_q8_1)),
+        entry(Q4_0, Q8_0, Some(r::dequantize_row_q4_0), Some(q::quantize_row_q4_0), Some(scalar::vec_dot_q4_0_q8_0)),
+        entry(Q4_1, Q8_1, Some(r::dequantize_row_q4_1), Some(q::quantize_row_q4_1), Some(scalar::vec_dot_q4_1_q8_1)),
+        entry(Q5_0, Q8_0, Some(r::dequantize_row_q5_0), Some(q::quantize_row_q5_0), Some(scalar::vec_dot_q5_0_q8_0)),
+        entry(Q5_1, Q8_1, Some(r::dequantize_row_q5_1), Some(q::quantize_row_q5_1), Some(scalar::vec_dot_q5_1_q8_1)),
         entry(Q8_0, Q8_0, Some(r::dequantize_row_q8_0), Some(r::quantize_row_q8_0), Some(scalar::vec_dot_q8_0_q8_0)),
         entry(Q8_1, Q8_1, Some(r::dequantize_row_q8_1), Some(r::quantize_row_q8_1), None),
-        entry(Q2_K, Q8_K, Some(r::dequantize_row_q2_k), None, Some(scalar::vec_dot_q2_k_q8_k)),
-        entry(Q3_K, Q8_K, Some(r::dequantize_row_q3_k), None, Some(scalar::vec_dot_q3_k_q8_k)),
-        entry(Q4_K, Q8_K, Some(r::dequantize_row_q4_k), None, Some(scalar::vec_dot_q4_k_q8_k)),
-        entry(Q5_K, Q8_K, Some(r::dequantize_row_q5_k), None, Some(scalar::vec_dot_q5_k_q8_k)),
-        entry(Q6_K, Q8_K, Some(r::dequantize_row_q6_k), None, Some(scalar::vec_dot_q6_k_q8_k)),
+        entry(Q2_K, Q8_K, Some(r::dequantize_row_q2_k), Some(q::quantize_row_q2_k), Some(scalar::vec_dot_q2_k_q8_k)),
+        entry(Q3_K, Q8_K, Some(r::dequantize_row_q3_k), Some(q::quantize_row_q3_k), Some(scalar::vec_dot_q3_k_q8_k)),
+        entry(Q4_K, Q8_K, Some(r::dequantize_row_q4_k), Some(q::quantize_row_q4_k), Some(scalar::vec_dot_q4_k_q8_k)),
+        entry(Q5_K, Q8_K, Some(r::dequantize_row_q5_k), Some(q::quantize_row_q5_k), Some(scalar::vec_dot_q5_k_q8_k)),
+        entry(Q6_K, Q8_K, Some(r::dequantize_row_q6_k), Some(q::quantize_row_q6_k), Some(scalar::vec_dot_q6_k_q8_k)),
         entry(Q8_K, Q8_K, Some(r::dequantize_row_q8_k), Some(r::quantize_row_q8_k), None),
     ]
 }
