@@ -26,6 +26,8 @@ pub enum Level {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 with AVX2 plus AVX-512 F/BW/VL and AVX-512 VNNI (Zen 4/5, Ice Lake and later).
+    Avx512Vnni,
     /// aarch64 Advanced SIMD without the dot-product extension.
     Neon,
     /// aarch64 Advanced SIMD with SDOT (`dotprod`), as on Neoverse-N1.
@@ -33,12 +35,13 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Neon, Level::NeonDotprod];
+    pub const ALL: [Level; 5] = [Level::Scalar, Level::Avx2, Level::Avx512Vnni, Level::Neon, Level::NeonDotprod];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
+            Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
             Level::NeonDotprod => "neon-dotprod",
         }
@@ -58,6 +61,14 @@ impl Level {
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
             }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => {
+                Level::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
@@ -72,7 +83,7 @@ impl Level {
 
     /// The best level this CPU supports.
     pub fn detect() -> Level {
-        [Level::NeonDotprod, Level::Neon, Level::Avx2]
+        [Level::NeonDotprod, Level::Neon, Level::Avx512Vnni, Level::Avx2]
             .into_iter()
             .find(|l| l.is_supported())
             .unwrap_or(Level::Scalar)
@@ -124,6 +135,8 @@ impl Kernels {
             Level::Scalar => {}
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => crate::arch::x86::install_avx2(&mut table),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => crate::arch::x86::install_avx512vnni(&mut table),
             #[cfg(target_arch = "aarch64")]
             Level::Neon => crate::arch::aarch64::install_neon(&mut table),
             #[cfg(target_arch = "aarch64")]

@@ -26,26 +26,21 @@ pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (join(sc_lo, sc_hi), join(mn_lo, mn_hi))
 }
 
-/// The sixteen signed 6-bit scales of Q3_K (as `reference::q3_k_scales`), 4 at a time.
+/// The sixteen signed 6-bit scales of Q3_K (as `reference::q3_k_scales`) as bytes of a vector,
+/// assembled 4 at a time in general-purpose registers.
 #[inline]
-pub(crate) fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn q3_k_scales(s: &[u8; 12]) -> __m128i {
     let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a0, a1, a2) = (word(0), word(1), word(2));
     // Low 4 bits: the low nibbles of bytes 0..8 (scales 0..8), then their high nibbles (8..16).
     // High 2 bits: bit pair `j / 4` of byte `8 + j % 4`.
-    let w = [
-        (a0 & 0x0F0F_0F0F) | ((a2 << 4) & 0x3030_3030),
-        (a1 & 0x0F0F_0F0F) | ((a2 << 2) & 0x3030_3030),
-        ((a0 >> 4) & 0x0F0F_0F0F) | (a2 & 0x3030_3030),
-        ((a1 >> 4) & 0x0F0F_0F0F) | ((a2 >> 2) & 0x3030_3030),
-    ];
-    let mut out = [0i8; 16];
-    for (o, w) in out.chunks_exact_mut(4).zip(w) {
-        for (o, b) in o.iter_mut().zip(w.to_le_bytes()) {
-            *o = b as i8 - 32;
-        }
-    }
-    out
+    let w0 = (a0 & 0x0F0F_0F0F) | ((a2 << 4) & 0x3030_3030);
+    let w1 = (a1 & 0x0F0F_0F0F) | ((a2 << 2) & 0x3030_3030);
+    let w2 = ((a0 >> 4) & 0x0F0F_0F0F) | (a2 & 0x3030_3030);
+    let w3 = ((a1 >> 4) & 0x0F0F_0F0F) | ((a2 >> 2) & 0x3030_3030);
+    let v = _mm_set_epi32(w3 as i32, w2 as i32, w1 as i32, w0 as i32);
+    _mm_sub_epi8(v, _mm_set1_epi8(32))
 }
 
 /// The first and second 32 activations of a 64-element slice.
@@ -61,22 +56,70 @@ fn quarters(q: &[i8; 128]) -> [&[i8; 32]; 4] {
     [&c[0], &c[1], &c[2], &c[3]]
 }
 
-/// The i16 scales for one 32-byte vector of 16-element sub-blocks `2k` and `2k + 1`: a shuffle
-/// of the 16 byte scales, sign-extended.
+/// The 16 signed byte scales of a super-block's 16-element sub-blocks as `i16`, ready for
+/// [`scale_pair`]: scales 0..8 in both 128-bit lanes of the first vector, 8..16 of the second.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale_pair(scales: __m128i, k: usize) -> __m256i {
-    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick_byte_pair(2 * k)))
+fn scales_i16(scales: __m128i) -> [__m256i; 2] {
+    [
+        _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(scales)),
+        _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128::<8>(scales))),
+    ]
+}
+
+/// `vpshufb` masks: [`PAIR_MASKS`]`[p]` puts `i16` lane `2p` of each 128-bit half in all lanes of
+/// the low half and lane `2p + 1` in the high half; [`LANE_MASKS`]`[j]` puts lane `j` everywhere.
+static PAIR_MASKS: [[u8; 32]; 4] = shuffle_masks(true);
+static LANE_MASKS: [[u8; 32]; 8] = shuffle_masks(false);
+
+/// Masks whose byte `i` picks byte `i % 2` of `i16` lane `2k` (`pairs`: `2k + 1` for the high
+/// half) or lane `k`.
+const fn shuffle_masks<const N: usize>(pairs: bool) -> [[u8; 32]; N] {
+    let mut m = [[0u8; 32]; N];
+    let mut k = 0;
+    while k < N {
+        let mut i = 0;
+        while i < 32 {
+            let lane = if !pairs {
+                k
+            } else if i < 16 {
+                2 * k
+            } else {
+                2 * k + 1
+            };
+            m[k][i] = (2 * lane + i % 2) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    m
+}
+
+/// The masks, hidden from the optimiser: with constant masks LLVM rewrites each one-instruction
+/// `vpshufb` of a broadcast into three shuffles (`pshuflw`/`pshufd`/`vpermq`), which made the
+/// shuffle port the bottleneck of the K-quant loops. Loaded from L1 they stay one `vpshufb`.
+#[inline]
+fn opaque<T>(masks: &'static T) -> &'static T {
+    std::hint::black_box(masks)
+}
+
+/// The `i16` multipliers for the 32-byte vector `k` (0..8) of a super-block: sub-block `2k`'s
+/// scale in the low lane (its 16 elements' `maddubs` pairs), `2k + 1`'s in the high lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_pair(sc: &[__m256i; 2], k: usize, masks: &[[u8; 32]; 4]) -> __m256i {
+    _mm256_shuffle_epi8(sc[k / 4], load_256(&masks[k % 4]))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let masks = opaque(&PAIR_MASKS);
     let m3 = _mm256_set1_epi8(3);
     let mut acc = _mm256_setzero_ps();
     let mut acc_min = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
         let packed = load_128(&a.scales);
-        let scales = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
+        let scales = scales_i16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
         let mins = _mm256_cvtepu8_epi16(_mm_and_si128(
             _mm_srli_epi16::<4>(packed),
             _mm_set1_epi8(0x0F),
@@ -90,7 +133,10 @@ pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
             for (s, q8) in quarters(q8).into_iter().enumerate() {
                 let u = _mm256_and_si256(q, m3);
                 let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(scales, 4 * k + s)));
+                sumi = _mm256_add_epi32(
+                    sumi,
+                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * k + s, masks)),
+                );
                 q = _mm256_srli_epi16::<2>(q);
             }
         }
@@ -103,14 +149,15 @@ pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let masks = opaque(&PAIR_MASKS);
     let m3 = _mm256_set1_epi8(3);
     let m4 = _mm256_set1_epi8(4);
     let mut acc = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let sc = q3_k_scales(&a.scales);
-        let scales = load_128(bytemuck::cast_ref(&sc));
+        let scales = q3_k_scales(&a.scales);
         // Σ sc·(u − 4)·q8 = Σ sc·u·q8 − 4·Σ sc·bsum
         let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load_256_i16(&b.bsums));
+        let scales = scales_i16(scales);
         let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<2>(offset));
         let mut hm = load_256(&a.hmask);
         let (q3, _) = a.qs.as_chunks::<32>();
@@ -124,7 +171,10 @@ pub(super) fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                     _mm256_and_si256(_mm256_slli_epi16::<2>(hm), m4),
                 );
                 let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(scales, 4 * k + s)));
+                sumi = _mm256_add_epi32(
+                    sumi,
+                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * k + s, masks)),
+                );
                 q = _mm256_srli_epi16::<2>(q);
                 hm = _mm256_srli_epi16::<1>(hm);
             }
@@ -149,6 +199,7 @@ fn k4_min_sums(mins: &[u8; 8], bsums: &[i16; 16]) -> __m128i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let masks = opaque(&LANE_MASKS);
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = _mm256_setzero_ps();
     let mut acc_min = _mm_setzero_ps();
@@ -167,8 +218,8 @@ pub(super) fn dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
                 _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
                 load_256_i8(y1),
             );
-            let lo = _mm256_madd_epi16(lo, _mm256_shuffle_epi8(sc16, pick_i16_lane(2 * j)));
-            let hi = _mm256_madd_epi16(hi, _mm256_shuffle_epi8(sc16, pick_i16_lane(2 * j + 1)));
+            let lo = _mm256_madd_epi16(lo, _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j])));
+            let hi = _mm256_madd_epi16(hi, _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j + 1])));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
         }
         let d = _mm256_mul_ps(f16_pair(a.d, a.dmin), _mm256_set1_ps(b.d));
@@ -184,6 +235,7 @@ pub(super) fn dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let masks = opaque(&LANE_MASKS);
     let m4 = _mm256_set1_epi8(0x0F);
     let bit4 = _mm256_set1_epi8(0x10);
     let mut acc = _mm256_setzero_ps();
@@ -212,11 +264,11 @@ pub(super) fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             let (y0, y1) = halves(q8);
             let lo = _mm256_madd_epi16(
                 _mm256_maddubs_epi16(ulo, load_256_i8(y0)),
-                _mm256_shuffle_epi8(sc16, pick_i16_lane(2 * j)),
+                _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j])),
             );
             let hi = _mm256_madd_epi16(
                 _mm256_maddubs_epi16(uhi, load_256_i8(y1)),
-                _mm256_shuffle_epi8(sc16, pick_i16_lane(2 * j + 1)),
+                _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j + 1])),
             );
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
         }
@@ -263,12 +315,14 @@ fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let masks = opaque(&PAIR_MASKS);
     let mut acc = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
         let scales = load_128(bytemuck::cast_ref(&a.scales));
         // Σ sc·(u − 32)·q8 = Σ sc·u·q8 − 32·Σ sc·bsum
         let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load_256_i16(&b.bsums));
         let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offset));
+        let scales = scales_i16(scales);
         let (ql, _) = a.ql.as_chunks::<64>();
         let (qh, _) = a.qh.as_chunks::<32>();
         let (q8, _) = b.qs.as_chunks::<128>();
@@ -276,7 +330,10 @@ pub(super) fn dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             let u = q6_k_quarter_values(ql, qh);
             for (k, (u, q8)) in u.into_iter().zip(quarters(q8)).enumerate() {
                 let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(scales, 4 * n + k)));
+                sumi = _mm256_add_epi32(
+                    sumi,
+                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * n + k, masks)),
+                );
             }
         }
         let d = _mm256_mul_ps(f16_splat(a.d), _mm256_set1_ps(b.d));
@@ -307,15 +364,14 @@ fn store_two_subblocks(out: &mut [f32; 32], q: __m256i, d: [__m256; 2], m: Optio
     }
 }
 
-/// `d · s[i]` for 16 byte scales, as two vectors of 8 (the same f32 products as the reference).
+/// `d · s[i]` for 16 signed byte scales, as two vectors of 8 (the same f32 products as the
+/// reference).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scaled16(d: __m256, s: [i8; 16]) -> [__m256; 2] {
-    let (c, _) = s.as_chunks::<8>();
-    [
-        _mm256_mul_ps(d, i8x8_to_f32(&c[0])),
-        _mm256_mul_ps(d, i8x8_to_f32(&c[1])),
-    ]
+fn scaled16(d: __m256, s: __m128i) -> [__m256; 2] {
+    let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s));
+    let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(s)));
+    [_mm256_mul_ps(d, lo), _mm256_mul_ps(d, hi)]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -323,8 +379,12 @@ pub(super) fn dequant_q2_k(x: &[BlockQ2K], y: &mut [f32]) {
     let m3 = _mm256_set1_epi8(3);
     for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
         // Scales and minimums are 4-bit, so as i8 they are non-negative.
-        let dl = scaled16(f16_splat(b.d), b.scales.map(|s| (s & 0x0F) as i8));
-        let ml = scaled16(f16_splat(b.dmin), b.scales.map(|s| (s >> 4) as i8));
+        let packed = load_128(&b.scales);
+        let dl = scaled16(f16_splat(b.d), _mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+        let ml = scaled16(
+            f16_splat(b.dmin),
+            _mm_and_si128(_mm_srli_epi16::<4>(packed), _mm_set1_epi8(0x0F)),
+        );
         let (q2, _) = b.qs.as_chunks::<32>();
         let (outs, _) = out.as_chunks_mut::<32>();
         let mut outs = outs.iter_mut();
@@ -345,7 +405,8 @@ pub(super) fn dequant_q3_k(x: &[BlockQ3K], y: &mut [f32]) {
     let m3 = _mm256_set1_epi8(3);
     let m4 = _mm256_set1_epi8(4);
     for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let dl = scaled16(f16_splat(b.d), q3_k_scales(&b.scales));
+        let sc = q3_k_scales(&b.scales);
+        let dl = scaled16(f16_splat(b.d), sc);
         let mut hm = load_256(&b.hmask);
         let (q3, _) = b.qs.as_chunks::<32>();
         let (outs, _) = out.as_chunks_mut::<32>();
@@ -421,7 +482,7 @@ pub(super) fn dequant_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
 pub(super) fn dequant_q6_k(x: &[BlockQ6K], y: &mut [f32]) {
     let m32 = _mm256_set1_epi8(32);
     for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let dl = scaled16(f16_splat(b.d), b.scales);
+        let dl = scaled16(f16_splat(b.d), load_128(bytemuck::cast_ref(&b.scales)));
         let (ql, _) = b.ql.as_chunks::<64>();
         let (qh, _) = b.qh.as_chunks::<32>();
         let (outs, _) = out.as_chunks_mut::<32>();

@@ -6,6 +6,7 @@
 //! the scalar code copes) and then calls the kernel. The wrappers are installed only by
 //! [`install_avx2`], which asserts the CPU features first: that is what makes the calls sound.
 
+mod avx512;
 mod float;
 mod kquants;
 mod legacy;
@@ -260,6 +261,111 @@ from_float!(
     r::quantize_row_bf16
 );
 
+vec_dot!(
+    dot512_f32,
+    avx512::dot_f32,
+    f32,
+    f32,
+    1,
+    scalar::vec_dot_f32
+);
+vec_dot!(
+    dot512_f16,
+    avx512::dot_f16,
+    f16,
+    f16,
+    1,
+    scalar::vec_dot_f16
+);
+vec_dot!(
+    dot512_bf16,
+    avx512::dot_bf16,
+    bf16,
+    bf16,
+    1,
+    scalar::vec_dot_bf16
+);
+vec_dot!(
+    dot512_q4_0,
+    avx512::dot_q4_0_q8_0,
+    BlockQ4_0,
+    BlockQ8_0,
+    QK,
+    scalar::vec_dot_q4_0_q8_0
+);
+vec_dot!(
+    dot512_q4_1,
+    avx512::dot_q4_1_q8_1,
+    BlockQ4_1,
+    BlockQ8_1,
+    QK,
+    scalar::vec_dot_q4_1_q8_1
+);
+vec_dot!(
+    dot512_q5_0,
+    avx512::dot_q5_0_q8_0,
+    BlockQ5_0,
+    BlockQ8_0,
+    QK,
+    scalar::vec_dot_q5_0_q8_0
+);
+vec_dot!(
+    dot512_q5_1,
+    avx512::dot_q5_1_q8_1,
+    BlockQ5_1,
+    BlockQ8_1,
+    QK,
+    scalar::vec_dot_q5_1_q8_1
+);
+vec_dot!(
+    dot512_q8_0,
+    avx512::dot_q8_0_q8_0,
+    BlockQ8_0,
+    BlockQ8_0,
+    QK,
+    scalar::vec_dot_q8_0_q8_0
+);
+vec_dot!(
+    dot512_q2_k,
+    avx512::dot_q2_k_q8_k,
+    BlockQ2K,
+    BlockQ8K,
+    QK_K,
+    scalar::vec_dot_q2_k_q8_k
+);
+vec_dot!(
+    dot512_q3_k,
+    avx512::dot_q3_k_q8_k,
+    BlockQ3K,
+    BlockQ8K,
+    QK_K,
+    scalar::vec_dot_q3_k_q8_k
+);
+vec_dot!(
+    dot512_q4_k,
+    avx512::dot_q4_k_q8_k,
+    BlockQ4K,
+    BlockQ8K,
+    QK_K,
+    scalar::vec_dot_q4_k_q8_k
+);
+vec_dot!(
+    dot512_q5_k,
+    avx512::dot_q5_k_q8_k,
+    BlockQ5K,
+    BlockQ8K,
+    QK_K,
+    scalar::vec_dot_q5_k_q8_k
+);
+vec_dot!(
+    dot512_q6_k,
+    avx512::dot_q6_k_q8_k,
+    BlockQ6K,
+    BlockQ8K,
+    QK_K,
+    scalar::vec_dot_q6_k_q8_k
+);
+
 /// Overwrites the scalar table's entries with the AVX2 kernels.
 ///
 /// Panics if the CPU lacks AVX2, FMA or F16C: every function installed here relies on them.
@@ -298,4 +404,33 @@ pub(crate) fn install_avx2(table: &mut [TypeTraits]) {
     from(table, Q8_K, quant_q8_k);
     from(table, F16, quant_f16);
     from(table, BF16, quant_bf16);
+}
+
+/// The AVX2 table with the kernels that AVX-512 + VNNI make faster swapped in.
+///
+/// Panics if the CPU lacks any of AVX2, FMA, F16C, AVX-512 F/BW/VL or AVX-512 VNNI.
+pub(crate) fn install_avx512vnni(table: &mut [TypeTraits]) {
+    assert!(
+        Level::Avx512Vnni.is_supported(),
+        "install_avx512vnni on a CPU without AVX-512 VNNI"
+    );
+    install_avx2(table);
+    use GgmlType::*;
+    for (ty, f) in [
+        (F32, dot512_f32 as crate::traits::VecDot),
+        (F16, dot512_f16),
+        (BF16, dot512_bf16),
+        (Q4_0, dot512_q4_0),
+        (Q4_1, dot512_q4_1),
+        (Q5_0, dot512_q5_0),
+        (Q5_1, dot512_q5_1),
+        (Q8_0, dot512_q8_0),
+        (Q2_K, dot512_q2_k),
+        (Q3_K, dot512_q3_k),
+        (Q4_K, dot512_q4_k),
+        (Q5_K, dot512_q5_k),
+        (Q6_K, dot512_q6_k),
+    ] {
+        Kernels::set_in(table, ty, |t| t.vec_dot = Some(f));
+    }
 }

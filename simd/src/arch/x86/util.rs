@@ -122,13 +122,6 @@ pub(super) fn u8x8_to_f32(b: &[u8; 8]) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(load_64(b)))
 }
 
-/// 8 bytes (signed) to 8 f32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn i8x8_to_f32(b: &[i8; 8]) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_64(bytemuck::cast_ref(b))))
-}
-
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -210,22 +203,4 @@ pub(super) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_i8_i8(w: __m256i, a: __m256i) -> __m256i {
     dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
-}
-
-/// Broadcast one byte lane pair: a mask for `_mm256_shuffle_epi8` picking `i16` lane `k` (0..8)
-/// of a 128-bit half into every lane.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn pick_i16_lane(k: usize) -> __m256i {
-    let lo = (2 * k) as i16;
-    _mm256_set1_epi16(lo | ((lo + 1) << 8))
-}
-
-/// A mask for `_mm_shuffle_epi8` giving bytes `[b; 8] ++ [b + 1; 8]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn pick_byte_pair(b: usize) -> __m128i {
-    let lo = 0x0101_0101_0101_0101u64.wrapping_mul(b as u64);
-    let hi = 0x0101_0101_0101_0101u64.wrapping_mul(b as u64 + 1);
-    _mm_set_epi64x(hi as i64, lo as i64)
 }
