@@ -549,7 +549,8 @@ fn dot_by16<T: Copy>(
         acc[0] = _mm512_fmadd_ps(load(a), load(b), acc[0]);
     }
     let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(sum) + tail(xt, yt)
+    let rest = if xt.is_empty() { 0.0 } else { tail(xt, yt) };
+    _mm512_reduce_add_ps(sum) + rest
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]

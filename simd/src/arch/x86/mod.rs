@@ -1,10 +1,11 @@
-//! x86-64 kernels: AVX2 + FMA + F16C.
+//! x86-64 kernels: AVX2 + FMA + F16C (`legacy`, `kquants`, `float`, `quant`), and AVX-512 +
+//! VNNI (`avx512`) for the dot products where 512-bit vectors pay.
 //!
-//! The kernels are `#[target_feature]` functions over typed block slices (`legacy`, `kquants`,
-//! `float`, `quant`); this module wraps each in a plain `fn` with the table's signature, which
-//! checks lengths and alignment (falling back to the scalar reference for misaligned input, where
-//! the scalar code copes) and then calls the kernel. The wrappers are installed only by
-//! [`install_avx2`], which asserts the CPU features first: that is what makes the calls sound.
+//! The kernels are safe `#[target_feature]` functions over typed block slices; this module wraps
+//! each in a plain `fn` with the table's signature, which checks lengths and alignment (falling
+//! back to the scalar reference for misaligned input) and then calls the kernel. The wrappers are
+//! private and installed only by [`install_avx2`] and [`install_avx512vnni`], which assert the
+//! CPU features first: that is what makes the calls sound.
 
 mod avx512;
 mod float;
@@ -28,15 +29,17 @@ fn typed<T: Pod>(bytes: &[u8], count: usize) -> Option<&[T]> {
     try_cast_slice(&bytes[..count * size_of::<T>()]).ok()
 }
 
-/// Declares a safe `VecDot` wrapper around an AVX2 kernel `$imp(&[$x], &[$y]) -> f32` taking
+/// Declares a safe `VecDot` wrapper around a kernel `$imp(&[$x], &[$y]) -> f32` taking
 /// `n / $per` elements of each type, falling back to `$fallback` for misaligned rows.
 macro_rules! vec_dot {
     ($name:ident, $imp:path, $x:ty, $y:ty, $per:expr, $fallback:path) => {
         fn $name(n: usize, x: &[u8], y: &[u8]) -> f32 {
             let count = n / $per;
             match (typed::<$x>(x, count), typed::<$y>(y, count)) {
-                // SAFETY: this wrapper is only reachable through a table built by `install_avx2`,
-                // which asserts that the CPU has AVX2, FMA and F16C, the kernel's only requirement.
+                // SAFETY: this private wrapper is only reachable through a table built by
+                // `install_avx2` or `install_avx512vnni`, which first assert that the CPU has every
+                // feature the kernels they install are compiled for (AVX2, FMA, F16C; plus
+                // AVX-512 F/BW/VL/VNNI for the `avx512` ones, installed only by the latter).
                 (Some(x), Some(y)) => unsafe { $imp(x, y) },
                 _ => $fallback(n, x, y),
             }
