@@ -1,11 +1,19 @@
 //! nib: a native LLM inference runtime.
 //!
-//! The pipeline, by module: [`gguf`] (the file) → `tokenizer` (text → tokens) → `model`
-//! (embeddings → layers → logits, built from `ops` and the `nib_simd` kernels) → `sample`
-//! (logits → token) → `generate` (the loop, streaming text back).
+//! The pipeline, by module: [`gguf`] (the file) → [`tokenizer`] (text → tokens) → [`model`]
+//! (embeddings → layers → logits, built from [`ops`] and the `nib_simd` kernels) → [`sample`]
+//! (logits → token) → [`generate`] (the loop, streaming text back). [`chat`] renders
+//! conversations into prompts.
 
+pub mod chat;
 pub mod cli;
+pub mod generate;
 pub mod gguf;
+pub mod model;
+pub mod ops;
+pub mod perplexity;
+pub mod sample;
+pub mod tokenizer;
 
 /// The version line: crate version and the kernel level this CPU gets.
 pub fn version_string() -> &'static str {

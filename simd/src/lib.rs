@@ -12,3 +12,7 @@ pub mod traits;
 
 pub use ggml_type::{GgmlType, ALL_TYPES, QK_K};
 pub use traits::{kernels, Kernels, Level, TypeTraits};
+pub mod matmul;
+pub mod vec;
+
+pub use matmul::{matmul, quantize_rows, MatRef};

@@ -12,10 +12,12 @@
 //!   follow the C order (no fused multiply-adds), so the bytes match ggml's as well.
 //!
 //! Every function quantizes `x.len()` elements (a whole number of blocks) into `y`, which must
-//! hold at least `row_size(x.len())` bytes.
+//! hold at least `row_size(x.len())` bytes. [`weight_quantizer`] maps a type to its function.
 
 use crate::blocks::*;
 use crate::reference::nearest_int;
+use crate::traits::FromFloat;
+use crate::GgmlType;
 use bytemuck::{cast_slice_mut, Zeroable};
 use half::f16;
 
@@ -125,11 +127,46 @@ pub fn quantize_row_q5_1(x: &[f32], y: &mut [u8]) {
     }
 }
 
-/// Q8_0: `d = max|x| / 127`, `q = round(x/d)` (half away from zero). The same function as the
-/// activation quantizer [`crate::reference::quantize_row_q8_0`].
+/// Q8_0: `d = max|x| / 127`, `q = round(x · (1/d))` rounding half away from zero (C's `roundf`,
+/// as ggml's `quantize_row_q8_0_ref` and gguf-py). Not the activation quantizer of the kernel
+/// table ([`crate::reference::quantize_row_q8_0`], which follows llama.cpp's x86 kernels: ties to
+/// even, `127 / max|x|`): the two differ only in rare last-bit cases.
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
-    let n = x.len();
-    crate::reference::quantize_row_q8_0(x, &mut y[..n / QK * size_of::<BlockQ8_0>()]);
+    let blocks: &mut [BlockQ8_0] = out_blocks(y, x.len(), QK);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
+        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = inverse(d);
+        b.d = f16::from_f32(d);
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round() as i8;
+        }
+    }
+}
+
+/// The weight quantizer for `ty`: what `convert_hf_to_gguf.py` (legacy formats, F16, BF16, F32)
+/// or `llama-quantize` (K-quants) would write. For every type but Q8_0 this is also the kernel
+/// table's `from_float`; Q8_0's `from_float` is the activation quantizer (see
+/// [`quantize_row_q8_0`]).
+pub fn weight_quantizer(ty: GgmlType) -> Option<FromFloat> {
+    use crate::reference as r;
+    use GgmlType::*;
+    Some(match ty {
+        F32 => r::quantize_row_f32,
+        F16 => r::quantize_row_f16,
+        BF16 => r::quantize_row_bf16,
+        Q4_0 => quantize_row_q4_0,
+        Q4_1 => quantize_row_q4_1,
+        Q5_0 => quantize_row_q5_0,
+        Q5_1 => quantize_row_q5_1,
+        Q8_0 => quantize_row_q8_0,
+        Q2_K => quantize_row_q2_k,
+        Q3_K => quantize_row_q3_k,
+        Q4_K => quantize_row_q4_k,
+        Q5_K => quantize_row_q5_k,
+        Q6_K => quantize_row_q6_k,
+        _ => return None,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -300,34 +300,38 @@ pub fn quantize_row_bf16(x: &[f32], y: &mut [u8]) {
     }
 }
 
-/// ggml's `quantize_row_q8_0_ref`: per block `d = max|x| / 127`, `q = round(x / d)`.
+/// Q8_0 activations as llama.cpp's x86 kernels make them (`quantize_row_q8_0` with AVX2):
+/// per block `d = max|x| / 127`, `q = round_ties_even(x * (127 / max|x|))`. nib uses this one
+/// definition at every level and on every architecture, so results agree with llama.cpp's x86
+/// builds and are identical between nib's x86 and ARM builds.
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
         for (q, &v) in b.qs.iter_mut().zip(xs) {
-            *q = (v * id).round() as i8;
+            *q = (v * id).round_ties_even() as i8;
         }
     }
 }
 
-/// ggml's `quantize_row_q8_1_ref`: as Q8_0, plus `s = d * sum(q)`.
+/// Q8_1 activations, as [`quantize_row_q8_0`] plus `s = d * sum(q)` (llama.cpp's x86
+/// `quantize_row_q8_1`).
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(xs) {
-            *q = (v * id).round() as i8;
+            *q = (v * id).round_ties_even() as i8;
             sum += *q as i32;
         }
-        b.s = f16::from_f32(sum as f32 * d);
+        b.s = f16::from_f32(d * sum as f32);
     }
 }
 

@@ -41,15 +41,9 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 /// A random weight row of `n` elements in `ty`: random quants, small finite scales.
 fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
     match ty {
-        GgmlType::F32 => (0..n)
-            .flat_map(|_| (rng.f32() * scale).to_le_bytes())
-            .collect(),
-        GgmlType::F16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => (0..n)
-            .flat_map(|_| half::bf16::from_f32(rng.f32() * scale).to_le_bytes())
-            .collect(),
+        GgmlType::F32 => (0..n).flat_map(|_| (rng.f32() * scale).to_le_bytes()).collect(),
+        GgmlType::F16 => (0..n).flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes()).collect(),
+        GgmlType::BF16 => (0..n).flat_map(|_| half::bf16::from_f32(rng.f32() * scale).to_le_bytes()).collect(),
         _ => {
             let bs = ty.type_size();
             let mut v: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
@@ -65,21 +59,17 @@ fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
 }
 
 fn levels() -> Vec<Level> {
-    Level::ALL
-        .into_iter()
-        .filter(|l| l.is_supported())
-        .collect()
+    Level::ALL.into_iter().filter(|l| l.is_supported()).collect()
 }
 
 const WEIGHT_TYPES: [GgmlType; 13] = {
     use GgmlType::*;
-    [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-    ]
+    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
 };
 
-fn block_counts() -> [usize; 6] {
-    [1, 2, 3, 7, 8, 17]
+fn block_counts() -> [usize; 8] {
+    // Odd and even counts around the SIMD kernels' unrolling (2 blocks) and a longer row.
+    [1, 2, 3, 4, 5, 7, 8, 17]
 }
 
 #[test]
@@ -119,11 +109,7 @@ fn dequantized_dot(scalar: &Kernels, ty: GgmlType, w: &[u8], a: &[u8], n: usize)
     (scalar.get(ty).unwrap().to_float.unwrap())(w, &mut wf);
     (scalar.get(at).unwrap().to_float.unwrap())(a, &mut af);
     let dot = wf.iter().zip(&af).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let mag = wf
-        .iter()
-        .zip(&af)
-        .map(|(&x, &y)| (x as f64 * y as f64).abs())
-        .sum();
+    let mag = wf.iter().zip(&af).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
     (dot, mag)
 }
 
@@ -148,14 +134,8 @@ fn vec_dot_matches_scalar_at_every_level() {
                     let (exact, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
                     // f16 products in the legacy formats round once per block; the rest is f32.
                     let tol = 2e-3 * mag + 1e-6;
-                    assert!(
-                        (want - exact).abs() <= tol,
-                        "scalar {ty} n={n} s={scale}: {want} vs exact {exact}"
-                    );
-                    assert!(
-                        (got - want).abs() <= tol,
-                        "{level} {ty} n={n} s={scale}: {got} vs scalar {want}"
-                    );
+                    assert!((want - exact).abs() <= tol, "scalar {ty} n={n} s={scale}: {want} vs exact {exact}");
+                    assert!((got - want).abs() <= tol, "{level} {ty} n={n} s={scale}: {got} vs scalar {want}");
                 }
             }
         }
@@ -168,13 +148,7 @@ fn activation_quantizers_match_scalar_at_every_level() {
     let mut rng = Rng(42);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for at in [
-            GgmlType::Q8_0,
-            GgmlType::Q8_1,
-            GgmlType::Q8_K,
-            GgmlType::F16,
-            GgmlType::BF16,
-        ] {
+        for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16] {
             let bs = at.block_size().max(32);
             for nb in block_counts() {
                 let n = nb * bs.max(if at == GgmlType::Q8_K { 256 } else { 32 });
@@ -182,9 +156,7 @@ fn activation_quantizers_match_scalar_at_every_level() {
                     (0..n).map(|_| rng.f32()).collect(),
                     vec![0.0; n],
                     vec![0.75; n],
-                    (0..n)
-                        .map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 })
-                        .collect(),
+                    (0..n).map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 }).collect(),
                     (0..n).map(|_| rng.f32() * 1e-30).collect(),
                 ];
                 inputs.push((0..n).map(|i| -(i as f32)).collect());
@@ -204,13 +176,174 @@ fn activation_quantizers_match_scalar_at_every_level() {
                     for i in 0..n {
                         // Rounding of exact halves may differ by one step between levels.
                         let step = amax / 127.0 * 1.01 + f32::MIN_POSITIVE;
+                        assert!((wf[i] - gf[i]).abs() <= step, "{level} {at} n={n} i={i}: {} vs {}", gf[i], wf[i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Quantized weight rows built from one repeated byte (all quants at an extreme or a pattern),
+/// against activations at ±127: every integer path at its largest magnitudes.
+#[test]
+fn vec_dot_on_extreme_quants_matches_scalar() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(7);
+    let n_of = |ty: GgmlType, nb: usize| nb * ty.block_size();
+    let inputs: [fn(usize) -> f32; 4] = [
+        |_| 1.0,
+        |_| -1.0,
+        |i| if i % 2 == 0 { 1.0 } else { -1.0 },
+        |i| {
+            if i % 3 == 0 {
+                -2.0
+            } else {
+                1.0 + (i % 7) as f32 * 0.25
+            }
+        },
+    ];
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+            let at = k.get(ty).unwrap().vec_dot_type;
+            for nb in [1, 3] {
+                let n = n_of(ty, nb);
+                for fill in [0x00u8, 0xFF, 0x80, 0x7F, 0x55, 0xAA] {
+                    let mut w = random_row(ty, n, &mut rng, 1.0);
+                    let fields = f16_fields(ty);
+                    for b in w.chunks_exact_mut(ty.type_size()) {
+                        for (i, byte) in b.iter_mut().enumerate() {
+                            if !fields.iter().any(|&o| i == o || i == o + 1) {
+                                *byte = fill;
+                            }
+                        }
+                    }
+                    for input in inputs {
+                        let x: Vec<f32> = (0..n).map(input).collect();
+                        let mut a = vec![0u8; at.row_size(n).unwrap()];
+                        (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
+                        let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                        let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                        let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                        let tol = 2e-3 * mag + 1e-6;
                         assert!(
-                            (wf[i] - gf[i]).abs() <= step,
-                            "{level} {at} n={n} i={i}: {} vs {}",
-                            gf[i],
-                            wf[i]
+                            (got - want).abs() <= tol,
+                            "{level} {ty} fill={fill:#04x} n={n}: {got} vs scalar {want}"
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// F32 and F16 rows of every small length and a few odd longer ones: the vector loops' tails.
+#[test]
+fn float_kernels_handle_every_tail_length() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(99);
+    let lengths: Vec<usize> = (1..=40).chain([63, 64, 65, 100, 257]).collect();
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for ty in [GgmlType::F32, GgmlType::F16] {
+            let t = k.get(ty).unwrap();
+            let st = scalar.get(ty).unwrap();
+            for &n in &lengths {
+                let w = random_row(ty, n, &mut rng, 2.0);
+                let a = random_row(ty, n, &mut rng, 2.0);
+                let want = (st.vec_dot.unwrap())(n, &w, &a) as f64;
+                let got = (t.vec_dot.unwrap())(n, &w, &a) as f64;
+                let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                assert!((got - want).abs() <= 1e-5 * mag + 1e-6, "{level} {ty} n={n}: {got} vs {want}");
+
+                let (mut wf, mut gf) = (vec![0f32; n], vec![0f32; n]);
+                (st.to_float.unwrap())(&w, &mut wf);
+                (t.to_float.unwrap())(&w, &mut gf);
+                assert_eq!(wf, gf, "{level} {ty} to_float n={n}");
+
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 70000.0).collect();
+                let size = ty.row_size(n).unwrap();
+                let (mut wq, mut gq) = (vec![0u8; size], vec![0u8; size]);
+                (st.from_float.unwrap())(&x, &mut wq);
+                (t.from_float.unwrap())(&x, &mut gq);
+                assert_eq!(wq, gq, "{level} {ty} from_float n={n}");
+            }
+        }
+    }
+}
+
+/// On aarch64 the levels must really install their own kernels (a level that silently kept the
+/// scalar entries would pass every comparison above), and dotprod must differ from plain NEON.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_levels_install_their_own_kernels() {
+    use GgmlType::*;
+    let scalar = Kernels::for_level(Level::Scalar);
+    let neon = Kernels::for_level(Level::Neon);
+    let addr = |k: &Kernels, ty: GgmlType| {
+        let t = k.get(ty).unwrap();
+        (t.to_float.map(|f| f as usize), t.from_float.map(|f| f as usize), t.vec_dot.map(|f| f as usize))
+    };
+    let quant_dots = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
+    for ty in quant_dots.into_iter().chain([F32, F16]) {
+        assert_ne!(addr(&neon, ty).2, addr(&scalar, ty).2, "neon vec_dot {ty}");
+    }
+    for ty in [F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K] {
+        assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
+    }
+    for ty in [F16, Q8_0, Q8_1, Q8_K] {
+        assert_ne!(addr(&neon, ty).1, addr(&scalar, ty).1, "neon from_float {ty}");
+    }
+    if Level::NeonDotprod.is_supported() {
+        let dp = Kernels::for_level(Level::NeonDotprod);
+        for ty in quant_dots {
+            assert_ne!(addr(&dp, ty).2, addr(&neon, ty).2, "dotprod vec_dot {ty}");
+            assert_ne!(addr(&dp, ty).2, addr(&scalar, ty).2, "dotprod vec_dot {ty}");
+        }
+    }
+}
+
+/// The aarch64 activation quantizers compute exactly what the scalar ones do (same scale, same
+/// rounding, same sums), so they are held to byte equality, including Q8_1's `s` and Q8_K's
+/// `bsums` and sign choice, which the dequantizing comparison above cannot see.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_activation_quantizers_are_bit_exact() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0x5eed);
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            for nb in [1, 2, 5] {
+                let n = nb * at.block_size();
+                let mut inputs: Vec<Vec<f32>> = vec![
+                    (0..n).map(|_| rng.f32() * 3.0).collect(),
+                    vec![0.0; n],
+                    vec![-0.75; n],
+                    // Exact halves after scaling: amax 127 makes id 1, so k + 0.5 hits the ties.
+                    (0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 50) as f32 - 24.5 }).collect(),
+                    // +amax and -amax both present, the negative one first.
+                    (0..n)
+                        .map(|i| {
+                            if i % 9 == 4 {
+                                -2.0
+                            } else if i % 9 == 7 {
+                                2.0
+                            } else {
+                                rng.f32()
+                            }
+                        })
+                        .collect(),
+                    (0..n).map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 }).collect(),
+                ];
+                inputs.push((0..n).map(|i| (i as f32 * 0.37).sin() * 1e-30).collect());
+                for x in inputs {
+                    let size = at.row_size(n).unwrap();
+                    let (mut want, mut got) = (vec![0u8; size], vec![0u8; size]);
+                    (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut want);
+                    (k.get(at).unwrap().from_float.unwrap())(&x, &mut got);
+                    assert_eq!(want, got, "{level} {at} n={n}");
                 }
             }
         }

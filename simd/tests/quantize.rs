@@ -1,6 +1,7 @@
 //! The weight quantizers (`from_float` of the weight formats): bytes identical to ggml's
 //! reference quantizers (golden hashes), bounded round-trip error, and structural edge cases.
 
+use nib_simd::quantize::weight_quantizer;
 use nib_simd::traits::{Kernels, Level};
 use nib_simd::GgmlType;
 
@@ -47,12 +48,8 @@ const FORMATS: [GgmlType; 10] = {
 };
 
 fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-    let k = Kernels::for_level(Level::Scalar);
     let mut y = vec![0u8; ty.row_size(x.len()).unwrap()];
-    (k.get(ty)
-        .unwrap()
-        .from_float
-        .expect("weight quantizer installed"))(x, &mut y);
+    (weight_quantizer(ty).expect("weight quantizer"))(x, &mut y);
     y
 }
 
@@ -225,15 +222,32 @@ fn zeros_and_constants_quantize_exactly() {
 }
 
 #[test]
-fn weight_quantizers_are_the_same_at_every_level() {
-    // They are level-independent: every table has them, and they agree.
+fn the_kernel_tables_hold_the_weight_quantizers() {
+    // Level-independent: every table's `from_float` is the weight quantizer, except Q8_0's,
+    // which is the activation quantizer (ties to even; the weight quantizer rounds half away).
     let x = test_input(256 * 8);
+    let mut ties = x.clone();
+    ties[..32].copy_from_slice(&std::array::from_fn::<f32, 32, _>(|i| {
+        if i == 0 {
+            127.0
+        } else {
+            i as f32 + 0.5
+        }
+    }));
     for level in Level::ALL.into_iter().filter(|l| l.is_supported()) {
         let k = Kernels::for_level(level);
         for ty in FORMATS {
             let mut y = vec![0u8; ty.row_size(x.len()).unwrap()];
-            (k.get(ty).unwrap().from_float.unwrap())(&x, &mut y);
-            assert_eq!(y, quantize(ty, &x), "{level} {ty}");
+            (k.get(ty).unwrap().from_float.unwrap())(&ties, &mut y);
+            if ty == GgmlType::Q8_0 {
+                assert_ne!(
+                    y,
+                    quantize(ty, &ties),
+                    "{level} {ty}: the activation quantizer rounds ties to even"
+                );
+            } else {
+                assert_eq!(y, quantize(ty, &ties), "{level} {ty}");
+            }
         }
     }
 }

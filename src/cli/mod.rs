@@ -1,6 +1,9 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod common;
 pub mod inspect;
+pub mod perplexity;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,6 +17,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Generate text from a prompt (streams to stdout; stats on stderr).
+    Run(run::RunArgs),
+    /// Measure perplexity on a text file (llama-perplexity's method).
+    Perplexity(perplexity::PerplexityArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -32,6 +39,8 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(a) => run::run(&a),
+        Command::Perplexity(a) => perplexity::run(&a),
         Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;

@@ -1,27 +1,14 @@
 //! Activation quantizers with AVX2: f32 → Q8_0, Q8_1, Q8_K, F16, BF16.
 //!
 //! They produce the same bytes as the scalar reference: the scale is computed with the same
-//! scalar f32 operations, each element is multiplied by the same f32 inverse scale, and rounded
-//! the same way (half away from zero for Q8_0/Q8_1 as C's `roundf`, half to even for Q8_K as
-//! ggml's `nearest_int`).
+//! scalar f32 operations, each element is multiplied by the same f32 inverse scale and rounded
+//! half to even (Q8_0/Q8_1: `127 / max|x|`, as llama.cpp's x86 `quantize_row_q8_0`; Q8_K:
+//! `−127 / max`, as ggml's `nearest_int`), and out-of-range values saturate as Rust's `as` casts.
 
 use super::util::*;
 use crate::blocks::*;
 use half::{bf16, f16};
 use std::arch::x86_64::*;
-
-/// Round half away from zero, exactly (`f32::round` per lane).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn round_half_away(v: __m256) -> __m256 {
-    let sign = _mm256_set1_ps(-0.0);
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    // v − trunc(v) is exact; where its magnitude is at least one half, step away from zero.
-    let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-    let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
-    let step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0));
-    _mm256_add_ps(t, _mm256_and_ps(up, step))
-}
 
 /// Round half to even (the default rounding mode, written out rather than relied on).
 #[inline]
@@ -87,15 +74,16 @@ fn load4(x: &[f32; 32]) -> [&[f32; 8]; 4] {
     [&c[0], &c[1], &c[2], &c[3]]
 }
 
-/// Q8_0/Q8_1 for one block: `d = max|x| / 127`, `q = round(x / d)`. Returns `(d, q, Σq)`.
+/// Q8_0/Q8_1 for one block: `d = max|x| / 127`, `q = round_ties_even(x · (127 / max|x|))`.
+/// Returns `(d, q, Σq)`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q8_block(xs: &[f32; 32]) -> (f32, __m256i, i32) {
     let v = load4(xs).map(|c| load_f32x8(c));
     let amax = hmax(abs_max(&v));
     let d = amax / 127.0;
-    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q = v.map(|v| _mm256_cvtps_epi32(saturate_i8(round_half_away(_mm256_mul_ps(v, id)))));
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let q = v.map(|v| _mm256_cvtps_epi32(saturate_i8(round_half_even(_mm256_mul_ps(v, id)))));
     let sum = hsum_i32x8(_mm256_add_epi32(
         _mm256_add_epi32(q[0], q[1]),
         _mm256_add_epi32(q[2], q[3]),
@@ -117,7 +105,7 @@ pub(super) fn quantize_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     for (xs, b) in x.as_chunks::<32>().0.iter().zip(y) {
         let (d, q, sum) = q8_block(xs);
         b.d = f16::from_f32(d);
-        b.s = f16::from_f32(sum as f32 * d);
+        b.s = f16::from_f32(d * sum as f32);
         store_256(bytemuck::cast_mut(&mut b.qs), q);
     }
 }
