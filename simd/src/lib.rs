@@ -6,6 +6,7 @@ pub mod arch;
 pub mod blocks;
 pub mod dot;
 pub mod ggml_type;
+pub mod quantize;
 pub mod reference;
 pub mod traits;
 
