@@ -5,6 +5,7 @@
 //! (logits → token) → [`generate`] (the loop, streaming text back). [`chat`] renders
 //! conversations into prompts.
 
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod generate;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod sample;
+pub mod synth;
 pub mod tokenizer;
 
 /// The version line: crate version and the kernel level this CPU gets.

@@ -131,7 +131,7 @@ pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Size the rayon pool (once per process).
+/// Size the thread pools (once per process).
 pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(crate::default_threads);
     if n == 0 {

@@ -3,7 +3,6 @@
 
 use crate::model::kv_cache::KvBuf;
 use half::f16;
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Shape and masking of one attention call.
@@ -97,7 +96,9 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
     if total_keys * p.n_head < 4096 {
         out.chunks_mut(p.head_dim_v).enumerate().for_each(work);
     } else {
-        out.par_chunks_mut(p.head_dim_v).enumerate().for_each(work);
+        nib_simd::pool::with_current(|pool| {
+            pool.for_each_chunk_mut(out, p.head_dim_v, |i, o| work((i, o)))
+        });
     }
 }
 
