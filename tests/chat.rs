@@ -1,0 +1,179 @@
+//! Chat prompts against llama.cpp (rendered text and token ids, goldens from
+//! `tools/make-goldens.sh chat`) and `nib run --json`.
+
+mod common;
+
+use clap::Parser;
+use common::{model_path, read_json, GEMMA3, SMOLLM2};
+use nib::chat::{ChatTemplate, Message};
+use nib::cli::{Cli, Command};
+use nib::gguf::Gguf;
+use nib::tokenizer::Tokenizer;
+use serde_json::Value;
+use std::process::Command as Process;
+
+const QUESTION: &str = "What is the capital of France?";
+
+/// The conversations the chat goldens hold, in order.
+fn conversations() -> Vec<Vec<Message>> {
+    vec![
+        vec![Message::user(QUESTION)],
+        vec![
+            Message::system("You are terse."),
+            Message::user("Hi"),
+            Message::assistant("Hello!"),
+            Message::user(QUESTION),
+        ],
+    ]
+}
+
+/// Texts of a refdump input file (separated by lines holding only 0x1E).
+fn golden_texts(file: &str) -> Vec<String> {
+    let p = common::golden_path(file);
+    let all = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    all.split("\n\x1e\n").map(str::to_string).collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn load(model: &str) -> (Gguf, Tokenizer) {
+    let g = Gguf::open(model_path(model)).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    (g, tok)
+}
+
+/// Render each conversation with the model's own template: the text must be the golden's input
+/// byte for byte, and nib's tokens llama.cpp's (`add_special`, `parse_special`).
+fn check_chat_goldens(model: &str, input: &str, golden: &str) -> (Gguf, Tokenizer, Vec<Value>) {
+    let (g, tok) = load(model);
+    let tmpl = ChatTemplate::from_gguf(&g, None).unwrap();
+    let texts = golden_texts(input);
+    let cases = read_json(golden).as_array().unwrap().clone();
+    let convs = conversations();
+    assert_eq!((texts.len(), cases.len()), (convs.len(), convs.len()));
+    for ((conv, text), case) in convs.iter().zip(&texts).zip(&cases) {
+        let rendered = tmpl.render(conv, true).unwrap();
+        assert_eq!(
+            &rendered,
+            text,
+            "{model}: template {} rendering",
+            tmpl.name()
+        );
+        assert_eq!(
+            case["text"].as_str(),
+            Some(text.as_str()),
+            "{golden} is out of date: rerun tools/make-goldens.sh chat"
+        );
+        let want = ids(&case["tokens_add_special_parse_special"]);
+        assert_eq!(
+            tok.tokenize(&rendered, true, true),
+            want,
+            "{model}: tokens of {rendered:?}"
+        );
+    }
+    (g, tok, cases)
+}
+
+#[test]
+fn smollm2_chat_prompt_tokens_match_llama_cpp() {
+    let (g, tok, cases) = check_chat_goldens(
+        SMOLLM2,
+        "chat_smollm2.txt",
+        "SmolLM2-135M-Instruct.Q4_1.chat.tok.json",
+    );
+    // `nib run --chat` builds exactly that prompt.
+    let cli = Cli::try_parse_from(["nib", "run", "--chat", "-p", QUESTION]).unwrap();
+    let Command::Run(args) = cli.command else {
+        unreachable!()
+    };
+    let (text, tokens) = nib::cli::run::build_prompt(&args, QUESTION, &g, &tok).unwrap();
+    assert_eq!(Some(text.as_str()), cases[0]["text"].as_str());
+    assert_eq!(tokens, ids(&cases[0]["tokens_add_special_parse_special"]));
+    // Special tokens became single ids: <|im_start|> is 1 and <|im_end|> 2 in this vocabulary.
+    assert_eq!(tokens.iter().filter(|&&t| t == 1).count(), 3);
+    assert_eq!(tokens.iter().filter(|&&t| t == 2).count(), 2);
+}
+
+#[test]
+fn gemma_chat_turns_use_start_of_turn() {
+    let (_, tok, cases) = check_chat_goldens(
+        GEMMA3,
+        "chat_gemma3.txt",
+        "gemma-3-270m-q4_k_m.chat.tok.json",
+    );
+    let text = cases[1]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("<start_of_turn>user\nYou are terse.\n\nHi<end_of_turn>\n"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("<start_of_turn>model\nHello!<end_of_turn>\n"),
+        "{text:?}"
+    );
+    assert!(text.ends_with("<start_of_turn>model\n"), "{text:?}");
+    let tokens = ids(&cases[1]["tokens_add_special_parse_special"]);
+    let sot = tok
+        .find_token("<start_of_turn>")
+        .expect("gemma has <start_of_turn>");
+    assert_eq!(
+        tokens[0],
+        tok.bos().unwrap(),
+        "BOS is added once, by the tokenizer"
+    );
+    assert_eq!(tokens[1], sot);
+    assert_eq!(tokens.iter().filter(|&&t| t == sot).count(), 4);
+}
+
+fn nib() -> Process {
+    let mut c = Process::new(env!("CARGO_BIN_EXE_nib"));
+    c.env_remove("NIB_LEVEL");
+    c
+}
+
+#[test]
+fn run_json_carries_text_tokens_timings_and_stop_reason() {
+    let out = nib()
+        .args([
+            "run", "--json", "--chat", "--temp", "0", "-n", "4", "-c", "256", "-p", QUESTION,
+        ])
+        .arg("-m")
+        .arg(model_path(SMOLLM2))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout:?}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    // llama.cpp's greedy continuation of this prompt (refdump MODEL logits chat_smollm2.txt 8)
+    // starts with these ids ("L'Étoile, la Mar": the 135M model is no geographer).
+    assert_eq!(ids(&v["tokens"]), [60, 23, 39614, 1141]);
+    assert_eq!(v["text"], "L'Éto");
+    assert_eq!(v["stop_reason"], "length");
+    assert_eq!(v["prompt_tokens"], 37);
+    let t = &v["timings"];
+    assert_eq!(t["prompt_n"], 37);
+    assert_eq!(t["predicted_n"], 4);
+    for k in [
+        "load_ms",
+        "prompt_ms",
+        "prompt_per_second",
+        "predicted_ms",
+        "predicted_per_second",
+    ] {
+        assert!(
+            t[k].as_f64().is_some_and(|x| x > 0.0),
+            "timings.{k} = {}",
+            t[k]
+        );
+    }
+}
