@@ -1,5 +1,5 @@
 //! Chat prompts against llama.cpp (rendered text and token ids, goldens from
-//! `tools/make-goldens.sh chat`) and `nib run --json`.
+//! `tools/make-goldens.sh chat`), `nib run --json`, and `nib chat` driven through a pipe.
 
 mod common;
 
@@ -10,7 +10,8 @@ use nib::cli::{Cli, Command};
 use nib::gguf::Gguf;
 use nib::tokenizer::Tokenizer;
 use serde_json::Value;
-use std::process::Command as Process;
+use std::io::Write;
+use std::process::{Command as Process, Output, Stdio};
 
 const QUESTION: &str = "What is the capital of France?";
 
@@ -136,6 +137,28 @@ fn nib() -> Process {
     c
 }
 
+fn run_with_stdin(mut cmd: Process, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nib runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nib failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn run_json_carries_text_tokens_timings_and_stop_reason() {
     let out = nib()
@@ -175,5 +198,104 @@ fn run_json_carries_text_tokens_timings_and_stop_reason() {
             "timings.{k} = {}",
             t[k]
         );
+    }
+}
+
+/// The per-turn stats `nib chat` prints on stderr: (prompt tokens evaluated, tokens cached).
+fn turn_stats(stderr: &str) -> Vec<(usize, usize)> {
+    let num_after = |line: &str, key: &str| -> usize {
+        let rest = &line[line
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
+            + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    stderr
+        .lines()
+        .filter(|l| l.contains("| cached: "))
+        .map(|l| (num_after(l, "prompt: "), num_after(l, "cached: ")))
+        .collect()
+}
+
+#[test]
+fn chat_through_a_pipe_keeps_the_kv_cache_between_turns() {
+    let mut cmd = nib();
+    cmd.args(["chat", "--temp", "0", "-n", "4", "-c", "512", "-m"])
+        .arg(model_path(SMOLLM2));
+    let out = run_with_stdin(cmd, "Hi\nWhat is the capital of France?\n\n/help\nThanks\n");
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(
+        stderr.contains("/reset"),
+        "/help lists the commands: {stderr}"
+    );
+    assert!(
+        !stdout.starts_with("> "),
+        "no prompt decorations in pipe mode: {stdout:?}"
+    );
+    assert!(
+        stdout.ends_with('\n') && !stdout.trim().is_empty(),
+        "{stdout:?}"
+    );
+    let stats = turn_stats(&stderr);
+    assert_eq!(stats.len(), 3, "three turns: {stderr}");
+    let (n1, c1) = stats[0];
+    assert_eq!(c1, 0, "the first turn evaluates everything");
+    let (n2, c2) = stats[1];
+    assert!(
+        c2 >= n1,
+        "turn 2 reuses all of turn 1's prompt ({n1} tokens) but cached {c2}: {stderr}"
+    );
+    assert!(n2 < n1, "turn 2 evaluated {n2} tokens, turn 1 {n1}");
+    let (n3, c3) = stats[2];
+    assert!(
+        c3 >= c2 + n2,
+        "turn 3 reuses turns 1 and 2 ({} tokens) but cached {c3}: {stderr}",
+        c2 + n2
+    );
+    assert!(n3 < c3, "turn 3 evaluated {n3} tokens");
+}
+
+#[test]
+fn chat_drops_the_oldest_turns_when_the_context_is_full() {
+    let mut cmd = nib();
+    cmd.args([
+        "chat",
+        "--temp",
+        "0",
+        "-n",
+        "3",
+        "-c",
+        "48",
+        "--system",
+        "Be brief.",
+        "-m",
+    ])
+    .arg(model_path(SMOLLM2));
+    let out = run_with_stdin(cmd, "Hi\nHello\nHey\nYo\nHi again\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("dropped the oldest"), "{stderr}");
+    assert_eq!(
+        turn_stats(&stderr).len(),
+        5,
+        "every message got a reply: {stderr}"
+    );
+    for line in stderr.lines().filter(|l| l.contains("context: ")) {
+        let used: usize = line
+            .rsplit("context: ")
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(used <= 48, "{line}");
     }
 }

@@ -1,5 +1,6 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod perplexity;
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt (streams to stdout; stats on stderr).
     Run(run::RunArgs),
+    /// Chat with a model in the terminal (multi-turn; one message per line from a pipe).
+    Chat(chat::ChatArgs),
     /// Measure perplexity on a text file (llama-perplexity's method).
     Perplexity(perplexity::PerplexityArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
@@ -40,6 +43,7 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(a) => run::run(&a),
+        Command::Chat(a) => chat::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
         Command::Info => {
