@@ -1,5 +1,6 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod batch;
 pub mod chat;
 pub mod common;
 pub mod inspect;
@@ -22,6 +23,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Chat with a model in the terminal (multi-turn; one message per line from a pipe).
     Chat(chat::ChatArgs),
+    /// Run the prompts of a JSON Lines file, one result line each; resumes where it stopped.
+    Batch(batch::BatchArgs),
     /// Measure perplexity on a text file (llama-perplexity's method).
     Perplexity(perplexity::PerplexityArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
@@ -44,6 +47,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => run::run(&a),
         Command::Chat(a) => chat::run(&a),
+        Command::Batch(a) => batch::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
         Command::Info => {
