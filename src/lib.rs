@@ -5,6 +5,7 @@
 //! (logits → token) → [`generate`] (the loop, streaming text back). [`chat`] renders
 //! conversations into prompts.
 
+pub mod batch;
 pub mod bench;
 pub mod chat;
 pub mod cli;

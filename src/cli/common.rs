@@ -153,6 +153,20 @@ pub struct Loaded {
     pub threads: usize,
 }
 
+impl Loaded {
+    /// The line subcommands print on stderr once the model is loaded.
+    pub fn summary(&self, n_ctx: usize) -> String {
+        format!(
+            "loaded {} in {:.2} s ({}, {} threads, kernels {}, context {n_ctx})",
+            self.path.display(),
+            self.load_seconds,
+            self.model.describe(),
+            self.threads,
+            nib_simd::kernels().level(),
+        )
+    }
+}
+
 impl ModelArgs {
     /// Size the thread pool, load the model and build the tokenizer.
     pub fn load(&self) -> Result<Loaded> {

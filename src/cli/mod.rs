@@ -1,6 +1,8 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod batch;
 pub mod bench;
+pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod perplexity;
@@ -21,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt (streams to stdout; stats on stderr).
     Run(run::RunArgs),
+    /// Chat with a model in the terminal (multi-turn; one message per line from a pipe).
+    Chat(chat::ChatArgs),
+    /// Run the prompts of a JSON Lines file, one result line each; resumes where it stopped.
+    Batch(batch::BatchArgs),
     /// Measure perplexity on a text file (llama-perplexity's method).
     Perplexity(perplexity::PerplexityArgs),
     /// Measure prompt processing and generation speed (llama-bench's tests and table).
@@ -46,6 +52,8 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(a) => run::run(&a),
+        Command::Chat(a) => chat::run(&a),
+        Command::Batch(a) => batch::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Synth(a) => synth::run(&a),

@@ -3,7 +3,9 @@
 use super::common::{read_prompt, ModelArgs, SamplerArgs};
 use crate::chat::{ChatTemplate, Message};
 use crate::generate::{generate, CachedTokens, GenerateParams};
+use crate::gguf::Gguf;
 use crate::sample::Sampler;
+use crate::tokenizer::Tokenizer;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
@@ -45,23 +47,35 @@ pub struct RunArgs {
     pub sampling: SamplerArgs,
 }
 
-pub fn run(args: &RunArgs) -> Result<()> {
-    let text = read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
-    let loaded = args.model.load()?;
-    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+/// The prompt `nib run` evaluates: its text (the chat template's rendering with `--chat`) and
+/// tokens. Chat prompts carry special tokens as text and are tokenized with special-token
+/// parsing; plain prompts are tokenized as text.
+pub fn build_prompt(
+    args: &RunArgs,
+    text: &str,
+    gguf: &Gguf,
+    tok: &Tokenizer,
+) -> Result<(String, Vec<u32>)> {
     let prompt_text = if args.chat {
-        let tmpl = ChatTemplate::from_gguf(&model.gguf, args.chat_template.as_deref())?;
+        let tmpl = ChatTemplate::from_gguf(gguf, args.chat_template.as_deref())?;
         let mut msgs = Vec::new();
         if let Some(s) = &args.system {
             msgs.push(Message::system(s.as_str()));
         }
-        msgs.push(Message::user(text.as_str()));
+        msgs.push(Message::user(text));
         tmpl.render(&msgs, true)?
     } else {
-        text.clone()
+        text.to_string()
     };
-    // Chat prompts carry special tokens as text; plain prompts are tokenized as text.
-    let prompt = tok.tokenize(&prompt_text, true, args.chat);
+    let tokens = tok.tokenize(&prompt_text, true, args.chat);
+    Ok((prompt_text, tokens))
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let text = read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
+    let loaded = args.model.load()?;
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let (prompt_text, prompt) = build_prompt(args, &text, &model.gguf, tok)?;
     let mut ctx = args.model.context(model)?;
     let params = args.sampling.params(model)?;
     let mut sampler = Sampler::new(params, model.hp.n_vocab);
@@ -72,15 +86,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         n_predict: (args.n_predict >= 0).then_some(args.n_predict as usize),
         stop: args.stop.clone(),
     };
-    eprintln!(
-        "nib: loaded {} in {:.2} s ({}, {} threads, kernels {}, context {})",
-        loaded.path.display(),
-        loaded.load_seconds,
-        model.describe(),
-        loaded.threads,
-        nib_simd::kernels().level(),
-        ctx.n_ctx()
-    );
+    eprintln!("nib: {}", loaded.summary(ctx.n_ctx()));
     let mut stdout = std::io::stdout().lock();
     if args.echo && !args.json {
         write!(stdout, "{prompt_text}")?;
