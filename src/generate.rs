@@ -38,7 +38,9 @@ impl StopReason {
     /// OpenAI's `finish_reason`: `stop` for a natural end, `length` for a limit.
     pub fn finish_reason(&self) -> &'static str {
         match self {
-            StopReason::EndOfGeneration | StopReason::StopString(_) | StopReason::Cancelled => "stop",
+            StopReason::EndOfGeneration | StopReason::StopString(_) | StopReason::Cancelled => {
+                "stop"
+            }
             StopReason::Length | StopReason::ContextFull => "length",
         }
     }
@@ -109,7 +111,12 @@ impl CachedTokens {
     /// Make `ctx` hold a prefix of `prompt`, returning the part still to evaluate. At least one
     /// token is always left to evaluate, so there are fresh logits to sample from.
     pub fn reuse<'p>(&mut self, ctx: &mut Context, prompt: &'p [u32]) -> &'p [u32] {
-        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let keep = common.min(prompt.len().saturating_sub(1)).min(ctx.n_past());
         ctx.truncate(keep);
         self.tokens.truncate(keep);

@@ -54,7 +54,10 @@ pub fn perplexity(
         bail!("the perplexity context must be at least 4 tokens");
     }
     if n_chunk_ctx > ctx.n_ctx() {
-        bail!("the chunk size {n_chunk_ctx} exceeds the context size {}", ctx.n_ctx());
+        bail!(
+            "the chunk size {n_chunk_ctx} exceeds the context size {}",
+            ctx.n_ctx()
+        );
     }
     if tokens.len() < 2 * n_chunk_ctx {
         bail!(

@@ -84,7 +84,9 @@ impl SamplerArgs {
             top_p: self.top_p,
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
-            repeat_last_n: self.repeat_last_n.map(|n| if n < 0 { usize::MAX } else { n as usize }),
+            repeat_last_n: self
+                .repeat_last_n
+                .map(|n| if n < 0 { usize::MAX } else { n as usize }),
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
             seed: self.seed.filter(|&s| s >= 0).map(|s| s as u64),
@@ -129,14 +131,16 @@ pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Size the rayon pool (once per process).
+/// Size the thread pools (once per process).
 pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(crate::default_threads);
     if n == 0 {
         bail!("--threads must be at least 1");
     }
     // A second call (tests, server reloads) keeps the first pool.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(rayon::current_num_threads())
 }
 
@@ -156,10 +160,23 @@ impl ModelArgs {
         let threads = init_threads(self.threads)?;
         let path = model_path(self.model.as_deref())?;
         let t0 = Instant::now();
-        let model = Model::load(&path, &LoadOptions { no_mmap: self.no_mmap, mlock: self.mlock })?;
-        let tokenizer = Tokenizer::from_gguf(&model.gguf).with_context(|| format!("tokenizer of {}", path.display()))?;
+        let model = Model::load(
+            &path,
+            &LoadOptions {
+                no_mmap: self.no_mmap,
+                mlock: self.mlock,
+            },
+        )?;
+        let tokenizer = Tokenizer::from_gguf(&model.gguf)
+            .with_context(|| format!("tokenizer of {}", path.display()))?;
         let load_seconds = t0.elapsed().as_secs_f64();
-        Ok(Loaded { model: Arc::new(model), tokenizer: Arc::new(tokenizer), path, load_seconds, threads })
+        Ok(Loaded {
+            model: Arc::new(model),
+            tokenizer: Arc::new(tokenizer),
+            path,
+            load_seconds,
+            threads,
+        })
     }
 
     /// The context size to use: `-c`, else 4096, never more than the model was trained for.
@@ -168,7 +185,9 @@ impl ModelArgs {
         match self.ctx_size {
             Some(0) | None => Ok(4096.min(train)),
             Some(c) if c > train => {
-                eprintln!("warning: context size {c} is larger than the model's training context {train}");
+                eprintln!(
+                    "warning: context size {c} is larger than the model's training context {train}"
+                );
                 Ok(c)
             }
             Some(c) => Ok(c),
@@ -180,7 +199,12 @@ impl ModelArgs {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Context::new(Arc::clone(model), self.n_ctx(model)?, self.batch_size, self.kv_type)
+        Context::new(
+            Arc::clone(model),
+            self.n_ctx(model)?,
+            self.batch_size,
+            self.kv_type,
+        )
     }
 }
 
@@ -188,7 +212,8 @@ impl ModelArgs {
 pub fn read_prompt(prompt: Option<&str>, file: Option<&Path>) -> Result<String> {
     match (prompt, file) {
         (Some(p), None) => Ok(p.to_string()),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading prompt file {}", f.display())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading prompt file {}", f.display())),
         (Some(_), Some(_)) => bail!("give the prompt with -p or -f, not both"),
         (None, None) => bail!("no prompt: give one with -p TEXT or -f FILE"),
     }

@@ -1,9 +1,11 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod bench;
 pub mod common;
 pub mod inspect;
 pub mod perplexity;
 pub mod run;
+pub mod synth;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,6 +23,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Measure perplexity on a text file (llama-perplexity's method).
     Perplexity(perplexity::PerplexityArgs),
+    /// Measure prompt processing and generation speed (llama-bench's tests and table).
+    Bench(bench::BenchArgs),
+    /// Write a random-weight model of a given architecture, shape and type (for tests and speed work).
+    Synth(synth::SynthArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -41,7 +47,13 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => run::run(&a),
         Command::Perplexity(a) => perplexity::run(&a),
-        Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
+        Command::Bench(a) => bench::run(&a),
+        Command::Synth(a) => synth::run(&a),
+        Command::Inspect {
+            model,
+            json,
+            metadata,
+        } => inspect::run(&model, json, metadata),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));

@@ -21,7 +21,8 @@ pub struct PerplexityArgs {
 }
 
 pub fn run(args: &PerplexityArgs) -> Result<()> {
-    let text = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut margs = args.model.clone();
     let n_chunk_ctx = margs.ctx_size.unwrap_or(512);
     margs.ctx_size = Some(n_chunk_ctx);
@@ -44,7 +45,12 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         let _ = out.flush();
     })?;
     writeln!(out)?;
-    writeln!(out, "Final estimate: PPL = {:.4} +/- {:.5}", st.ppl(), st.ppl_error())?;
+    writeln!(
+        out,
+        "Final estimate: PPL = {:.4} +/- {:.5}",
+        st.ppl(),
+        st.ppl_error()
+    )?;
     eprintln!(
         "perplexity: {} chunks, {} scored tokens, {:.2} s ({:.1} tokens/s)",
         st.chunks,

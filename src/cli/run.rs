@@ -88,18 +88,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let json_mode = args.json;
     let mut write_err = None;
-    let out = generate(&mut ctx, &mut CachedTokens::default(), tok, &mut sampler, &prompt, &gen, &mut |s| {
-        if json_mode {
-            return true;
-        }
-        match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                write_err = Some(e);
-                false
+    let out = generate(
+        &mut ctx,
+        &mut CachedTokens::default(),
+        tok,
+        &mut sampler,
+        &prompt,
+        &gen,
+        &mut |s| {
+            if json_mode {
+                return true;
             }
-        }
-    })?;
+            match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    write_err = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e.into());
@@ -127,7 +135,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else {
         writeln!(stdout)?;
         if out.stop == crate::generate::StopReason::ContextFull {
-            eprintln!("nib: stopped: the context of {} tokens is full (raise -c/--ctx-size)", ctx.n_ctx());
+            eprintln!(
+                "nib: stopped: the context of {} tokens is full (raise -c/--ctx-size)",
+                ctx.n_ctx()
+            );
         }
         eprintln!("nib: {}", out.stats_line());
     }

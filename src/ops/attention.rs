@@ -3,7 +3,6 @@
 
 use crate::model::kv_cache::KvBuf;
 use half::f16;
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Shape and masking of one attention call.
@@ -40,7 +39,11 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
         let h = idx % p.n_head;
         let kvh = h / group;
         let pos = p.pos0 + t;
-        let first = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
+        let first = if p.window > 0 {
+            (pos + 1).saturating_sub(p.window)
+        } else {
+            0
+        };
         let n = pos + 1 - first;
         let qh = &q[(t * p.n_head + h) * p.head_dim..][..p.head_dim];
         SCORES.with(|cell| {
@@ -93,7 +96,9 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
     if total_keys * p.n_head < 4096 {
         out.chunks_mut(p.head_dim_v).enumerate().for_each(work);
     } else {
-        out.par_chunks_mut(p.head_dim_v).enumerate().for_each(work);
+        nib_simd::pool::with_current(|pool| {
+            pool.for_each_chunk_mut(out, p.head_dim_v, |i, o| work((i, o)))
+        });
     }
 }
 
