@@ -126,7 +126,7 @@ impl Pool {
         let mut spins = 0u32;
         while s.finished.load(Ordering::Acquire) < n_workers {
             spins = spins.wrapping_add(1);
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 // Oversubscribed (more threads than free cores): let the worker run.
                 std::thread::yield_now();
             } else {
@@ -181,7 +181,7 @@ fn worker(s: &Shared) {
                 return;
             }
             spins += 1;
-            if spins % 1024 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
                 let mut sleepers = s.sleepers.lock().unwrap_or_else(|e| e.into_inner());
                 *sleepers += 1;
                 while s.generation.load(Ordering::Acquire) == seen

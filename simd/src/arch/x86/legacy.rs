@@ -7,29 +7,42 @@
 
 use super::util::*;
 use crate::blocks::*;
+use half::f16;
 use std::arch::x86_64::*;
 
-/// Two f32 accumulators: the scaled integer sums and, for the formats with a minimum, `m · s`.
-type Acc = (__m256, __m256);
-
-/// Runs `f(block_x, block_y, acc)` over the block pairs into two interleaved accumulators (to
-/// hide the FMA latency) and returns the sum of all lanes of the first plus lane 0 of the second.
+/// Runs `f(x0, y0, x1, y1, acc)` over pairs of blocks (two FMA chains inside `f` hide the
+/// latency) and `tail(x, y, acc)` on a last unpaired block; returns the sum of the lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn two_acc<A, B>(x: &[A], y: &[B], mut f: impl FnMut(&A, &B, Acc) -> Acc) -> f32 {
-    let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut acc0, mut acc1) = (zero, zero);
+fn by_pairs<A, B>(
+    x: &[A],
+    y: &[B],
+    mut f: impl FnMut(&A, &B, &A, &B, [__m256; 2]) -> [__m256; 2],
+    tail: impl FnOnce(&A, &B, __m256) -> __m256,
+) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
     let (x2, xr) = x.as_chunks::<2>();
     let (y2, yr) = y.as_chunks::<2>();
     for (a, b) in x2.iter().zip(y2) {
-        acc0 = f(&a[0], &b[0], acc0);
-        acc1 = f(&a[1], &b[1], acc1);
+        acc = f(&a[0], &b[0], &a[1], &b[1], acc);
     }
     if let (Some(a), Some(b)) = (xr.first(), yr.first()) {
-        acc0 = f(a, b, acc0);
+        acc[0] = tail(a, b, acc[0]);
     }
-    let mins = _mm256_add_ps(acc0.1, acc1.1);
-    hsum_f32x8(_mm256_add_ps(acc0.0, acc1.0)) + _mm256_cvtss_f32(mins)
+    hsum_f32x8(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// `Σ (u − off)·s` in groups of four, for unsigned `u` with `u·|s|` pairs within `i16` (5-bit
+/// values and smaller): `maddubs(u, s) − maddubs(off, s)`, one multiply-add cheaper than moving
+/// signs around with `vpsignb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_offset_u8_i8(u: __m256i, off: i8, s: __m256i) -> __m256i {
+    let p = _mm256_sub_epi16(
+        _mm256_maddubs_epi16(u, s),
+        _mm256_maddubs_epi16(_mm256_set1_epi8(off), s),
+    );
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
 /// `acc + d · float(s)` for 8 integer partial sums `s`.
@@ -37,6 +50,64 @@ fn two_acc<A, B>(x: &[A], y: &[B], mut f: impl FnMut(&A, &B, Acc) -> Acc) -> f32
 #[target_feature(enable = "avx2,fma,f16c")]
 fn fma_i32(d: __m256, s: __m256i, acc: __m256) -> __m256 {
     _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc)
+}
+
+/// The scale products of two block pairs, `[dx0·dy0 ×8]` and `[dx1·dy1 ×8]`: the four f16 go
+/// through one conversion (packed in a general-purpose register) instead of four.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pair_scales(dx0: f16, dy0: f16, dx1: f16, dy1: f16) -> [__m256; 2] {
+    let bits = dx0.to_bits() as u64
+        | ((dy0.to_bits() as u64) << 16)
+        | ((dx1.to_bits() as u64) << 32)
+        | ((dy1.to_bits() as u64) << 48);
+    let v = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)); // dx0 dy0 dx1 dy1
+    let p = _mm256_castps128_ps256(_mm_mul_ps(v, _mm_permute_ps::<0b10_11_00_01>(v)));
+    [
+        _mm256_permutevar8x32_ps(p, _mm256_setzero_si256()),
+        _mm256_permutevar8x32_ps(p, _mm256_set1_epi32(2)),
+    ]
+}
+
+/// For two blocks with minimum: `[dx0·dy0 ×8]`, `[dx1·dy1 ×8]` and a vector whose lanes 1 and 5
+/// hold `m0·s0` and `m1·s1`, from each block's `(d, m)` and its activation block's `(d, s)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pair_scales_min(
+    x0: [f16; 2],
+    y0: [f16; 2],
+    x1: [f16; 2],
+    y1: [f16; 2],
+) -> ([__m256; 2], __m256) {
+    let bits = |x: [f16; 2], y: [f16; 2]| {
+        (x[0].to_bits() as u64
+            | ((x[1].to_bits() as u64) << 16)
+            | ((y[0].to_bits() as u64) << 32)
+            | ((y[1].to_bits() as u64) << 48)) as i64
+    };
+    let v = _mm256_cvtph_ps(_mm_set_epi64x(bits(x1, y1), bits(x0, y0)));
+    let p = _mm256_mul_ps(v, _mm256_permute_ps::<0b01_00_11_10>(v));
+    let d = [
+        _mm256_permutevar8x32_ps(p, _mm256_setzero_si256()),
+        _mm256_permutevar8x32_ps(p, _mm256_set1_epi32(4)),
+    ];
+    (d, p)
+}
+
+/// Lanes 1 and 5 of the `m·s` accumulator of [`pair_scales_min`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn min_lanes(v: __m256) -> f32 {
+    let mut l = [0f32; 8];
+    store_f32x8(&mut l, v);
+    l[1] + l[5]
+}
+
+/// One block's `dx·dy` in all lanes (for a last unpaired block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_scale(dx: f16, dy: f16) -> __m256 {
+    _mm256_mul_ps(f16_splat(dx), f16_splat(dy))
 }
 
 /// The 32 signed 5-bit values (−16..15) of a Q5_0 block: where the fifth bit is clear, the
@@ -62,74 +133,107 @@ fn q5_1_values(qs: &[u8; 16], qh: [u8; 4]) -> __m256i {
     )
 }
 
-/// One block of a format without minimum: `acc + dx·dy·s`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn symmetric(dx: half::f16, dy: half::f16, s: __m256i, acc: Acc) -> Acc {
-    (
-        fma_i32(_mm256_mul_ps(f16_splat(dx), f16_splat(dy)), s, acc.0),
-        acc.1,
-    )
-}
-
-/// One block of a format with minimum: `acc + dx·dy·s`, `mins + m·sy` (`x_dm` holds `dx`, `m`;
-/// `y_ds` holds `dy` and the activation block's `d·Σq`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn with_min(x_dm: [half::f16; 2], y_ds: [half::f16; 2], s: __m256i, acc: Acc) -> Acc {
-    let p = _mm256_mul_ps(f16_pair(x_dm[0], x_dm[1]), f16_pair(y_ds[0], y_ds[1]));
-    (
-        fma_i32(even_lanes(p), s, acc.0),
-        _mm256_add_ps(odd_lanes(p), acc.1),
-    )
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    two_acc(x, y, |a, b, acc| {
-        let w = _mm256_sub_epi8(nibbles_32(&a.qs), _mm256_set1_epi8(8));
-        symmetric(a.d, b.d, dot_i8_i8(w, load_256_i8(&b.qs)), acc)
-    })
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    two_acc(x, y, |a, b, acc| {
-        let s = dot_u8_i8(nibbles_32(&a.qs), load_256_i8(&b.qs));
-        with_min([a.d, a.m], [b.d, b.s], s, acc)
-    })
+    let dot =
+        |a: &BlockQ4_0, b: &BlockQ8_0| dot_offset_u8_i8(nibbles_32(&a.qs), 8, load_256_i8(&b.qs));
+    by_pairs(
+        x,
+        y,
+        |a0, b0, a1, b1, acc| {
+            let d = pair_scales(a0.d, b0.d, a1.d, b1.d);
+            [
+                fma_i32(d[0], dot(a0, b0), acc[0]),
+                fma_i32(d[1], dot(a1, b1), acc[1]),
+            ]
+        },
+        |a, b, acc| fma_i32(block_scale(a.d, b.d), dot(a, b), acc),
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    two_acc(x, y, |a, b, acc| {
-        symmetric(
-            a.d,
-            b.d,
-            dot_i8_i8(q5_0_values(&a.qs, a.qh), load_256_i8(&b.qs)),
-            acc,
-        )
-    })
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-    two_acc(x, y, |a, b, acc| {
-        let s = dot_u8_i8(q5_1_values(&a.qs, a.qh), load_256_i8(&b.qs));
-        with_min([a.d, a.m], [b.d, b.s], s, acc)
-    })
+    let dot = |a: &BlockQ5_0, b: &BlockQ8_0| {
+        dot_offset_u8_i8(q5_1_values(&a.qs, a.qh), 16, load_256_i8(&b.qs))
+    };
+    by_pairs(
+        x,
+        y,
+        |a0, b0, a1, b1, acc| {
+            let d = pair_scales(a0.d, b0.d, a1.d, b1.d);
+            [
+                fma_i32(d[0], dot(a0, b0), acc[0]),
+                fma_i32(d[1], dot(a1, b1), acc[1]),
+            ]
+        },
+        |a, b, acc| fma_i32(block_scale(a.d, b.d), dot(a, b), acc),
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    two_acc(x, y, |a, b, acc| {
-        symmetric(
-            a.d,
-            b.d,
-            dot_i8_i8(load_256_i8(&a.qs), load_256_i8(&b.qs)),
-            acc,
-        )
-    })
+    let dot = |a: &BlockQ8_0, b: &BlockQ8_0| dot_i8_i8(load_256_i8(&a.qs), load_256_i8(&b.qs));
+    by_pairs(
+        x,
+        y,
+        |a0, b0, a1, b1, acc| {
+            let d = pair_scales(a0.d, b0.d, a1.d, b1.d);
+            [
+                fma_i32(d[0], dot(a0, b0), acc[0]),
+                fma_i32(d[1], dot(a1, b1), acc[1]),
+            ]
+        },
+        |a, b, acc| fma_i32(block_scale(a.d, b.d), dot(a, b), acc),
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let dot = |a: &BlockQ4_1, b: &BlockQ8_1| dot_u8_i8(nibbles_32(&a.qs), load_256_i8(&b.qs));
+    let mut mins = _mm256_setzero_ps();
+    let mut last_min = 0.0f32;
+    let sum = by_pairs(
+        x,
+        y,
+        |a0, b0, a1, b1, acc| {
+            let (d, ms) = pair_scales_min([a0.d, a0.m], [b0.d, b0.s], [a1.d, a1.m], [b1.d, b1.s]);
+            mins = _mm256_add_ps(mins, ms);
+            [
+                fma_i32(d[0], dot(a0, b0), acc[0]),
+                fma_i32(d[1], dot(a1, b1), acc[1]),
+            ]
+        },
+        |a, b, acc| {
+            last_min = a.m.to_f32() * b.s.to_f32();
+            fma_i32(block_scale(a.d, b.d), dot(a, b), acc)
+        },
+    );
+    sum + min_lanes(mins) + last_min
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    let dot =
+        |a: &BlockQ5_1, b: &BlockQ8_1| dot_u8_i8(q5_1_values(&a.qs, a.qh), load_256_i8(&b.qs));
+    let mut mins = _mm256_setzero_ps();
+    let mut last_min = 0.0f32;
+    let sum = by_pairs(
+        x,
+        y,
+        |a0, b0, a1, b1, acc| {
+            let (d, ms) = pair_scales_min([a0.d, a0.m], [b0.d, b0.s], [a1.d, a1.m], [b1.d, b1.s]);
+            mins = _mm256_add_ps(mins, ms);
+            [
+                fma_i32(d[0], dot(a0, b0), acc[0]),
+                fma_i32(d[1], dot(a1, b1), acc[1]),
+            ]
+        },
+        |a, b, acc| {
+            last_min = a.m.to_f32() * b.s.to_f32();
+            fma_i32(block_scale(a.d, b.d), dot(a, b), acc)
+        },
+    );
+    sum + min_lanes(mins) + last_min
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -436,4 +436,19 @@ pub(crate) fn install_avx512vnni(table: &mut [TypeTraits]) {
     ] {
         Kernels::set_in(table, ty, |t| t.vec_dot = Some(f));
     }
+    if is_x86_feature_detected!("avx512bf16") {
+        Kernels::set_in(table, BF16, |t| t.vec_dot = Some(dot512_bf16_dpbf16));
+    }
+}
+
+/// BF16 · BF16 with `vdpbf16ps`; installed by [`install_avx512vnni`] only where the CPU also has
+/// AVX-512 BF16.
+fn dot512_bf16_dpbf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    match (typed::<bf16>(x, n), typed::<bf16>(y, n)) {
+        // SAFETY: this private function is installed only by `install_avx512vnni`, after it has
+        // asserted AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI and detected AVX-512 BF16: every
+        // feature the kernel is compiled for.
+        (Some(x), Some(y)) => unsafe { avx512::dot_bf16_dpbf16(x, y) },
+        _ => scalar::vec_dot_bf16(n, x, y),
+    }
 }
