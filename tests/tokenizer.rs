@@ -528,3 +528,40 @@ fn ten_megabytes() {
         assert!(text.len() > 9 << 20, "{model}");
     }
 }
+
+/// `nib tokenize` prints what llama-tokenize prints.
+#[test]
+fn cli_tokenize() {
+    let model = models_dir().join(format!("{GEMMA}.gguf"));
+    tok(GEMMA); // fails with the fetch-models hint if the model is missing
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nib"))
+            .arg("tokenize")
+            .arg("-m")
+            .arg(&model)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cases = read_json(&format!("{GEMMA}.logits.json"));
+    let prompt = cases[4]["prompt"].as_str().unwrap(); // the chat-template prompt
+    let want: Vec<String> = ids(&cases[4]["tokens"])
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    assert_eq!(
+        run(&["-p", prompt, "--parse-special", "--ids", "--no-escape"]),
+        format!("[{}]\n", want.join(", "))
+    );
+    assert_eq!(
+        run(&["-p", "Hello world\\n", "--show-count"]),
+        "     2 -> '<bos>'\n  9259 -> 'Hello'\n  1902 -> ' world'\n   107 -> '\n'\nTotal number of tokens: 4\n"
+    );
+    assert_eq!(run(&["-p", "Hi", "--no-bos", "--ids"]), "[10979]\n");
+}

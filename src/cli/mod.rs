@@ -1,6 +1,7 @@
 //! The `nib` command line: one file per subcommand.
 
 pub mod inspect;
+pub mod tokenize;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,12 +28,15 @@ pub enum Command {
     },
     /// Show the kernel level chosen for this CPU and the features detected.
     Info,
+    /// Tokenize a text with a model's tokenizer, like llama.cpp's llama-tokenize.
+    Tokenize(tokenize::Options),
 }
 
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
+        Command::Tokenize(o) => tokenize::run(&o),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));
