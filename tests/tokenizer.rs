@@ -112,14 +112,13 @@ fn ids(v: &Value) -> Vec<u32> {
 
 /// Check every case of a `.tok.json` golden; returns how many passed, panics listing failures.
 fn check_tok_golden(model: &str, texts_file: &str, golden_file: &str) -> usize {
-    let t = tok(model);
-    let texts = read_texts(texts_file);
+    check_cases(tok(model), model, &read_texts(texts_file), golden_file)
+}
+
+/// Check the cases of `golden_file`, made from `texts`, against `t`.
+fn check_cases(t: &Tokenizer, model: &str, texts: &[Vec<u8>], golden_file: &str) -> usize {
     let cases = read_json(golden_file);
-    assert_eq!(
-        texts.len(),
-        cases.len(),
-        "{golden_file}: one case per text of {texts_file}"
-    );
+    assert_eq!(texts.len(), cases.len(), "{golden_file}: one case per text");
     let mut failures = Vec::new();
     for (i, (text, case)) in texts.iter().zip(&cases).enumerate() {
         assert_eq!(
@@ -155,11 +154,28 @@ fn check_tok_golden(model: &str, texts_file: &str, golden_file: &str) -> usize {
                 as_refdump_writes(&pieces)
             ));
         }
+        // llama_detokenize where the golden has it (tools/reftok.cpp), else the pieces (which is
+        // what llama_detokenize gives for models that do not clean up spaces).
+        let want_detok = case
+            .get("llama_detokenize")
+            .and_then(Value::as_str)
+            .unwrap_or(want_detok);
         let detok = as_refdump_writes(&t.detokenize_bytes(&want, false, true));
         if detok != want_detok {
             failures.push(format!(
                 "case {i}: detokenize {detok:?}, want {want_detok:?}"
             ));
+        }
+        if let Some(w) = case
+            .get("llama_detokenize_remove_special")
+            .and_then(Value::as_str)
+        {
+            let d = as_refdump_writes(&t.detokenize_bytes(&want_sp, true, false));
+            if d != w {
+                failures.push(format!(
+                    "case {i}: detokenize(remove_special) {d:?}, want {w:?}"
+                ));
+            }
         }
     }
     assert!(
@@ -194,6 +210,47 @@ fn smollm2_extra_goldens() {
 fn gemma3_extra_goldens() {
     let n = check_tok_golden(GEMMA, "extra_tok.txt", &format!("{GEMMA}.extra.tok.json"));
     eprintln!("{GEMMA}: {n} extra cases pass");
+}
+
+/// SmolLM2's vocabulary and merges with `tokenizer.ggml.pre` replaced (metadata only, in memory).
+fn smollm2_with_pre(pre: &str) -> Tokenizer {
+    tok(SMOL); // fails with the fetch-models hint if the model is missing
+    let g = Gguf::open(models_dir().join(format!("{SMOL}.gguf"))).unwrap();
+    let mut w = nib::gguf::GgufWriter::new();
+    for (key, value) in g.metadata() {
+        w.set(key, g.to_owned_value(value)).unwrap();
+    }
+    w.set("tokenizer.ggml.pre", nib::gguf::MetaValue::str(pre))
+        .unwrap();
+    let variant = Gguf::from_bytes(w.to_bytes().unwrap()).unwrap();
+    Tokenizer::from_gguf(&variant).unwrap()
+}
+
+/// Every pre-tokenizer nib implements, on one real vocabulary, against llama.cpp with the same
+/// override (tools/make-goldens.sh pretok).
+#[test]
+fn pre_tokenizers_on_smollm2_vocabulary() {
+    let mut texts = read_texts("tok_public.txt");
+    texts.extend(read_texts("extra_tok.txt"));
+    for pre in [
+        "gpt-2",
+        "default",
+        "llama-bpe",
+        "qwen2",
+        "starcoder",
+        "falcon",
+        "deepseek-llm",
+        "deepseek-coder",
+    ] {
+        let t = smollm2_with_pre(pre);
+        let n = check_cases(
+            &t,
+            &format!("{SMOL} pre={pre}"),
+            &texts,
+            &format!("{SMOL}.pre-{pre}.tok.json"),
+        );
+        eprintln!("pre {pre}: {n} cases pass");
+    }
 }
 
 /// The prompts of the logits goldens, tokenized with add_special and parse_special.
