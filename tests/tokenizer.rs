@@ -212,18 +212,40 @@ fn gemma3_extra_goldens() {
     eprintln!("{GEMMA}: {n} extra cases pass");
 }
 
-/// SmolLM2's vocabulary and merges with `tokenizer.ggml.pre` replaced (metadata only, in memory).
-fn smollm2_with_pre(pre: &str) -> Tokenizer {
-    tok(SMOL); // fails with the fetch-models hint if the model is missing
-    let g = Gguf::open(models_dir().join(format!("{SMOL}.gguf"))).unwrap();
+/// A model's tokenizer with one metadata value replaced (metadata only, built in memory).
+fn with_override(model: &str, key: &str, value: nib::gguf::MetaValue) -> Tokenizer {
+    tok(model); // fails with the fetch-models hint if the model is missing
+    let g = Gguf::open(models_dir().join(format!("{model}.gguf"))).unwrap();
     let mut w = nib::gguf::GgufWriter::new();
-    for (key, value) in g.metadata() {
-        w.set(key, g.to_owned_value(value)).unwrap();
+    for (k, v) in g.metadata() {
+        w.set(k, g.to_owned_value(v)).unwrap();
     }
-    w.set("tokenizer.ggml.pre", nib::gguf::MetaValue::str(pre))
-        .unwrap();
+    w.set(key, value).unwrap();
     let variant = Gguf::from_bytes(w.to_bytes().unwrap()).unwrap();
     Tokenizer::from_gguf(&variant).unwrap()
+}
+
+fn smollm2_with_pre(pre: &str) -> Tokenizer {
+    with_override(SMOL, "tokenizer.ggml.pre", nib::gguf::MetaValue::str(pre))
+}
+
+/// SentencePiece with a space prefix (LLaMA 2, Mistral), on Gemma's vocabulary.
+#[test]
+fn sentencepiece_space_prefix() {
+    let mut texts = read_texts("tok_public.txt");
+    texts.extend(read_texts("extra_tok.txt"));
+    let t = with_override(
+        GEMMA,
+        "tokenizer.ggml.add_space_prefix",
+        nib::gguf::MetaValue::Bool(true),
+    );
+    let n = check_cases(
+        &t,
+        &format!("{GEMMA} add_space_prefix"),
+        &texts,
+        &format!("{GEMMA}.space-prefix.tok.json"),
+    );
+    eprintln!("space prefix: {n} cases pass");
 }
 
 /// Every pre-tokenizer nib implements, on one real vocabulary, against llama.cpp with the same
@@ -621,4 +643,22 @@ fn cli_tokenize() {
         "     2 -> '<bos>'\n  9259 -> 'Hello'\n  1902 -> ' world'\n   107 -> '\n'\nTotal number of tokens: 4\n"
     );
     assert_eq!(run(&["-p", "Hi", "--no-bos", "--ids"]), "[10979]\n");
+}
+
+#[test]
+fn tokenizer_is_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    let t = tok(SMOL);
+    let texts = ["Hello world", "<|im_start|>user\nHi<|im_end|>", "日本語 🙂"];
+    let want: Vec<Vec<u32>> = texts.iter().map(|s| t.tokenize(s, true, true)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for (text, want) in texts.iter().zip(&want) {
+                    assert_eq!(&t.tokenize(text, true, true), want);
+                }
+            });
+        }
+    });
 }

@@ -6,7 +6,8 @@
 #         made with tools/reftok.cpp, which adds llama_detokenize results to refdump's fields)
 # public: tests/golden/tok_public.txt -> tests/golden/MODEL.tok.json
 # pretok: both texts -> tests/golden/SmolLM2-135M-Instruct.Q4_1.pre-PRE.tok.json: SmolLM2's vocabulary
-#         and merges with tokenizer.ggml.pre overridden, one file per pre-tokenizer nib implements
+#         and merges with tokenizer.ggml.pre overridden, one file per pre-tokenizer nib implements,
+#         and gemma-3-270m-q4_k_m.space-prefix.tok.json: Gemma's with add_space_prefix on
 #         (tools/reftok.cpp, built here, loads only the vocabulary, with the override).
 # Inputs hold texts separated by a line holding only the byte 0x1E; extra_tok.txt has invalid UTF-8 on
 # purpose. refdump writes text fields byte-wise (an invalid byte becomes U+FFFD, but an overlong form
@@ -61,7 +62,13 @@ if [[ $what == pretok || $what == all ]]; then
   { cat "$golden/tok_public.txt"; printf '\n\x1e\n'; cat "$golden/extra_tok.txt"; } >"$tmp/texts.txt"
   for pre in gpt-2 default llama-bpe qwen2 starcoder falcon deepseek-llm deepseek-coder; do
     out=$golden/$m.pre-$pre.tok.json
-    "$reftok" "$models/$m.gguf" "$tmp/texts.txt" "$pre" | utf8 >"$out.tmp"
+    "$reftok" "$models/$m.gguf" "$tmp/texts.txt" "tokenizer.ggml.pre=str:$pre" | utf8 >"$out.tmp"
     save "$out"
   done
+  # SentencePiece with a space prefix (as LLaMA 2 and Mistral have), on Gemma's vocabulary.
+  m=gemma-3-270m-q4_k_m
+  need_model $m
+  out=$golden/$m.space-prefix.tok.json
+  "$reftok" "$models/$m.gguf" "$tmp/texts.txt" tokenizer.ggml.add_space_prefix=bool:true | utf8 >"$out.tmp"
+  save "$out"
 fi

@@ -1,8 +1,9 @@
-// reftok: llama.cpp's tokenization of texts, as JSON in refdump's `tok` format (plus two
-// llama_detokenize results), loading only the
-// vocabulary, optionally with tokenizer.ggml.pre overridden (to check every pre-tokenizer on
-// one real vocabulary). Built and run by tools/make-goldens.sh.
-//   reftok MODEL FILE [PRE]      FILE: texts separated by a line holding only "\x1e"
+// reftok: llama.cpp's tokenization of texts, as JSON in refdump's `tok` format plus two
+// llama_detokenize results, loading only the vocabulary, with metadata overrides if asked (to
+// check a tokenizer setting on a real vocabulary: every pre-tokenizer on SmolLM2's, a space
+// prefix on Gemma's). Built and run by tools/make-goldens.sh.
+//   reftok MODEL FILE [KEY=str:VALUE | KEY=bool:true|false | KEY=int:N]...
+//   FILE: texts separated by a line holding only "\x1e"
 #include "llama.h"
 #include <cstdio>
 #include <cstring>
@@ -78,19 +79,26 @@ static std::string id_list(const std::vector<llama_token> &v) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: reftok MODEL FILE [PRE]\n"); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: reftok MODEL FILE [KEY=TYPE:VALUE]...\n"); return 2; }
     llama_log_set([](ggml_log_level, const char *, void *) {}, nullptr);
     llama_backend_init();
     auto mp = llama_model_default_params();
     mp.vocab_only = true;
-    std::vector<llama_model_kv_override> kv(2);
+    std::vector<llama_model_kv_override> kv(argc - 3 + 1); // zeroed entry last
     memset(kv.data(), 0, kv.size() * sizeof kv[0]);
-    if (argc > 3) {
-        kv[0].tag = LLAMA_KV_OVERRIDE_TYPE_STR;
-        snprintf(kv[0].key, sizeof kv[0].key, "tokenizer.ggml.pre");
-        snprintf(kv[0].val_str, sizeof kv[0].val_str, "%s", argv[3]);
-        mp.kv_overrides = kv.data();
+    for (int a = 3; a < argc; a++) {
+        std::string arg = argv[a];
+        size_t eq = arg.find('='), colon = arg.find(':', eq);
+        if (eq == std::string::npos || colon == std::string::npos) { fprintf(stderr, "bad override %s\n", argv[a]); return 2; }
+        auto &o = kv[a - 3];
+        std::string key = arg.substr(0, eq), type = arg.substr(eq + 1, colon - eq - 1), val = arg.substr(colon + 1);
+        snprintf(o.key, sizeof o.key, "%s", key.c_str());
+        if (type == "str") { o.tag = LLAMA_KV_OVERRIDE_TYPE_STR; snprintf(o.val_str, sizeof o.val_str, "%s", val.c_str()); }
+        else if (type == "bool") { o.tag = LLAMA_KV_OVERRIDE_TYPE_BOOL; o.val_bool = val == "true"; }
+        else if (type == "int") { o.tag = LLAMA_KV_OVERRIDE_TYPE_INT; o.val_i64 = std::stoll(val); }
+        else { fprintf(stderr, "bad override type %s\n", type.c_str()); return 2; }
     }
+    if (argc > 3) mp.kv_overrides = kv.data();
     llama_model *model = llama_model_load_from_file(argv[1], mp);
     if (!model) { fprintf(stderr, "load failed\n"); return 1; }
     const llama_vocab *vocab = llama_model_get_vocab(model);
