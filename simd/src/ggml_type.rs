@@ -108,7 +108,10 @@ impl GgmlType {
 
     /// Parse a name as printed by [`GgmlType::name`] (case-insensitive).
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        ALL_TYPES.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        ALL_TYPES
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Elements per block.
@@ -163,7 +166,7 @@ impl GgmlType {
     /// Bytes taken by a row of `n` elements, or `None` when `n` is not a whole number of blocks
     /// (or the size overflows).
     pub fn row_size(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())

@@ -103,8 +103,8 @@ pub fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8_0] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK)) {
         let d = f16_to_f32(b.d);
-        for j in 0..QK {
-            out[j] = b.qs[j] as f32 * d;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
         }
     }
 }
@@ -113,8 +113,8 @@ pub fn dequantize_row_q8_1(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8_1] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK)) {
         let d = f16_to_f32(b.d);
-        for j in 0..QK {
-            out[j] = b.qs[j] as f32 * d;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
         }
     }
 }
@@ -149,7 +149,11 @@ pub fn dequantize_row_q2_k(x: &[u8], y: &mut [f32]) {
 pub fn q3_k_scales(scales: &[u8; 12]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for j in 0..16 {
-        let low = if j < 8 { scales[j] & 0x0F } else { scales[j - 8] >> 4 };
+        let low = if j < 8 {
+            scales[j] & 0x0F
+        } else {
+            scales[j - 8] >> 4
+        };
         let high = (scales[8 + (j % 4)] >> (2 * (j / 4))) & 3;
         out[j] = ((low | (high << 4)) as i8).wrapping_sub(32);
     }
@@ -272,8 +276,8 @@ pub fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
 pub fn dequantize_row_q8_k(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8K] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
-        for j in 0..QK_K {
-            out[j] = b.d * b.qs[j] as f32;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = b.d * q as f32;
         }
     }
 }
@@ -300,35 +304,38 @@ pub fn quantize_row_bf16(x: &[f32], y: &mut [u8]) {
     }
 }
 
-/// ggml's `quantize_row_q8_0_ref`: per block `d = max|x| / 127`, `q = round(x / d)`.
+/// Q8_0 activations as llama.cpp's x86 kernels make them (`quantize_row_q8_0` with AVX2):
+/// per block `d = max|x| / 127`, `q = round_ties_even(x * (127 / max|x|))`. nib uses this one
+/// definition at every level and on every architecture, so results agree with llama.cpp's x86
+/// builds and are identical between nib's x86 and ARM builds.
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
-        for j in 0..QK {
-            b.qs[j] = (xs[j] * id).round() as i8;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
         }
     }
 }
 
-/// ggml's `quantize_row_q8_1_ref`: as Q8_0, plus `s = d * sum(q)`.
+/// Q8_1 activations, as [`quantize_row_q8_0`] plus `s = d * sum(q)` (llama.cpp's x86
+/// `quantize_row_q8_1`).
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
         let mut sum = 0i32;
-        for j in 0..QK {
-            let q = (xs[j] * id).round() as i8;
-            b.qs[j] = q;
-            sum += q as i32;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
+            sum += *q as i32;
         }
-        b.s = f16::from_f32(sum as f32 * d);
+        b.s = f16::from_f32(d * sum as f32);
     }
 }
 
@@ -349,8 +356,8 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
             continue;
         }
         let iscale = -127.0 / max;
-        for j in 0..QK_K {
-            b.qs[j] = nearest_int(iscale * xs[j]).min(127) as i8;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = nearest_int(iscale * v).min(127) as i8;
         }
         for j in 0..QK_K / 16 {
             b.bsums[j] = b.qs[j * 16..j * 16 + 16].iter().map(|&q| q as i16).sum();

@@ -6,6 +6,7 @@
 //! `NIB_KERNELS=scalar` (or any other level's name) forces a level for tests and debugging.
 
 use crate::dot::scalar;
+use crate::quantize as q;
 use crate::reference as r;
 use crate::GgmlType;
 use std::fmt;
@@ -25,6 +26,8 @@ pub enum Level {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 with AVX2 plus AVX-512 F/BW/VL and AVX-512 VNNI (Zen 4/5, Ice Lake and later).
+    Avx512Vnni,
     /// aarch64 Advanced SIMD without the dot-product extension.
     Neon,
     /// aarch64 Advanced SIMD with SDOT (`dotprod`), as on Neoverse-N1.
@@ -32,19 +35,28 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Neon, Level::NeonDotprod];
+    pub const ALL: [Level; 5] = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::Avx512Vnni,
+        Level::Neon,
+        Level::NeonDotprod,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
+            Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
             Level::NeonDotprod => "neon-dotprod",
         }
     }
 
     pub fn from_name(s: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
     }
 
     /// Whether this CPU can run the level's kernels.
@@ -56,6 +68,14 @@ impl Level {
                 is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => {
+                Level::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
@@ -71,10 +91,15 @@ impl Level {
 
     /// The best level this CPU supports.
     pub fn detect() -> Level {
-        [Level::NeonDotprod, Level::Neon, Level::Avx2]
-            .into_iter()
-            .find(|l| l.is_supported())
-            .unwrap_or(Level::Scalar)
+        [
+            Level::NeonDotprod,
+            Level::Neon,
+            Level::Avx512Vnni,
+            Level::Avx2,
+        ]
+        .into_iter()
+        .find(|l| l.is_supported())
+        .unwrap_or(Level::Scalar)
     }
 }
 
@@ -117,12 +142,17 @@ pub struct Kernels {
 impl Kernels {
     /// The table for `level`. Panics if the CPU does not support it (check [`Level::is_supported`]).
     pub fn for_level(level: Level) -> Kernels {
-        assert!(level.is_supported(), "kernel level {level} is not supported by this CPU");
+        assert!(
+            level.is_supported(),
+            "kernel level {level} is not supported by this CPU"
+        );
         let mut table = scalar_table();
         match level {
             Level::Scalar => {}
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => crate::arch::x86::install_avx2(&mut table),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => crate::arch::x86::install_avx512vnni(&mut table),
             #[cfg(target_arch = "aarch64")]
             Level::Neon => crate::arch::aarch64::install_neon(&mut table),
             #[cfg(target_arch = "aarch64")]
@@ -168,7 +198,10 @@ pub fn requested_level() -> Result<Level, LevelError> {
         Ok(s) if !s.trim().is_empty() => {
             let names: Vec<_> = Level::ALL.iter().map(|l| l.name()).collect();
             let level = Level::from_name(&s).ok_or_else(|| {
-                LevelError(format!("NIB_KERNELS={s}: unknown level (known: {})", names.join(", ")))
+                LevelError(format!(
+                    "NIB_KERNELS={s}: unknown level (known: {})",
+                    names.join(", ")
+                ))
             })?;
             if !level.is_supported() {
                 return Err(LevelError(format!(
@@ -203,26 +236,122 @@ fn entry(
     from_float: Option<FromFloat>,
     vec_dot: Option<VecDot>,
 ) -> TypeTraits {
-    TypeTraits { ty, vec_dot_type, to_float, from_float, vec_dot }
+    TypeTraits {
+        ty,
+        vec_dot_type,
+        to_float,
+        from_float,
+        vec_dot,
+    }
 }
 
 fn scalar_table() -> Vec<TypeTraits> {
     use GgmlType::*;
     vec![
-        entry(F32, F32, Some(r::dequantize_row_f32), Some(r::quantize_row_f32), Some(scalar::vec_dot_f32)),
-        entry(F16, F16, Some(r::dequantize_row_f16), Some(r::quantize_row_f16), Some(scalar::vec_dot_f16)),
-        entry(BF16, BF16, Some(r::dequantize_row_bf16), Some(r::quantize_row_bf16), Some(scalar::vec_dot_bf16)),
-        entry(Q4_0, Q8_0, Some(r::dequantize_row_q4_0), None, Some(scalar::vec_dot_q4_0_q8_0)),
-        entry(Q4_1, Q8_1, Some(r::dequantize_row_q4_1), None, Some(scalar::vec_dot_q4_1_q8_1)),
-        entry(Q5_0, Q8_0, Some(r::dequantize_row_q5_0), None, Some(scalar::vec_dot_q5_0_q8_0)),
-        entry(Q5_1, Q8_1, Some(r::dequantize_row_q5_1), None, Some(scalar::vec_dot_q5_1_q8_1)),
-        entry(Q8_0, Q8_0, Some(r::dequantize_row_q8_0), Some(r::quantize_row_q8_0), Some(scalar::vec_dot_q8_0_q8_0)),
-        entry(Q8_1, Q8_1, Some(r::dequantize_row_q8_1), Some(r::quantize_row_q8_1), None),
-        entry(Q2_K, Q8_K, Some(r::dequantize_row_q2_k), None, Some(scalar::vec_dot_q2_k_q8_k)),
-        entry(Q3_K, Q8_K, Some(r::dequantize_row_q3_k), None, Some(scalar::vec_dot_q3_k_q8_k)),
-        entry(Q4_K, Q8_K, Some(r::dequantize_row_q4_k), None, Some(scalar::vec_dot_q4_k_q8_k)),
-        entry(Q5_K, Q8_K, Some(r::dequantize_row_q5_k), None, Some(scalar::vec_dot_q5_k_q8_k)),
-        entry(Q6_K, Q8_K, Some(r::dequantize_row_q6_k), None, Some(scalar::vec_dot_q6_k_q8_k)),
-        entry(Q8_K, Q8_K, Some(r::dequantize_row_q8_k), Some(r::quantize_row_q8_k), None),
+        entry(
+            F32,
+            F32,
+            Some(r::dequantize_row_f32),
+            Some(r::quantize_row_f32),
+            Some(scalar::vec_dot_f32),
+        ),
+        entry(
+            F16,
+            F16,
+            Some(r::dequantize_row_f16),
+            Some(r::quantize_row_f16),
+            Some(scalar::vec_dot_f16),
+        ),
+        entry(
+            BF16,
+            BF16,
+            Some(r::dequantize_row_bf16),
+            Some(r::quantize_row_bf16),
+            Some(scalar::vec_dot_bf16),
+        ),
+        entry(
+            Q4_0,
+            Q8_0,
+            Some(r::dequantize_row_q4_0),
+            Some(q::quantize_row_q4_0),
+            Some(scalar::vec_dot_q4_0_q8_0),
+        ),
+        entry(
+            Q4_1,
+            Q8_1,
+            Some(r::dequantize_row_q4_1),
+            Some(q::quantize_row_q4_1),
+            Some(scalar::vec_dot_q4_1_q8_1),
+        ),
+        entry(
+            Q5_0,
+            Q8_0,
+            Some(r::dequantize_row_q5_0),
+            Some(q::quantize_row_q5_0),
+            Some(scalar::vec_dot_q5_0_q8_0),
+        ),
+        entry(
+            Q5_1,
+            Q8_1,
+            Some(r::dequantize_row_q5_1),
+            Some(q::quantize_row_q5_1),
+            Some(scalar::vec_dot_q5_1_q8_1),
+        ),
+        entry(
+            Q8_0,
+            Q8_0,
+            Some(r::dequantize_row_q8_0),
+            Some(r::quantize_row_q8_0),
+            Some(scalar::vec_dot_q8_0_q8_0),
+        ),
+        entry(
+            Q8_1,
+            Q8_1,
+            Some(r::dequantize_row_q8_1),
+            Some(r::quantize_row_q8_1),
+            None,
+        ),
+        entry(
+            Q2_K,
+            Q8_K,
+            Some(r::dequantize_row_q2_k),
+            Some(q::quantize_row_q2_k),
+            Some(scalar::vec_dot_q2_k_q8_k),
+        ),
+        entry(
+            Q3_K,
+            Q8_K,
+            Some(r::dequantize_row_q3_k),
+            Some(q::quantize_row_q3_k),
+            Some(scalar::vec_dot_q3_k_q8_k),
+        ),
+        entry(
+            Q4_K,
+            Q8_K,
+            Some(r::dequantize_row_q4_k),
+            Some(q::quantize_row_q4_k),
+            Some(scalar::vec_dot_q4_k_q8_k),
+        ),
+        entry(
+            Q5_K,
+            Q8_K,
+            Some(r::dequantize_row_q5_k),
+            Some(q::quantize_row_q5_k),
+            Some(scalar::vec_dot_q5_k_q8_k),
+        ),
+        entry(
+            Q6_K,
+            Q8_K,
+            Some(r::dequantize_row_q6_k),
+            Some(q::quantize_row_q6_k),
+            Some(scalar::vec_dot_q6_k_q8_k),
+        ),
+        entry(
+            Q8_K,
+            Q8_K,
+            Some(r::dequantize_row_q8_k),
+            Some(r::quantize_row_q8_k),
+            None,
+        ),
     ]
 }

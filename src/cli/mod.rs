@@ -1,6 +1,11 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod bench;
+pub mod common;
 pub mod inspect;
+pub mod perplexity;
+pub mod run;
+pub mod synth;
 pub mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +20,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Generate text from a prompt (streams to stdout; stats on stderr).
+    Run(run::RunArgs),
+    /// Measure perplexity on a text file (llama-perplexity's method).
+    Perplexity(perplexity::PerplexityArgs),
+    /// Measure prompt processing and generation speed (llama-bench's tests and table).
+    Bench(bench::BenchArgs),
+    /// Write a random-weight model of a given architecture, shape and type (for tests and speed work).
+    Synth(synth::SynthArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -35,8 +48,16 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
+        Command::Run(a) => run::run(&a),
+        Command::Perplexity(a) => perplexity::run(&a),
+        Command::Bench(a) => bench::run(&a),
+        Command::Synth(a) => synth::run(&a),
         Command::Tokenize(o) => tokenize::run(&o),
+        Command::Inspect {
+            model,
+            json,
+            metadata,
+        } => inspect::run(&model, json, metadata),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));

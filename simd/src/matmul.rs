@@ -1,0 +1,170 @@
+//! Matrix products over threads: a quantized weight matrix times one (decode) or many (prompt)
+//! activation rows, split by output rows across nib's thread pool ([`crate::pool`]). Each task takes a chunk of weight
+//! rows and multiplies it with every activation row, so a loaded weight block serves the whole
+//! batch while it is in cache.
+
+use crate::traits::{Kernels, VecDot};
+use crate::GgmlType;
+
+/// A weight matrix in a GGUF layout: `rows` rows of `cols` elements of type `ty`, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> MatRef<'a> {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.ty.row_size(self.cols).expect("validated matrix")
+    }
+
+    /// The bytes of row `r`.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+}
+
+/// A raw pointer that may be shared across the pool's threads because every task writes a
+/// disjoint set of elements through it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: only used by `matmul_multi`, whose tasks write disjoint (row, token) elements.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+/// Rows per task: enough tasks to balance the threads (a few per thread), each worth its
+/// scheduling cost, and a multiple of 4 so multi-row kernels can be used.
+fn rows_per_task(rows: usize, cols: usize, n_tokens: usize, threads: usize) -> usize {
+    let min_rows = (32_768 / (cols * n_tokens).max(1)).max(4);
+    let by_balance = rows.div_ceil(threads * 4);
+    by_balance.max(min_rows).div_ceil(4) * 4
+}
+
+/// `out[t * w.rows + r] = w.row(r) · act.row(t)` for `t < n_tokens`, `r < w.rows`.
+///
+/// `act` holds `n_tokens` rows already converted to the weight type's `vec_dot_type`.
+/// Panics if the kernels have no dot product for `w.ty` or if the buffers are too small.
+pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut [f32]) {
+    matmul_multi(k, &mut [(w, out)], act, n_tokens);
+}
+
+/// Several matrix products of the same activations in one parallel step (Q/K/V, gate/up): the
+/// tasks of all matrices are claimed from one counter, so threads synchronise once.
+/// Every matrix must pair with the same activation format and have `cols` equal to the
+/// activation rows' length.
+pub fn matmul_multi(
+    k: &Kernels,
+    mats: &mut [(MatRef<'_>, &mut [f32])],
+    act: &[u8],
+    n_tokens: usize,
+) {
+    crate::pool::with_current(|pool| matmul_multi_on(pool, k, mats, act, n_tokens))
+}
+
+fn matmul_multi_on(
+    pool: &crate::pool::Pool,
+    k: &Kernels,
+    mats: &mut [(MatRef<'_>, &mut [f32])],
+    act: &[u8],
+    n_tokens: usize,
+) {
+    struct Job<'a> {
+        w: MatRef<'a>,
+        vec_dot: VecDot,
+        act_row: usize,
+        out: SharedOut,
+        chunk: usize,
+        first_task: usize,
+    }
+    let threads = pool.n_threads();
+    let mut jobs = Vec::with_capacity(mats.len());
+    let mut n_tasks = 0;
+    for (w, out) in mats.iter_mut() {
+        let traits = k
+            .get(w.ty)
+            .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
+        let vec_dot: VecDot = traits
+            .vec_dot
+            .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
+        let act_row = traits
+            .vec_dot_type
+            .row_size(w.cols)
+            .expect("activation row size");
+        assert!(
+            act.len() >= act_row * n_tokens,
+            "activation buffer too small"
+        );
+        assert!(out.len() >= w.rows * n_tokens, "output buffer too small");
+        assert!(
+            w.data.len() >= w.row_bytes() * w.rows,
+            "weight buffer too small"
+        );
+        let chunk = rows_per_task(w.rows, w.cols, n_tokens, threads);
+        jobs.push(Job {
+            w: *w,
+            vec_dot,
+            act_row,
+            out: SharedOut(out.as_mut_ptr()),
+            chunk,
+            first_task: n_tasks,
+        });
+        n_tasks += w.rows.div_ceil(chunk);
+    }
+    let run = |task: usize| {
+        let j = jobs
+            .iter()
+            .rev()
+            .find(|j| j.first_task <= task)
+            .expect("task belongs to a job");
+        let rows = j.w.rows;
+        let r0 = (task - j.first_task) * j.chunk;
+        let r1 = (r0 + j.chunk).min(rows);
+        for t in 0..n_tokens {
+            let a = &act[t * j.act_row..(t + 1) * j.act_row];
+            for r in r0..r1 {
+                let v = (j.vec_dot)(j.w.cols, j.w.row(r), a);
+                // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above); the
+                // row ranges of different tasks of one matrix are disjoint and different
+                // matrices have different outputs, so no element is written twice; the outputs
+                // are borrowed mutably for the whole call, which returns after every task.
+                unsafe { *j.out.0.add(t * rows + r) = v };
+            }
+        }
+    };
+    pool.run(n_tasks, &run);
+}
+
+/// Convert `n_tokens` rows of `cols` f32 values into `ty` (a `vec_dot_type`), in parallel when
+/// the batch is large. Returns the bytes per converted row.
+pub fn quantize_rows(
+    k: &Kernels,
+    ty: GgmlType,
+    x: &[f32],
+    cols: usize,
+    n_tokens: usize,
+    out: &mut [u8],
+) -> usize {
+    let from_float = k
+        .get(ty)
+        .and_then(|t| t.from_float)
+        .unwrap_or_else(|| panic!("no quantizer for {ty}"));
+    let rb = ty.row_size(cols).expect("row size");
+    assert!(x.len() >= cols * n_tokens && out.len() >= rb * n_tokens);
+    if n_tokens >= 8 {
+        crate::pool::with_current(|pool| {
+            pool.for_each_chunk_mut(&mut out[..rb * n_tokens], rb, |t, o| {
+                from_float(&x[t * cols..(t + 1) * cols], o)
+            })
+        });
+    } else {
+        for (o, xi) in out.chunks_mut(rb).zip(x.chunks(cols)).take(n_tokens) {
+            from_float(xi, o);
+        }
+    }
+    rb
+}

@@ -1,0 +1,361 @@
+//! The forward pass: tokens → embeddings → N transformer blocks → final norm → logits, for a
+//! batch of tokens at consecutive positions, reading and extending the KV cache. One readable
+//! function ([`Context::forward_batch`]) over small named steps; architectures differ only by the
+//! flags of their [`ArchSpec`](super::ArchSpec).
+
+use super::kv_cache::{KvCache, KvType};
+use super::{Activation, Model, RopeScaling};
+use crate::ops::attention::{attention, AttnParams};
+use crate::ops::rope::Rope;
+use crate::ops::{self, QuantBuf};
+use anyhow::{bail, Result};
+use nib_simd::vec;
+use std::sync::Arc;
+
+/// Which logits a call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (perplexity, scoring).
+    All,
+}
+
+/// Activations for up to `n_batch` tokens, allocated once per context.
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    qb: QuantBuf,
+    logits: Vec<f32>,
+}
+
+/// An inference context: a model, its KV cache and scratch buffers. Several contexts can share
+/// one model (the server gives each slot its own).
+pub struct Context {
+    pub model: Arc<Model>,
+    /// Called with llama.cpp's tensor names (`attn_norm-0`, `Qcur-0`, `l_out-0`, ...) and the
+    /// batch's values at each step, for comparing intermediate results (`None`: no cost).
+    pub trace: Option<Box<dyn FnMut(&str, &[f32]) + Send>>,
+    pub kv: KvCache,
+    n_past: usize,
+    n_batch: usize,
+    s: Scratch,
+    rope: Rope,
+    rope_swa: Rope,
+}
+
+impl Context {
+    /// A context of `n_ctx` positions processing prompts in batches of `n_batch` tokens.
+    pub fn new(
+        model: Arc<Model>,
+        n_ctx: usize,
+        n_batch: usize,
+        kv_type: KvType,
+    ) -> Result<Context> {
+        let hp = &model.hp;
+        if n_ctx == 0 || n_batch == 0 {
+            bail!("context size and batch size must be positive");
+        }
+        let n_batch = n_batch.min(n_ctx);
+        let q_dim = hp.n_head * hp.head_dim;
+        let kv_k = hp.n_head_kv * hp.head_dim;
+        let kv_v = hp.n_head_kv * hp.head_dim_v;
+        let att_dim = hp.n_head * hp.head_dim_v;
+        let widest = hp.n_embd.max(hp.n_ff).max(att_dim);
+        let s = Scratch {
+            x: vec![0.0; n_batch * hp.n_embd],
+            xn: vec![0.0; n_batch * hp.n_embd],
+            q: vec![0.0; n_batch * q_dim],
+            k: vec![0.0; n_batch * kv_k],
+            v: vec![0.0; n_batch * kv_v],
+            att: vec![0.0; n_batch * att_dim],
+            o: vec![0.0; n_batch * hp.n_embd],
+            gate: vec![0.0; n_batch * hp.n_ff],
+            up: vec![0.0; n_batch * hp.n_ff],
+            cos: vec![0.0; hp.n_rot / 2],
+            sin: vec![0.0; hp.n_rot / 2],
+            // Q8_0 takes 34 bytes per 32 values, the widest activation format per value.
+            qb: QuantBuf::with_capacity(n_batch * widest.div_ceil(32) * 36 + 1024),
+            logits: vec![0.0; hp.n_vocab],
+        };
+        let kind = model.spec.rope;
+        let rope = Rope::new(
+            kind,
+            hp.n_rot,
+            hp.rope_base,
+            hp.rope_scaling,
+            model.rope_freqs.clone(),
+        );
+        let rope_swa = Rope::new(kind, hp.n_rot, hp.rope_base_swa, RopeScaling::None, None);
+        let kv = KvCache::new(kv_type, hp.n_layer, n_ctx, kv_k, kv_v);
+        Ok(Context {
+            model,
+            trace: None,
+            kv,
+            n_past: 0,
+            n_batch,
+            s,
+            rope,
+            rope_swa,
+        })
+    }
+
+    /// Positions filled so far.
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx
+    }
+
+    pub fn n_batch(&self) -> usize {
+        self.n_batch
+    }
+
+    /// Forget every position (a new conversation).
+    pub fn clear(&mut self) {
+        self.n_past = 0;
+    }
+
+    /// Forget positions from `n` on (keep a shared prefix).
+    pub fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    /// Feed `tokens` at the next positions, in batches of `n_batch`, and return logits: the last
+    /// token's (`n_vocab` values) or every token's (`tokens.len() * n_vocab`).
+    pub fn eval(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
+        let n_vocab = self.model.hp.n_vocab;
+        if tokens.is_empty() {
+            bail!("no tokens to evaluate");
+        }
+        if self.n_past + tokens.len() > self.kv.n_ctx {
+            bail!(
+                "{} tokens do not fit in the context: {} of {} positions are used (raise -c/--ctx-size)",
+                tokens.len(),
+                self.n_past,
+                self.kv.n_ctx
+            );
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            bail!("token id {bad} is outside the vocabulary of {n_vocab}");
+        }
+        if which == Logits::All && self.s.logits.len() < tokens.len() * n_vocab {
+            self.s.logits.resize(tokens.len() * n_vocab, 0.0);
+        }
+        let mut done = 0;
+        for chunk in tokens.chunks(self.n_batch) {
+            let last_chunk = done + chunk.len() == tokens.len();
+            let out_at = match which {
+                Logits::All => Some(done),
+                Logits::Last if last_chunk => Some(0),
+                Logits::Last => None,
+            };
+            self.forward_batch(chunk, which, out_at);
+            done += chunk.len();
+        }
+        Ok(match which {
+            Logits::Last => &self.s.logits[..n_vocab],
+            Logits::All => &self.s.logits[..tokens.len() * n_vocab],
+        })
+    }
+
+    /// One batch through the whole network. `out_at`: where in the logits buffer (in rows) this
+    /// batch's logits go, if any are wanted.
+    fn forward_batch(&mut self, tokens: &[u32], which: Logits, out_at: Option<usize>) {
+        let model = Arc::clone(&self.model);
+        let (hp, spec) = (&model.hp, &model.spec);
+        let k = nib_simd::kernels();
+        let t = tokens.len();
+        let pos0 = self.n_past;
+        let d = hp.n_embd;
+        let q_dim = hp.n_head * hp.head_dim;
+        let kv_k = hp.n_head_kv * hp.head_dim;
+        let kv_v = hp.n_head_kv * hp.head_dim_v;
+        let att_dim = hp.n_head * hp.head_dim_v;
+        let s = &mut self.s;
+        let trace = &mut self.trace;
+        let mut tr = |name: &str, il: usize, v: &[f32]| {
+            if let Some(f) = trace.as_mut() {
+                f(&format!("{name}-{il}"), v)
+            }
+        };
+
+        // 1. Token embeddings (dequantized rows), scaled for gemma.
+        let embd = model.mat(&model.tok_embd);
+        let to_float = k
+            .get(embd.ty)
+            .and_then(|tr| tr.to_float)
+            .expect("embedding type readable");
+        for (i, &tok) in tokens.iter().enumerate() {
+            let row = &mut s.x[i * d..(i + 1) * d];
+            to_float(embd.row(tok as usize), row);
+            if spec.scale_embeddings {
+                vec::scale(row, (d as f32).sqrt());
+            }
+        }
+
+        for (il, layer) in model.layers.iter().enumerate() {
+            // 2. Attention block: norm → Q/K/V → (q/k norm) → RoPE → cache → attention → output.
+            ops::rms_norm_rows(&s.x[..t * d], &layer.attn_norm, hp.rms_eps, d, &mut s.xn);
+            tr("attn_norm", il, &s.xn[..t * d]);
+            ops::project(
+                k,
+                &s.xn[..t * d],
+                d,
+                t,
+                &mut s.qb,
+                &mut [
+                    (model.mat(&layer.wq), &mut s.q[..t * q_dim]),
+                    (model.mat(&layer.wk), &mut s.k[..t * kv_k]),
+                    (model.mat(&layer.wv), &mut s.v[..t * kv_v]),
+                ],
+            );
+            if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
+                ops::add_bias(&mut s.q[..t * q_dim], bq);
+                ops::add_bias(&mut s.k[..t * kv_k], bk);
+                ops::add_bias(&mut s.v[..t * kv_v], bv);
+            }
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                ops::rms_norm_heads(&mut s.q[..t * q_dim], qn, hp.rms_eps);
+                ops::rms_norm_heads(&mut s.k[..t * kv_k], kn, hp.rms_eps);
+            }
+            let swa = hp.is_swa(il);
+            let rope = if swa { &self.rope_swa } else { &self.rope };
+            for i in 0..t {
+                rope.angles(pos0 + i, &mut s.cos, &mut s.sin);
+                rope.apply(
+                    &mut s.q[i * q_dim..(i + 1) * q_dim],
+                    hp.head_dim,
+                    &s.cos,
+                    &s.sin,
+                );
+                rope.apply(
+                    &mut s.k[i * kv_k..(i + 1) * kv_k],
+                    hp.head_dim,
+                    &s.cos,
+                    &s.sin,
+                );
+            }
+            tr("Qcur", il, &s.q[..t * q_dim]);
+            tr("Kcur", il, &s.k[..t * kv_k]);
+            tr("Vcur", il, &s.v[..t * kv_v]);
+            self.kv.k[il].write(pos0 * kv_k, &s.k[..t * kv_k]);
+            self.kv.v[il].write(pos0 * kv_v, &s.v[..t * kv_v]);
+            let params = AttnParams {
+                n_head: hp.n_head,
+                n_head_kv: hp.n_head_kv,
+                head_dim: hp.head_dim,
+                head_dim_v: hp.head_dim_v,
+                pos0,
+                scale: hp.attn_scale,
+                window: if swa { hp.n_swa } else { 0 },
+                softcap: hp.attn_logit_softcap,
+            };
+            attention(
+                &s.q[..t * q_dim],
+                &self.kv.k[il],
+                &self.kv.v[il],
+                t,
+                params,
+                &mut s.att,
+            );
+            tr("kqv_out", il, &s.att[..t * att_dim]);
+            ops::project(
+                k,
+                &s.att[..t * att_dim],
+                att_dim,
+                t,
+                &mut s.qb,
+                &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
+            );
+            if let Some(w) = &layer.post_attn_norm {
+                for row in s.o[..t * d].chunks_exact_mut(d) {
+                    vec::rms_norm_inplace(row, w, hp.rms_eps);
+                }
+            }
+            tr("attn_out", il, &s.o[..t * d]);
+            vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
+            tr("ffn_inp", il, &s.x[..t * d]);
+
+            // 3. Feed-forward block: norm → gate/up → activation → down (→ post norm) → residual.
+            ops::rms_norm_rows(&s.x[..t * d], &layer.ffn_norm, hp.rms_eps, d, &mut s.xn);
+            tr("ffn_norm", il, &s.xn[..t * d]);
+            let ff = hp.n_ff;
+            ops::project(
+                k,
+                &s.xn[..t * d],
+                d,
+                t,
+                &mut s.qb,
+                &mut [
+                    (model.mat(&layer.w_gate), &mut s.gate[..t * ff]),
+                    (model.mat(&layer.w_up), &mut s.up[..t * ff]),
+                ],
+            );
+            tr("ffn_gate", il, &s.gate[..t * ff]);
+            tr("ffn_up", il, &s.up[..t * ff]);
+            match spec.activation {
+                Activation::SwiGlu => vec::swiglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
+                Activation::GeGlu => vec::geglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
+            }
+            ops::project(
+                k,
+                &s.gate[..t * ff],
+                ff,
+                t,
+                &mut s.qb,
+                &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])],
+            );
+            if let Some(w) = &layer.post_ffn_norm {
+                for row in s.o[..t * d].chunks_exact_mut(d) {
+                    vec::rms_norm_inplace(row, w, hp.rms_eps);
+                }
+            }
+            tr("ffn_out", il, &s.o[..t * d]);
+            vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
+            tr("l_out", il, &s.x[..t * d]);
+        }
+        self.n_past += t;
+
+        // 4. Final norm and the output projection, for the rows whose logits are wanted.
+        let Some(at) = out_at else { return };
+        let (first, rows) = match which {
+            Logits::Last => (t - 1, 1),
+            Logits::All => (0, t),
+        };
+        ops::rms_norm_rows(
+            &s.x[first * d..(first + rows) * d],
+            &model.output_norm,
+            hp.rms_eps,
+            d,
+            &mut s.xn,
+        );
+        let n_vocab = hp.n_vocab;
+        let out = &mut s.logits[at * n_vocab..(at + rows) * n_vocab];
+        ops::project(
+            k,
+            &s.xn[..rows * d],
+            d,
+            rows,
+            &mut s.qb,
+            &mut [(model.mat(&model.output), out)],
+        );
+        if hp.final_logit_softcap > 0.0 {
+            let cap = hp.final_logit_softcap;
+            for l in out.iter_mut() {
+                *l = cap * (*l / cap).tanh();
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests: where the models and goldens are.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Path of a real model under `$NIB_MODELS` (default `<repo>/models`). Panics with the command
+/// that fetches it when it is missing: these tests must not pass by skipping.
+pub fn model_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NIB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "model {} is missing: run tools/fetch-models.sh (or set NIB_MODELS)",
+        p.display()
+    );
+    p
+}
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// A file under `tests/golden/`.
+pub fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+pub fn read_json(name: &str) -> serde_json::Value {
+    let p = golden_path(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
