@@ -112,14 +112,13 @@ fn ids(v: &Value) -> Vec<u32> {
 
 /// Check every case of a `.tok.json` golden; returns how many passed, panics listing failures.
 fn check_tok_golden(model: &str, texts_file: &str, golden_file: &str) -> usize {
-    let t = tok(model);
-    let texts = read_texts(texts_file);
+    check_cases(tok(model), model, &read_texts(texts_file), golden_file)
+}
+
+/// Check the cases of `golden_file`, made from `texts`, against `t`.
+fn check_cases(t: &Tokenizer, model: &str, texts: &[Vec<u8>], golden_file: &str) -> usize {
     let cases = read_json(golden_file);
-    assert_eq!(
-        texts.len(),
-        cases.len(),
-        "{golden_file}: one case per text of {texts_file}"
-    );
+    assert_eq!(texts.len(), cases.len(), "{golden_file}: one case per text");
     let mut failures = Vec::new();
     for (i, (text, case)) in texts.iter().zip(&cases).enumerate() {
         assert_eq!(
@@ -155,11 +154,28 @@ fn check_tok_golden(model: &str, texts_file: &str, golden_file: &str) -> usize {
                 as_refdump_writes(&pieces)
             ));
         }
+        // llama_detokenize where the golden has it (tools/reftok.cpp), else the pieces (which is
+        // what llama_detokenize gives for models that do not clean up spaces).
+        let want_detok = case
+            .get("llama_detokenize")
+            .and_then(Value::as_str)
+            .unwrap_or(want_detok);
         let detok = as_refdump_writes(&t.detokenize_bytes(&want, false, true));
         if detok != want_detok {
             failures.push(format!(
                 "case {i}: detokenize {detok:?}, want {want_detok:?}"
             ));
+        }
+        if let Some(w) = case
+            .get("llama_detokenize_remove_special")
+            .and_then(Value::as_str)
+        {
+            let d = as_refdump_writes(&t.detokenize_bytes(&want_sp, true, false));
+            if d != w {
+                failures.push(format!(
+                    "case {i}: detokenize(remove_special) {d:?}, want {w:?}"
+                ));
+            }
         }
     }
     assert!(
@@ -194,6 +210,69 @@ fn smollm2_extra_goldens() {
 fn gemma3_extra_goldens() {
     let n = check_tok_golden(GEMMA, "extra_tok.txt", &format!("{GEMMA}.extra.tok.json"));
     eprintln!("{GEMMA}: {n} extra cases pass");
+}
+
+/// A model's tokenizer with one metadata value replaced (metadata only, built in memory).
+fn with_override(model: &str, key: &str, value: nib::gguf::MetaValue) -> Tokenizer {
+    tok(model); // fails with the fetch-models hint if the model is missing
+    let g = Gguf::open(models_dir().join(format!("{model}.gguf"))).unwrap();
+    let mut w = nib::gguf::GgufWriter::new();
+    for (k, v) in g.metadata() {
+        w.set(k, g.to_owned_value(v)).unwrap();
+    }
+    w.set(key, value).unwrap();
+    let variant = Gguf::from_bytes(w.to_bytes().unwrap()).unwrap();
+    Tokenizer::from_gguf(&variant).unwrap()
+}
+
+fn smollm2_with_pre(pre: &str) -> Tokenizer {
+    with_override(SMOL, "tokenizer.ggml.pre", nib::gguf::MetaValue::str(pre))
+}
+
+/// SentencePiece with a space prefix (LLaMA 2, Mistral), on Gemma's vocabulary.
+#[test]
+fn sentencepiece_space_prefix() {
+    let mut texts = read_texts("tok_public.txt");
+    texts.extend(read_texts("extra_tok.txt"));
+    let t = with_override(
+        GEMMA,
+        "tokenizer.ggml.add_space_prefix",
+        nib::gguf::MetaValue::Bool(true),
+    );
+    let n = check_cases(
+        &t,
+        &format!("{GEMMA} add_space_prefix"),
+        &texts,
+        &format!("{GEMMA}.space-prefix.tok.json"),
+    );
+    eprintln!("space prefix: {n} cases pass");
+}
+
+/// Every pre-tokenizer nib implements, on one real vocabulary, against llama.cpp with the same
+/// override (tools/make-goldens.sh pretok).
+#[test]
+fn pre_tokenizers_on_smollm2_vocabulary() {
+    let mut texts = read_texts("tok_public.txt");
+    texts.extend(read_texts("extra_tok.txt"));
+    for pre in [
+        "gpt-2",
+        "default",
+        "llama-bpe",
+        "qwen2",
+        "starcoder",
+        "falcon",
+        "deepseek-llm",
+        "deepseek-coder",
+    ] {
+        let t = smollm2_with_pre(pre);
+        let n = check_cases(
+            &t,
+            &format!("{SMOL} pre={pre}"),
+            &texts,
+            &format!("{SMOL}.pre-{pre}.tok.json"),
+        );
+        eprintln!("pre {pre}: {n} cases pass");
+    }
 }
 
 /// The prompts of the logits goldens, tokenized with add_special and parse_special.
@@ -527,4 +606,59 @@ fn ten_megabytes() {
         let text = t.detokenize_bytes(&ids, true, true);
         assert!(text.len() > 9 << 20, "{model}");
     }
+}
+
+/// `nib tokenize` prints what llama-tokenize prints.
+#[test]
+fn cli_tokenize() {
+    let model = models_dir().join(format!("{GEMMA}.gguf"));
+    tok(GEMMA); // fails with the fetch-models hint if the model is missing
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nib"))
+            .arg("tokenize")
+            .arg("-m")
+            .arg(&model)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cases = read_json(&format!("{GEMMA}.logits.json"));
+    let prompt = cases[4]["prompt"].as_str().unwrap(); // the chat-template prompt
+    let want: Vec<String> = ids(&cases[4]["tokens"])
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    assert_eq!(
+        run(&["-p", prompt, "--parse-special", "--ids", "--no-escape"]),
+        format!("[{}]\n", want.join(", "))
+    );
+    assert_eq!(
+        run(&["-p", "Hello world\\n", "--show-count"]),
+        "     2 -> '<bos>'\n  9259 -> 'Hello'\n  1902 -> ' world'\n   107 -> '\n'\nTotal number of tokens: 4\n"
+    );
+    assert_eq!(run(&["-p", "Hi", "--no-bos", "--ids"]), "[10979]\n");
+}
+
+#[test]
+fn tokenizer_is_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    let t = tok(SMOL);
+    let texts = ["Hello world", "<|im_start|>user\nHi<|im_end|>", "日本語 🙂"];
+    let want: Vec<Vec<u32>> = texts.iter().map(|s| t.tokenize(s, true, true)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for (text, want) in texts.iter().zip(&want) {
+                    assert_eq!(&t.tokenize(text, true, true), want);
+                }
+            });
+        }
+    });
 }

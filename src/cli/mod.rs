@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod perplexity;
 pub mod run;
 pub mod synth;
+pub mod tokenize;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub enum Command {
     },
     /// Show the kernel level chosen for this CPU and the features detected.
     Info,
+    /// Tokenize a text with a model's tokenizer, like llama.cpp's llama-tokenize.
+    Tokenize(tokenize::Options),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -57,6 +60,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Synth(a) => synth::run(&a),
+        Command::Tokenize(o) => tokenize::run(&o),
         Command::Inspect {
             model,
             json,

@@ -30,16 +30,6 @@ pub struct Bpe {
     ignore_merges: bool,
 }
 
-impl std::fmt::Debug for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stage::Gpt2 => f.write_str("Gpt2"),
-            Stage::Llama3 { max_digits } => write!(f, "Llama3({max_digits})"),
-            Stage::Simple(_) => f.write_str("Simple"),
-        }
-    }
-}
-
 /// Reused buffers for tokenizing.
 #[derive(Default)]
 pub struct Scratch {

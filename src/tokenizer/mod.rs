@@ -8,6 +8,13 @@
 //! `llama_token_to_piece` and `llama_detokenize`; [`StreamDecoder`] turns a stream of ids into
 //! text without splitting UTF-8 sequences.
 //!
+//! Pre-tokenizers (`tokenizer.ggml.pre`): default, the GPT-2 family (gpt-2, phi-2, mpt, olmo,
+//! jais, ...), the LLaMA-3 family (llama-bpe, llama3, falcon3, dbrx, smaug-bpe, chatglm-bpe, glm4,
+//! ...), the Qwen2 family (qwen2, stablelm2, deepseek-r1-qwen, hunyuan, ...), the StarCoder
+//! family (starcoder, smollm, refact, command-r, ...), falcon, deepseek-llm and deepseek-coder;
+//! each is checked against llama.cpp (tests/tokenizer.rs). Others are refused with an error.
+//! Unicode classes follow Unicode 15.1, as llama.cpp's tables do.
+//!
 //! ```no_run
 //! let g = nib::gguf::Gguf::open("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let tok = nib::tokenizer::Tokenizer::from_gguf(&g)?;

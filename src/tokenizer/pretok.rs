@@ -13,7 +13,7 @@ use super::unicode::{is_whitespace, Flags};
 pub type CharClass = fn(u32, Flags) -> bool;
 
 /// A simple pattern, matched leftmost-first and greedy like ECMAScript regexes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum Pattern {
     /// `X+`
     Run(CharClass),
@@ -28,7 +28,7 @@ pub enum Pattern {
 }
 
 /// One stage of a pre-tokenizer.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum Stage {
     /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
     Gpt2,

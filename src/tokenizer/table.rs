@@ -38,10 +38,25 @@ pub struct StrTable {
     bytes: Vec<u8>,
     /// Start of each entry in `bytes`, plus one past the end.
     offs: Vec<u32>,
-    /// Open addressing: (entry index or EMPTY, high half of the entry's hash). The hash half
-    /// saves most string comparisons, and with them most cache misses.
-    slots: Vec<(u32, u32)>,
+    /// Open addressing. Each slot has the high half of its entry's hash, which saves most
+    /// string comparisons, and where the entry's bytes are, which saves a look at `offs`.
+    slots: Vec<Slot>,
 }
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    id: u32,
+    tag: u32,
+    off: u32,
+    len: u32,
+}
+
+const FREE: Slot = Slot {
+    id: EMPTY,
+    tag: 0,
+    off: 0,
+    len: 0,
+};
 
 impl StrTable {
     pub fn with_capacity(n: usize, bytes: usize) -> StrTable {
@@ -50,7 +65,7 @@ impl StrTable {
         StrTable {
             bytes: Vec::with_capacity(bytes),
             offs,
-            slots: vec![(EMPTY, 0); Self::n_slots(n)],
+            slots: vec![FREE; Self::n_slots(n)],
         }
     }
 
@@ -83,12 +98,15 @@ impl StrTable {
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
-            let (e, t) = self.slots[i];
-            if e == EMPTY {
+            let e = self.slots[i];
+            if e.id == EMPTY {
                 return None;
             }
-            if t == tag && self.get_str(e) == s {
-                return Some(e);
+            if e.tag == tag
+                && e.len as usize == s.len()
+                && &self.bytes[e.off as usize..(e.off + e.len) as usize] == s
+            {
+                return Some(e.id);
             }
             i = (i + 1) & mask;
         }
@@ -128,7 +146,7 @@ impl StrTable {
             order[start[b] as usize] = id as u32;
             start[b] += 1;
         }
-        self.slots = vec![(EMPTY, 0); n_slots];
+        self.slots = vec![FREE; n_slots];
         for id in order {
             self.insert_hashed(id, hashes[id as usize]);
         }
@@ -144,7 +162,7 @@ impl StrTable {
         );
         self.offs.push(self.bytes.len() as u32);
         if Self::n_slots(self.len()) > self.slots.len() {
-            self.slots = vec![(EMPTY, 0); Self::n_slots(self.len())];
+            self.slots = vec![FREE; Self::n_slots(self.len())];
             for id in 0..self.len() as u32 {
                 self.insert_slot(id);
             }
@@ -168,16 +186,23 @@ impl StrTable {
 
     fn insert_hashed(&mut self, id: u32, h: u64) {
         let tag = (h >> 32) as u32;
+        let off = self.offs[id as usize];
+        let slot = Slot {
+            id,
+            tag,
+            off,
+            len: self.offs[id as usize + 1] - off,
+        };
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
-            let (e, t) = self.slots[i];
-            if e == EMPTY {
-                self.slots[i] = (id, tag);
+            let e = self.slots[i];
+            if e.id == EMPTY {
+                self.slots[i] = slot;
                 return;
             }
-            if t == tag && self.get_str(e) == self.get_str(id) {
-                self.slots[i] = (id, tag); // the newer entry wins
+            if e.tag == tag && self.get_str(e.id) == self.get_str(id) {
+                self.slots[i] = slot; // the newer entry wins
                 return;
             }
             i = (i + 1) & mask;

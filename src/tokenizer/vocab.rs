@@ -237,8 +237,6 @@ impl Vocab {
     fn derive_attributes(&mut self, g: &Gguf) {
         use attr::*;
         let n = self.n_tokens() as u32;
-        // Ids in order; llama.cpp walks a hash map, so where several tokens could be picked as
-        // the EOT (or a FIM) token, which one it picks is unspecified. nib takes the lowest id.
         let ids_named = |v: &Vocab, names: &[&str]| -> Vec<u32> {
             names
                 .iter()
@@ -249,98 +247,34 @@ impl Vocab {
         };
         let force_control = |v: &mut Vocab, id: u32| v.attrs[id as usize] |= CONTROL;
 
-        let auto: [(&mut Option<u32>, &[&str]); 8] = {
-            // Split borrows: work on a copy of the specials, written back below.
-            let s = &mut self.specials;
-            [
-                (
-                    &mut s.eot,
-                    &[
-                        "<|eot_id|>",
-                        "<|im_end|>",
-                        "<|end|>",
-                        "<end_of_turn>",
-                        "<|endoftext|>",
-                        "<|end_of_text|>",
-                        "<EOT>",
-                        "_<EOT>",
-                        "[EOT]",
-                        "<｜end▁of▁sentence｜>",
-                        "<end_of_utterance>",
-                    ][..],
-                ),
-                (&mut s.eom, &["<|eom_id|>"][..]),
-                (
-                    &mut s.fim_pre,
-                    &[
-                        "<|fim_prefix|>",
-                        "<fim-prefix>",
-                        "<fim_prefix>",
-                        "<｜fim▁begin｜>",
-                        "<PRE>",
-                        "▁<PRE>",
-                        "<|code_prefix|>",
-                        "<|prefix|>",
-                    ][..],
-                ),
-                (
-                    &mut s.fim_suf,
-                    &[
-                        "<|fim_suffix|>",
-                        "<fim-suffix>",
-                        "<fim_suffix>",
-                        "<｜fim▁hole｜>",
-                        "<SUF>",
-                        "▁<SUF>",
-                        "<|code_suffix|>",
-                        "<|suffix|>",
-                    ][..],
-                ),
-                (
-                    &mut s.fim_mid,
-                    &[
-                        "<|fim_middle|>",
-                        "<fim-middle>",
-                        "<fim_middle>",
-                        "<｜fim▁end｜>",
-                        "<MID>",
-                        "▁<MID>",
-                        "<|code_middle|>",
-                        "<|middle|>",
-                    ][..],
-                ),
-                (
-                    &mut s.fim_pad,
-                    &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"][..],
-                ),
-                (
-                    &mut s.fim_rep,
-                    &[
-                        "<|fim_repo|>",
-                        "<|repo_name|>",
-                        "<fim-repo>",
-                        "<REPO>",
-                        "<reponame>",
-                    ][..],
-                ),
-                (&mut s.fim_sep, &["<|file_sep|>"][..]),
-            ]
+        // EOT, EOM and FIM tokens the metadata does not name are found by their strings. Each
+        // one picked is made a control token.
+        let strings = &self.strings;
+        let lowest = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|nm| strings.get(nm.as_bytes()))
+                .filter(|&id| id < n)
+                .min()
         };
-        let mut picks: Vec<(usize, u32)> = Vec::new();
-        for (i, (slot, names)) in auto.into_iter().enumerate() {
+        let sp = &mut self.specials;
+        let mut picked = Vec::new();
+        for (slot, names) in [
+            (&mut sp.eot, EOT_NAMES),
+            (&mut sp.eom, &["<|eom_id|>"][..]),
+            (&mut sp.fim_pre, FIM_PRE_NAMES),
+            (&mut sp.fim_suf, FIM_SUF_NAMES),
+            (&mut sp.fim_mid, FIM_MID_NAMES),
+            (&mut sp.fim_pad, FIM_PAD_NAMES),
+            (&mut sp.fim_rep, FIM_REP_NAMES),
+            (&mut sp.fim_sep, &["<|file_sep|>"][..]),
+        ] {
             if slot.is_none() {
-                let found = names
-                    .iter()
-                    .filter_map(|nm| self.strings.get(nm.as_bytes()))
-                    .filter(|&id| id < n)
-                    .min();
-                if let Some(id) = found {
-                    *slot = Some(id);
-                    picks.push((i, id));
-                }
+                *slot = lowest(names);
+                picked.extend(*slot);
             }
         }
-        for (_, id) in picks {
+        for id in picked {
             force_control(self, id);
         }
 
@@ -357,31 +291,7 @@ impl Vocab {
         let mut eog = std::collections::BTreeSet::new();
         let s = self.specials;
         eog.extend([s.fim_pad, s.fim_rep, s.fim_sep].into_iter().flatten());
-        let eog_names = [
-            "<|eot_id|>",
-            "<|im_end|>",
-            "<|end|>",
-            "<|return|>",
-            "<|call|>",
-            "<|flush|>",
-            "<|calls|>",
-            "<end_of_turn>",
-            "<|endoftext|>",
-            "</s>",
-            "<|eom_id|>",
-            "<EOT>",
-            "_<EOT>",
-            "[EOT]",
-            "[EOS]",
-            "<|end_of_text|>",
-            "<end_of_utterance>",
-            "<eos>",
-            "<turn|>",
-            "<|tool_response>",
-            "<｜end▁of▁sentence｜>",
-            "[e~[",
-        ];
-        for id in ids_named(self, &eog_names) {
+        for id in ids_named(self, EOG_NAMES) {
             eog.insert(id);
             force_control(self, id);
         }
@@ -451,6 +361,85 @@ impl Vocab {
         }
     }
 }
+
+// Token strings llama.cpp recognises. Where several tokens of a vocabulary match one list,
+// llama.cpp's pick depends on hash-map order; nib takes the lowest id.
+const EOT_NAMES: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+const FIM_PRE_NAMES: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_NAMES: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_NAMES: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_NAMES: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_NAMES: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
+/// Tokens that end generation, by string (besides EOS, EOT, EOM and the FIM pad/repo/sep tokens).
+const EOG_NAMES: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
 
 /// Whether `hay` contains `needle`.
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
