@@ -144,7 +144,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     path: path.clone(),
                     desc: model.describe(),
                     file_type: file_type.clone(),
-                    size: model.gguf.file_size() as u64,
+                    size: model.weight_bytes(),
                     params: model.n_params(),
                     threads: nt,
                     samples,
