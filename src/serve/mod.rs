@@ -10,7 +10,7 @@
 //! - `--api-key` (or `NIB_API_KEY`) makes every endpoint but `/health` require
 //!   `Authorization: Bearer KEY`.
 //! - SIGINT/SIGTERM: stop accepting, let in-flight generations run for `--shutdown-grace`
-//!   seconds, cancel the rest, exit 0.
+//!   seconds, cancel the rest, exit 0. A second signal exits at once (status 130).
 
 pub mod error;
 pub mod metrics;
@@ -192,6 +192,12 @@ async fn serve(args: ServeArgs, state: Arc<State>) -> Result<()> {
             }
             state.stopping.store(true, SeqCst);
             let _ = stop_tx.send(true);
+            // A second signal does not wait for anything.
+            tokio::spawn(async {
+                let name = shutdown_signal().await;
+                eprintln!("nib serve: {name} again: exiting now");
+                std::process::exit(130);
+            });
             tokio::time::sleep(grace).await;
             state.cancel.store(true, SeqCst);
         });

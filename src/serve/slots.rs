@@ -234,8 +234,13 @@ impl Slot {
                     b = shared.wake.wait(b).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            // The client may have left while waiting.
-            let event = (!job.events.is_closed()).then(|| self.run_job(&job, at));
+            let event = if job.events.is_closed() {
+                None // The client left while waiting.
+            } else if self.cancel.load(Relaxed) {
+                Some(Event::Failed(shutting_down()))
+            } else {
+                Some(self.run_job(&job, at))
+            };
             {
                 let mut b = shared.board();
                 b.busy -= 1;
@@ -310,11 +315,19 @@ impl Slot {
             out.gen_seconds,
             cancelled,
         );
+        eprintln!(
+            "nib serve: slot {}: prompt {} tokens ({} cached) in {:.0} ms, {} tokens at {:.1} t/s, waited {:.0} ms, {}",
+            self.id,
+            job.prompt.len(),
+            cached_tokens,
+            out.prompt_seconds * 1e3,
+            out.tokens.len(),
+            out.gen_tps(),
+            queue_ms,
+            if cancelled { "cancelled" } else { out.stop.name() },
+        );
         if cancelled && self.cancel.load(Relaxed) {
-            return Ok(Event::Failed(ApiError::unavailable(
-                "shutting_down",
-                "the server is shutting down; the generation was cancelled",
-            )));
+            return Ok(Event::Failed(shutting_down()));
         }
         Ok(Event::Done(Box::new(Finished {
             out,
@@ -323,4 +336,11 @@ impl Slot {
             queue_ms,
         })))
     }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::unavailable(
+        "shutting_down",
+        "the server is shutting down; the generation was cancelled",
+    )
 }
