@@ -632,13 +632,19 @@ fn serve_end_to_end() {
     let mut first_bytes = [0u8; 64];
     assert!(s.read(&mut first_bytes).unwrap() > 0);
     let mut srv = srv;
-    let ok = Command::new("kill")
-        .args(["-TERM", &srv.child.id().to_string()])
+    let ok = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", srv.child.id())])
         .status()
         .unwrap();
     assert!(ok.success());
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
+    // The stream either finished within the grace period or was cut with an error event.
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("data: [DONE]") || rest.contains("\"shutting_down\""),
+        "{rest}"
+    );
     let t0 = Instant::now();
     let status = loop {
         if let Some(st) = srv.child.try_wait().unwrap() {
