@@ -49,8 +49,9 @@ def percentile(xs, p):
 class Server:
     """`nib serve --port 0` as a child process; the port is read from its stderr."""
 
-    def __init__(self, nib, model, parallel, threads, ctx, queue):
+    def __init__(self, nib, model, parallel, threads, ctx, queue, extra=()):
         cmd = [nib, "serve", "--port", "0", "--parallel", str(parallel), "-c", str(ctx), "--queue", str(queue)]
+        cmd += list(extra)
         if model:
             cmd += ["-m", model]
         if threads:
@@ -174,6 +175,7 @@ def main():
     ap.add_argument("--parallel", default="1,4", help="slot counts to compare (comma-separated)")
     ap.add_argument("-t", "--threads", type=int, help="nib serve -t")
     ap.add_argument("-c", "--ctx", type=int, default=256, help="context per slot")
+    ap.add_argument("--serve-args", default="", help="more nib serve options, e.g. '--slot-threads 1'")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=8)
@@ -193,13 +195,13 @@ def main():
         rows.append(report(a.url, results, wall, a.requests))
     else:
         for p in [int(x) for x in a.parallel.split(",")]:
-            srv = Server(a.nib, a.model, p, a.threads, a.ctx, queue=max(64, a.clients))
+            srv = Server(a.nib, a.model, p, a.threads, a.ctx, queue=max(64, a.clients), extra=a.serve_args.split())
             try:
                 run_load("127.0.0.1", srv.port, 2, 1, a.max_tokens, 60)  # warm-up
                 results, wall = run_load("127.0.0.1", srv.port, a.requests, a.clients, a.max_tokens, a.deadline)
             finally:
                 rc = srv.stop()
-            rows.append(report(f"--parallel {p}", results, wall, a.requests))
+            rows.append(report(f"--parallel {p} {a.serve_args}".strip(), results, wall, a.requests))
             if rc != 0:
                 print(f"# warning: nib serve exited {rc}", file=sys.stderr)
     if len(rows) > 1:

@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// -c/--ctx-size tokens (memory grows with N).
     #[arg(long = "parallel", default_value_t = 1)]
     pub parallel: usize,
+    /// Give each slot its own pool of N compute threads instead of sharing the process-wide pool
+    /// (whose parallel steps the slots take in turns). For throughput experiments with
+    /// --parallel > 1; N x --parallel should not exceed the cores.
+    #[arg(long = "slot-threads")]
+    pub slot_threads: Option<usize>,
     /// Requests that may wait for a free slot; more get 503.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,

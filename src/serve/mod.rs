@@ -91,6 +91,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
+    if args.slot_threads == Some(0) {
+        bail!("--slot-threads must be at least 1");
+    }
     if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
         bail!("--shutdown-grace must be a number of seconds >= 0");
     }
@@ -277,6 +280,7 @@ fn load(args: &ServeArgs, state: &State) -> Result<Engine> {
         args.queue,
         Arc::clone(&state.metrics),
         Arc::clone(&state.cancel),
+        args.slot_threads,
     )
     .context("starting the slot threads")?;
     eprintln!(

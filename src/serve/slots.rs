@@ -1,8 +1,11 @@
 //! The slots: `--parallel N` OS threads, each owning a [`Context`] (its KV cache) and the
 //! [`CachedTokens`] that say what that cache holds. Requests wait in one bounded FIFO queue and
 //! the first free slot takes the oldest. Slots run concurrently, each calling the model on its
-//! own and sharing the global rayon pool for the matrix products; a forward pass batching several
-//! slots' tokens would need multi-sequence support in [`Context`], which does not exist.
+//! own. By default they share the process-wide compute pool (`nib_simd::pool`), which runs one
+//! parallel step at a time, so the slots' matrix products take turns while the rest of their
+//! work overlaps; `--slot-threads N` gives each slot a pool of its own instead. A forward pass
+//! batching several slots' tokens would need multi-sequence support in [`Context`], which does
+//! not exist.
 //!
 //! Nothing here runs on the async runtime: a handler submits a [`Job`] and reads [`Event`]s from
 //! an async channel. A slot notices a client gone (the channel's receiver dropped) at the next
@@ -127,12 +130,15 @@ pub enum SubmitError {
 
 impl Slots {
     /// Start one thread per context. `cancel` set means: stop every generation now (shutdown).
+    /// `threads_per_slot`: give each slot its own compute pool of that many threads; `None`:
+    /// the slots share the process-wide pool (one parallel step at a time).
     pub fn start(
         contexts: Vec<Context>,
         tokenizer: Arc<Tokenizer>,
         queue: usize,
         metrics: Arc<Metrics>,
         cancel: Arc<AtomicBool>,
+        threads_per_slot: Option<usize>,
     ) -> std::io::Result<Slots> {
         let n_slots = contexts.len();
         let n_ctx = contexts.first().map_or(0, Context::n_ctx);
@@ -146,6 +152,7 @@ impl Slots {
             let slot = Slot {
                 id: i,
                 ctx,
+                pool: threads_per_slot.map(nib_simd::pool::Pool::new),
                 cache: CachedTokens::default(),
                 tokenizer: Arc::clone(&tokenizer),
                 metrics: Arc::clone(&shared.metrics),
@@ -211,6 +218,8 @@ impl Slots {
 struct Slot {
     id: usize,
     ctx: Context,
+    /// This slot's own thread pool for the hot loops; `None`: the process-wide pool.
+    pool: Option<nib_simd::pool::Pool>,
     cache: CachedTokens,
     tokenizer: Arc<Tokenizer>,
     metrics: Arc<Metrics>,
@@ -296,15 +305,22 @@ impl Slot {
                 !events.is_closed()
             }
         };
-        let out = generate(
-            &mut self.ctx,
-            &mut self.cache,
-            &self.tokenizer,
-            &mut sampler,
-            &job.prompt,
-            &job.params,
-            &mut on_text,
-        )?;
+        let (ctx, cache, tok) = (&mut self.ctx, &mut self.cache, &*self.tokenizer);
+        let mut run = || {
+            generate(
+                ctx,
+                cache,
+                tok,
+                &mut sampler,
+                &job.prompt,
+                &job.params,
+                &mut on_text,
+            )
+        };
+        let out = match &self.pool {
+            Some(pool) => nib_simd::pool::with_pool(pool, run),
+            None => run(),
+        }?;
         let cancelled = out.stop == StopReason::Cancelled;
         let cached_tokens = job.prompt.len() - out.n_prompt;
         self.metrics.generation(
