@@ -3,7 +3,8 @@
 //! The pipeline, by module: [`gguf`] (the file) → [`tokenizer`] (text → tokens) → [`model`]
 //! (embeddings → layers → logits, built from [`ops`] and the `nib_simd` kernels) → [`sample`]
 //! (logits → token) → [`generate`] (the loop, streaming text back). [`chat`] renders
-//! conversations into prompts.
+//! conversations into prompts. [`serve`] (feature `server`, on by default) is the
+//! OpenAI-compatible HTTP server.
 
 pub mod batch;
 pub mod bench;
@@ -15,6 +16,8 @@ pub mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod sample;
+#[cfg(feature = "server")]
+pub mod serve;
 pub mod synth;
 pub mod tokenizer;
 

@@ -7,6 +7,7 @@ pub mod common;
 pub mod inspect;
 pub mod perplexity;
 pub mod run;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write a random-weight model of a given architecture, shape and type (for tests and speed work).
     Synth(synth::SynthArgs),
+    /// Serve the model over HTTP with an OpenAI-compatible API (chat, completions, streaming).
+    Serve(serve::ServeArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -60,6 +63,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Synth(a) => synth::run(&a),
+        Command::Serve(a) => serve::run(&a),
         Command::Tokenize(o) => tokenize::run(&o),
         Command::Inspect {
             model,
