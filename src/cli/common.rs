@@ -137,11 +137,10 @@ pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     if n == 0 {
         bail!("--threads must be at least 1");
     }
-    // A second call (tests, server reloads) keeps the first pool.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
-    Ok(rayon::current_num_threads())
+    // nib_simd's pool runs the hot loops (matrix products, attention); rayon serves coarse work
+    // (model synthesis). A second call (tests) keeps the first sizes.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    Ok(nib_simd::pool::set_threads(n))
 }
 
 /// A model and its tokenizer, loaded.
