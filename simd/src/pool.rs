@@ -17,31 +17,38 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before parking.
 const SPIN: Duration = Duration::from_micros(200);
+/// `state` bit meaning "this step takes no more workers".
+const CLOSED: u64 = 1 << 31;
+/// `state` mask of the count of workers inside the current step.
+const ACTIVE: u64 = CLOSED - 1;
 
 type Job = dyn Fn(usize) + Sync;
 
 struct Shared {
-    /// Incremented for every step; workers wait for it to change.
-    generation: AtomicU64,
+    /// `generation << 32 | CLOSED? | active workers`. A worker joins a step by incrementing the
+    /// active count while the step is open; the caller closes the step once every task is done
+    /// and waits only for the workers that joined, so a descheduled worker never delays a step
+    /// it did not take part in.
+    state: AtomicU64,
     /// The current step's function, as a raw pointer to the caller's closure; valid while the
-    /// caller waits in `run` (see the SAFETY comments there).
+    /// step is open or has active workers (see the SAFETY comments in `run`).
     job: UnsafeCell<Option<*const Job>>,
     n_tasks: AtomicUsize,
     next_task: AtomicUsize,
-    /// Workers that have finished the current generation.
-    finished: AtomicUsize,
+    done_tasks: AtomicUsize,
     shutdown: AtomicBool,
-    /// Workers that are (or are about to be) parked on `wake`.
-    sleepers: Mutex<usize>,
+    /// Workers parked (or about to park) on `wake`.
+    n_sleeping: AtomicUsize,
+    sleep_lock: Mutex<()>,
     wake: Condvar,
-    /// A task panicked in the current generation.
+    /// A task panicked in the current step.
     panicked: AtomicBool,
 }
 
-// SAFETY: `job` is written only by the thread inside `Pool::run` while no worker reads it (all
-// workers have finished the previous generation), and read by workers only between their
-// observation of a new generation and their increment of `finished`, during which the caller keeps
-// the pointer valid and does not write it. Every other field is atomic or a Mutex/Condvar.
+// SAFETY: `job` is written only by the thread inside `Pool::run`, while the step is closed and
+// no worker is active (so no worker reads it), and read by workers only while they are counted
+// as active in an open-or-closing step, during which the caller keeps the pointee alive and does
+// not write the pointer. Every other field is atomic or a Mutex/Condvar.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced under that protocol.
 unsafe impl Send for Shared {}
@@ -60,13 +67,15 @@ impl Pool {
     pub fn new(n_threads: usize) -> Pool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
-            generation: AtomicU64::new(0),
+            // Generation 0, closed, no workers.
+            state: AtomicU64::new(CLOSED),
             job: UnsafeCell::new(None),
             n_tasks: AtomicUsize::new(0),
             next_task: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
+            done_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            sleepers: Mutex::new(0),
+            n_sleeping: AtomicUsize::new(0),
+            sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             panicked: AtomicBool::new(false),
         });
@@ -92,7 +101,7 @@ impl Pool {
     }
 
     /// Call `f(task)` for every task in `0..n_tasks` on the pool's threads; returns when all
-    /// are done. A panic in a task is re-raised here after every thread has left the step.
+    /// are done. If a task panics, the other tasks still run and this call then panics.
     pub fn run<F: Fn(usize) + Sync>(&self, n_tasks: usize, f: &F) {
         if n_tasks == 0 {
             return;
@@ -103,43 +112,50 @@ impl Pool {
         }
         let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
-        // SAFETY (of the `unsafe` below): every worker has finished the previous generation (we waited for it below
-        // before the last `run` returned), so none reads `job` now. The transmute only erases the
-        // closure's lifetime; the pointer is cleared before this function returns, and workers
-        // dereference it only before incrementing `finished`, which we wait for.
+        // SAFETY: the previous step ended closed with no active worker (we waited for that
+        // before the last `run` returned), and workers read `job` only after joining an open
+        // step, which none can do until we open one below; so nobody reads `job` now. The
+        // pointer erases the closure's lifetime; it is cleared before this function returns,
+        // after every worker that joined has left.
         unsafe {
             *s.job.get() = Some(erase_lifetime(f));
         }
         s.n_tasks.store(n_tasks, Ordering::Relaxed);
         s.next_task.store(0, Ordering::Relaxed);
-        s.finished.store(0, Ordering::Relaxed);
+        s.done_tasks.store(0, Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::Release);
-        {
-            let sleepers = s.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-            if *sleepers > 0 {
-                s.wake.notify_all();
-            }
+        // Open the next generation with no workers (publishes the stores above).
+        let generation = (s.state.load(Ordering::Relaxed) >> 32) + 1;
+        s.state.store(generation << 32, Ordering::SeqCst);
+        if s.n_sleeping.load(Ordering::SeqCst) > 0 {
+            let _l = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
         }
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim_tasks(s, f)));
-        let n_workers = self.workers.len();
-        let mut spins = 0u32;
-        while s.finished.load(Ordering::Acquire) < n_workers {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(4096) {
-                // Oversubscribed (more threads than free cores): let the worker run.
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-        // SAFETY: all workers have finished this generation; nobody reads `job` until the next.
+        claim_tasks(s, f);
+        // Wait for the tasks other threads claimed, then close the step and wait for the
+        // workers that joined it to leave.
+        wait_until(|| s.done_tasks.load(Ordering::Acquire) >= n_tasks);
+        s.state.fetch_or(CLOSED, Ordering::SeqCst);
+        wait_until(|| s.state.load(Ordering::Acquire) & ACTIVE == 0);
+        // SAFETY: the step is closed and no worker is active: nobody reads `job` until the next
+        // step opens.
         unsafe { *s.job.get() = None };
-        if let Err(p) = ok {
-            std::panic::resume_unwind(p);
-        }
         if s.panicked.load(Ordering::Relaxed) {
             panic!("a worker thread panicked while running a parallel step");
+        }
+    }
+}
+
+/// Spin until `done()`, yielding the CPU now and then in case the thread we wait for needs it
+/// (more threads than free cores).
+fn wait_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins > 2000 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }
@@ -154,6 +170,8 @@ unsafe fn erase_lifetime<'a>(f: &'a (dyn Fn(usize) + Sync + 'a)) -> *const Job {
     unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + 'a), *const Job>(f) }
 }
 
+/// Claim and run tasks until none is left; every finished task is counted (also one that
+/// panicked, after recording the panic, so the caller never waits forever).
 fn claim_tasks(s: &Shared, job: &(dyn Fn(usize) + Sync)) {
     let n = s.n_tasks.load(Ordering::Relaxed);
     loop {
@@ -161,48 +179,64 @@ fn claim_tasks(s: &Shared, job: &(dyn Fn(usize) + Sync)) {
         if t >= n {
             break;
         }
-        job(t);
+        // Keep going after a panic (so the step completes), but remember it for the caller;
+        // the panic hook has already printed its message.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(t))).is_err() {
+            s.panicked.store(true, Ordering::Relaxed);
+        }
+        s.done_tasks.fetch_add(1, Ordering::Release);
     }
 }
 
 fn worker(s: &Shared) {
     let mut seen = 0u64;
     loop {
-        // Wait for a new generation: spin, then park.
+        // Wait for an open step of a new generation: spin, then park.
         let start = Instant::now();
         let mut spins = 0u32;
-        loop {
-            let g = s.generation.load(Ordering::Acquire);
-            if g != seen {
-                seen = g;
-                break;
-            }
+        let joined = loop {
             if s.shutdown.load(Ordering::Relaxed) {
                 return;
             }
+            let st = s.state.load(Ordering::Acquire);
+            let generation = st >> 32;
+            if generation != seen {
+                if st & CLOSED != 0 {
+                    // Missed that step entirely; it is over.
+                    seen = generation;
+                    continue;
+                }
+                if s.state
+                    .compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    seen = generation;
+                    break true;
+                }
+                continue;
+            }
             spins += 1;
             if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
-                let mut sleepers = s.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-                *sleepers += 1;
-                while s.generation.load(Ordering::Acquire) == seen
+                let mut l = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+                s.n_sleeping.fetch_add(1, Ordering::SeqCst);
+                while s.state.load(Ordering::SeqCst) >> 32 == seen
                     && !s.shutdown.load(Ordering::Relaxed)
                 {
-                    sleepers = s.wake.wait(sleepers).unwrap_or_else(|e| e.into_inner());
+                    l = s.wake.wait(l).unwrap_or_else(|e| e.into_inner());
                 }
-                *sleepers -= 1;
+                s.n_sleeping.fetch_sub(1, Ordering::SeqCst);
             } else {
                 std::hint::spin_loop();
             }
-        }
-        // SAFETY: the generation changed, so `run` has stored a valid job and keeps it alive
-        // until we increment `finished` below.
-        let job = unsafe { (*s.job.get()).expect("a job for the new generation") };
+        };
+        debug_assert!(joined);
+        // SAFETY: we joined an open step (counted as active), so `run` has stored a valid job
+        // and keeps it alive and unchanged until we leave below.
+        let job = unsafe { (*s.job.get()).expect("a job for the open step") };
         // SAFETY: as above: the pointee outlives this use.
         let job: &Job = unsafe { &*job };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim_tasks(s, job))).is_err() {
-            s.panicked.store(true, Ordering::Relaxed);
-        }
-        s.finished.fetch_add(1, Ordering::Release);
+        claim_tasks(s, job);
+        s.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -212,7 +246,7 @@ impl Drop for Pool {
         {
             let _l = self
                 .shared
-                .sleepers
+                .sleep_lock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();

@@ -139,7 +139,9 @@ pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     }
     // nib_simd's pool runs the hot loops (matrix products, attention); rayon serves coarse work
     // (model synthesis). A second call (tests) keeps the first sizes.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(nib_simd::pool::set_threads(n))
 }
 
