@@ -5,10 +5,15 @@ use std::io::Write;
 use std::sync::Arc;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let model = Arc::new(Model::load(std::path::Path::new(&args[1]), &LoadOptions::default()).unwrap());
+    let model =
+        Arc::new(Model::load(std::path::Path::new(&args[1]), &LoadOptions::default()).unwrap());
     let dir = args[2].clone();
     let toks: Vec<u32> = args[3..].iter().map(|s| s.parse().unwrap()).collect();
-    let kv = if std::env::var("KV").as_deref() == Ok("f32") { KvType::F32 } else { KvType::F16 };
+    let kv = if std::env::var("KV").as_deref() == Ok("f32") {
+        KvType::F32
+    } else {
+        KvType::F16
+    };
     let mut ctx = Context::new(Arc::clone(&model), 2048, 512, kv).unwrap();
     ctx.trace = Some(Box::new(move |name: &str, v: &[f32]| {
         let mut f = std::fs::File::create(format!("{dir}/{name}.bin")).unwrap();

@@ -10,12 +10,20 @@ pub mod gguf;
 /// The version line: crate version and the kernel level this CPU gets.
 pub fn version_string() -> &'static str {
     static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    V.get_or_init(|| format!("{} (kernels: {})", env!("CARGO_PKG_VERSION"), nib_simd::Level::detect()))
+    V.get_or_init(|| {
+        format!(
+            "{} (kernels: {})",
+            env!("CARGO_PKG_VERSION"),
+            nib_simd::Level::detect()
+        )
+    })
 }
 
 /// Default thread count: the number of CPUs available to the process (on a cloud VM, the vCPUs).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 pub mod model;
 pub mod ops;

@@ -108,7 +108,10 @@ impl GgmlType {
 
     /// Parse a name as printed by [`GgmlType::name`] (case-insensitive).
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        ALL_TYPES.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        ALL_TYPES
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Elements per block.

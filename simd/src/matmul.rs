@@ -53,12 +53,25 @@ fn rows_per_task(rows: usize, cols: usize, n_tokens: usize) -> usize {
 /// `act` holds `n_tokens` rows already converted to the weight type's `vec_dot_type`.
 /// Panics if the kernels have no dot product for `w.ty` or if the buffers are too small.
 pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut [f32]) {
-    let traits = k.get(w.ty).unwrap_or_else(|| panic!("no kernels for {}", w.ty));
-    let vec_dot: VecDot = traits.vec_dot.unwrap_or_else(|| panic!("no dot product for {}", w.ty));
-    let act_row = traits.vec_dot_type.row_size(w.cols).expect("activation row size");
-    assert!(act.len() >= act_row * n_tokens, "activation buffer too small");
+    let traits = k
+        .get(w.ty)
+        .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
+    let vec_dot: VecDot = traits
+        .vec_dot
+        .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
+    let act_row = traits
+        .vec_dot_type
+        .row_size(w.cols)
+        .expect("activation row size");
+    assert!(
+        act.len() >= act_row * n_tokens,
+        "activation buffer too small"
+    );
     assert!(out.len() >= w.rows * n_tokens, "output buffer too small");
-    assert!(w.data.len() >= w.row_bytes() * w.rows, "weight buffer too small");
+    assert!(
+        w.data.len() >= w.row_bytes() * w.rows,
+        "weight buffer too small"
+    );
 
     let rows = w.rows;
     let chunk = rows_per_task(rows, w.cols, n_tokens);
@@ -89,7 +102,14 @@ pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut
 
 /// Convert `n_tokens` rows of `cols` f32 values into `ty` (a `vec_dot_type`), in parallel when
 /// the batch is large. Returns the bytes per converted row.
-pub fn quantize_rows(k: &Kernels, ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize, out: &mut [u8]) -> usize {
+pub fn quantize_rows(
+    k: &Kernels,
+    ty: GgmlType,
+    x: &[f32],
+    cols: usize,
+    n_tokens: usize,
+    out: &mut [u8],
+) -> usize {
     let from_float = k
         .get(ty)
         .and_then(|t| t.from_float)

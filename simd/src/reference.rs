@@ -149,7 +149,11 @@ pub fn dequantize_row_q2_k(x: &[u8], y: &mut [f32]) {
 pub fn q3_k_scales(scales: &[u8; 12]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for j in 0..16 {
-        let low = if j < 8 { scales[j] & 0x0F } else { scales[j - 8] >> 4 };
+        let low = if j < 8 {
+            scales[j] & 0x0F
+        } else {
+            scales[j - 8] >> 4
+        };
         let high = (scales[8 + (j % 4)] >> (2 * (j / 4))) & 3;
         out[j] = ((low | (high << 4)) as i8).wrapping_sub(32);
     }

@@ -44,7 +44,9 @@ impl Level {
     }
 
     pub fn from_name(s: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
     }
 
     /// Whether this CPU can run the level's kernels.
@@ -117,7 +119,10 @@ pub struct Kernels {
 impl Kernels {
     /// The table for `level`. Panics if the CPU does not support it (check [`Level::is_supported`]).
     pub fn for_level(level: Level) -> Kernels {
-        assert!(level.is_supported(), "kernel level {level} is not supported by this CPU");
+        assert!(
+            level.is_supported(),
+            "kernel level {level} is not supported by this CPU"
+        );
         let mut table = scalar_table();
         match level {
             Level::Scalar => {}
@@ -168,7 +173,10 @@ pub fn requested_level() -> Result<Level, LevelError> {
         Ok(s) if !s.trim().is_empty() => {
             let names: Vec<_> = Level::ALL.iter().map(|l| l.name()).collect();
             let level = Level::from_name(&s).ok_or_else(|| {
-                LevelError(format!("NIB_KERNELS={s}: unknown level (known: {})", names.join(", ")))
+                LevelError(format!(
+                    "NIB_KERNELS={s}: unknown level (known: {})",
+                    names.join(", ")
+                ))
             })?;
             if !level.is_supported() {
                 return Err(LevelError(format!(
@@ -203,26 +211,122 @@ fn entry(
     from_float: Option<FromFloat>,
     vec_dot: Option<VecDot>,
 ) -> TypeTraits {
-    TypeTraits { ty, vec_dot_type, to_float, from_float, vec_dot }
+    TypeTraits {
+        ty,
+        vec_dot_type,
+        to_float,
+        from_float,
+        vec_dot,
+    }
 }
 
 fn scalar_table() -> Vec<TypeTraits> {
     use GgmlType::*;
     vec![
-        entry(F32, F32, Some(r::dequantize_row_f32), Some(r::quantize_row_f32), Some(scalar::vec_dot_f32)),
-        entry(F16, F16, Some(r::dequantize_row_f16), Some(r::quantize_row_f16), Some(scalar::vec_dot_f16)),
-        entry(BF16, BF16, Some(r::dequantize_row_bf16), Some(r::quantize_row_bf16), Some(scalar::vec_dot_bf16)),
-        entry(Q4_0, Q8_0, Some(r::dequantize_row_q4_0), None, Some(scalar::vec_dot_q4_0_q8_0)),
-        entry(Q4_1, Q8_1, Some(r::dequantize_row_q4_1), None, Some(scalar::vec_dot_q4_1_q8_1)),
-        entry(Q5_0, Q8_0, Some(r::dequantize_row_q5_0), None, Some(scalar::vec_dot_q5_0_q8_0)),
-        entry(Q5_1, Q8_1, Some(r::dequantize_row_q5_1), None, Some(scalar::vec_dot_q5_1_q8_1)),
-        entry(Q8_0, Q8_0, Some(r::dequantize_row_q8_0), Some(r::quantize_row_q8_0), Some(scalar::vec_dot_q8_0_q8_0)),
-        entry(Q8_1, Q8_1, Some(r::dequantize_row_q8_1), Some(r::quantize_row_q8_1), None),
-        entry(Q2_K, Q8_K, Some(r::dequantize_row_q2_k), None, Some(scalar::vec_dot_q2_k_q8_k)),
-        entry(Q3_K, Q8_K, Some(r::dequantize_row_q3_k), None, Some(scalar::vec_dot_q3_k_q8_k)),
-        entry(Q4_K, Q8_K, Some(r::dequantize_row_q4_k), None, Some(scalar::vec_dot_q4_k_q8_k)),
-        entry(Q5_K, Q8_K, Some(r::dequantize_row_q5_k), None, Some(scalar::vec_dot_q5_k_q8_k)),
-        entry(Q6_K, Q8_K, Some(r::dequantize_row_q6_k), None, Some(scalar::vec_dot_q6_k_q8_k)),
-        entry(Q8_K, Q8_K, Some(r::dequantize_row_q8_k), Some(r::quantize_row_q8_k), None),
+        entry(
+            F32,
+            F32,
+            Some(r::dequantize_row_f32),
+            Some(r::quantize_row_f32),
+            Some(scalar::vec_dot_f32),
+        ),
+        entry(
+            F16,
+            F16,
+            Some(r::dequantize_row_f16),
+            Some(r::quantize_row_f16),
+            Some(scalar::vec_dot_f16),
+        ),
+        entry(
+            BF16,
+            BF16,
+            Some(r::dequantize_row_bf16),
+            Some(r::quantize_row_bf16),
+            Some(scalar::vec_dot_bf16),
+        ),
+        entry(
+            Q4_0,
+            Q8_0,
+            Some(r::dequantize_row_q4_0),
+            None,
+            Some(scalar::vec_dot_q4_0_q8_0),
+        ),
+        entry(
+            Q4_1,
+            Q8_1,
+            Some(r::dequantize_row_q4_1),
+            None,
+            Some(scalar::vec_dot_q4_1_q8_1),
+        ),
+        entry(
+            Q5_0,
+            Q8_0,
+            Some(r::dequantize_row_q5_0),
+            None,
+            Some(scalar::vec_dot_q5_0_q8_0),
+        ),
+        entry(
+            Q5_1,
+            Q8_1,
+            Some(r::dequantize_row_q5_1),
+            None,
+            Some(scalar::vec_dot_q5_1_q8_1),
+        ),
+        entry(
+            Q8_0,
+            Q8_0,
+            Some(r::dequantize_row_q8_0),
+            Some(r::quantize_row_q8_0),
+            Some(scalar::vec_dot_q8_0_q8_0),
+        ),
+        entry(
+            Q8_1,
+            Q8_1,
+            Some(r::dequantize_row_q8_1),
+            Some(r::quantize_row_q8_1),
+            None,
+        ),
+        entry(
+            Q2_K,
+            Q8_K,
+            Some(r::dequantize_row_q2_k),
+            None,
+            Some(scalar::vec_dot_q2_k_q8_k),
+        ),
+        entry(
+            Q3_K,
+            Q8_K,
+            Some(r::dequantize_row_q3_k),
+            None,
+            Some(scalar::vec_dot_q3_k_q8_k),
+        ),
+        entry(
+            Q4_K,
+            Q8_K,
+            Some(r::dequantize_row_q4_k),
+            None,
+            Some(scalar::vec_dot_q4_k_q8_k),
+        ),
+        entry(
+            Q5_K,
+            Q8_K,
+            Some(r::dequantize_row_q5_k),
+            None,
+            Some(scalar::vec_dot_q5_k_q8_k),
+        ),
+        entry(
+            Q6_K,
+            Q8_K,
+            Some(r::dequantize_row_q6_k),
+            None,
+            Some(scalar::vec_dot_q6_k_q8_k),
+        ),
+        entry(
+            Q8_K,
+            Q8_K,
+            Some(r::dequantize_row_q8_k),
+            Some(r::quantize_row_q8_k),
+            None,
+        ),
     ]
 }

@@ -41,9 +41,15 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 /// A random weight row of `n` elements in `ty`: random quants, small finite scales.
 fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
     match ty {
-        GgmlType::F32 => (0..n).flat_map(|_| (rng.f32() * scale).to_le_bytes()).collect(),
-        GgmlType::F16 => (0..n).flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes()).collect(),
-        GgmlType::BF16 => (0..n).flat_map(|_| half::bf16::from_f32(rng.f32() * scale).to_le_bytes()).collect(),
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.f32() * scale).to_le_bytes())
+            .collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(rng.f32() * scale).to_le_bytes())
+            .collect(),
         _ => {
             let bs = ty.type_size();
             let mut v: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
@@ -59,12 +65,17 @@ fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
 }
 
 fn levels() -> Vec<Level> {
-    Level::ALL.into_iter().filter(|l| l.is_supported()).collect()
+    Level::ALL
+        .into_iter()
+        .filter(|l| l.is_supported())
+        .collect()
 }
 
 const WEIGHT_TYPES: [GgmlType; 13] = {
     use GgmlType::*;
-    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
+    [
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    ]
 };
 
 fn block_counts() -> [usize; 6] {
@@ -108,7 +119,11 @@ fn dequantized_dot(scalar: &Kernels, ty: GgmlType, w: &[u8], a: &[u8], n: usize)
     (scalar.get(ty).unwrap().to_float.unwrap())(w, &mut wf);
     (scalar.get(at).unwrap().to_float.unwrap())(a, &mut af);
     let dot = wf.iter().zip(&af).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let mag = wf.iter().zip(&af).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
+    let mag = wf
+        .iter()
+        .zip(&af)
+        .map(|(&x, &y)| (x as f64 * y as f64).abs())
+        .sum();
     (dot, mag)
 }
 
@@ -133,8 +148,14 @@ fn vec_dot_matches_scalar_at_every_level() {
                     let (exact, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
                     // f16 products in the legacy formats round once per block; the rest is f32.
                     let tol = 2e-3 * mag + 1e-6;
-                    assert!((want - exact).abs() <= tol, "scalar {ty} n={n} s={scale}: {want} vs exact {exact}");
-                    assert!((got - want).abs() <= tol, "{level} {ty} n={n} s={scale}: {got} vs scalar {want}");
+                    assert!(
+                        (want - exact).abs() <= tol,
+                        "scalar {ty} n={n} s={scale}: {want} vs exact {exact}"
+                    );
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{level} {ty} n={n} s={scale}: {got} vs scalar {want}"
+                    );
                 }
             }
         }
@@ -147,7 +168,13 @@ fn activation_quantizers_match_scalar_at_every_level() {
     let mut rng = Rng(42);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16] {
+        for at in [
+            GgmlType::Q8_0,
+            GgmlType::Q8_1,
+            GgmlType::Q8_K,
+            GgmlType::F16,
+            GgmlType::BF16,
+        ] {
             let bs = at.block_size().max(32);
             for nb in block_counts() {
                 let n = nb * bs.max(if at == GgmlType::Q8_K { 256 } else { 32 });
@@ -155,7 +182,9 @@ fn activation_quantizers_match_scalar_at_every_level() {
                     (0..n).map(|_| rng.f32()).collect(),
                     vec![0.0; n],
                     vec![0.75; n],
-                    (0..n).map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 }).collect(),
+                    (0..n)
+                        .map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 })
+                        .collect(),
                     (0..n).map(|_| rng.f32() * 1e-30).collect(),
                 ];
                 inputs.push((0..n).map(|i| -(i as f32)).collect());
@@ -175,7 +204,12 @@ fn activation_quantizers_match_scalar_at_every_level() {
                     for i in 0..n {
                         // Rounding of exact halves may differ by one step between levels.
                         let step = amax / 127.0 * 1.01 + f32::MIN_POSITIVE;
-                        assert!((wf[i] - gf[i]).abs() <= step, "{level} {at} n={n} i={i}: {} vs {}", gf[i], wf[i]);
+                        assert!(
+                            (wf[i] - gf[i]).abs() <= step,
+                            "{level} {at} n={n} i={i}: {} vs {}",
+                            gf[i],
+                            wf[i]
+                        );
                     }
                 }
             }

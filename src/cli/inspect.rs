@@ -66,7 +66,10 @@ pub struct Summary {
 impl Summary {
     pub fn of(g: &Gguf) -> Summary {
         let arch = g.get_str("general.architecture").ok().map(str::to_string);
-        let key = |k: &str| arch.as_ref().and_then(|a| g.get_u32(&format!("{a}.{k}")).ok());
+        let key = |k: &str| {
+            arch.as_ref()
+                .and_then(|a| g.get_u32(&format!("{a}.{k}")).ok())
+        };
         Summary {
             name: g.get_str("general.name").ok().map(str::to_string),
             n_params: g.n_params(),
@@ -112,13 +115,26 @@ pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
         return Ok(());
     }
     let opt = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-    println!("file:            {} (GGUF v{}, {})", path.display(), g.version(), human_bytes(s.file_size as u64));
-    println!("architecture:    {}", s.architecture.as_deref().unwrap_or("-"));
+    println!(
+        "file:            {} (GGUF v{}, {})",
+        path.display(),
+        g.version(),
+        human_bytes(s.file_size as u64)
+    );
+    println!(
+        "architecture:    {}",
+        s.architecture.as_deref().unwrap_or("-")
+    );
     println!("name:            {}", s.name.as_deref().unwrap_or("-"));
-    println!("parameters:      {} ({})", human_params(s.n_params), s.n_params);
+    println!(
+        "parameters:      {} ({})",
+        human_params(s.n_params),
+        s.n_params
+    );
     println!(
         "file type:       {}",
-        s.file_type.map_or("-".to_string(), |f| format!("{} ({f})", file_type_name(f)))
+        s.file_type
+            .map_or("-".to_string(), |f| format!("{} ({f})", file_type_name(f)))
     );
     println!("context length:  {}", opt(s.context_length));
     println!(
@@ -134,7 +150,14 @@ pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
         s.tokenizer_model.as_deref().unwrap_or("-"),
         s.vocab_size.map_or("-".to_string(), |v| v.to_string())
     );
-    println!("chat template:   {}", if s.has_chat_template { "present" } else { "absent" });
+    println!(
+        "chat template:   {}",
+        if s.has_chat_template {
+            "present"
+        } else {
+            "absent"
+        }
+    );
     if show_metadata {
         println!("\nmetadata ({} keys):", g.metadata_len());
         for (k, v) in g.metadata() {
@@ -142,9 +165,17 @@ pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
         }
     }
     println!("\ntensors ({}):", g.tensors().len());
-    println!("  {:<36} {:<8} {:<22} {:>12} {:>12}", "name", "type", "shape", "bytes", "offset");
+    println!(
+        "  {:<36} {:<8} {:<22} {:>12} {:>12}",
+        "name", "type", "shape", "bytes", "offset"
+    );
     for t in g.tensors() {
-        let shape = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
+        let shape = t
+            .dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" x ");
         println!(
             "  {:<36} {:<8} {:<22} {:>12} {:>12}",
             t.name,
@@ -159,7 +190,9 @@ pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
 
 fn value_json(g: &Gguf, v: &Value) -> serde_json::Value {
     match *v {
-        Value::Array(a) if a.len > 16 => json!({"type": "array", "elem": a.elem.name(), "len": a.len}),
+        Value::Array(a) if a.len > 16 => {
+            json!({"type": "array", "elem": a.elem.name(), "len": a.len})
+        }
         _ => meta_json(&g.to_owned_value(v)),
     }
 }

@@ -32,7 +32,11 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { model, json, metadata } => inspect::run(&model, json, metadata),
+        Command::Inspect {
+            model,
+            json,
+            metadata,
+        } => inspect::run(&model, json, metadata),
         Command::Info => {
             let level = nib_simd::traits::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));

@@ -98,21 +98,28 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            GgufError::new(format!(
-                "file is truncated: {} needs {n} bytes at offset {} but the file has {} bytes",
-                what(),
-                self.pos,
-                self.buf.len()
-            ))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                GgufError::new(format!(
+                    "file is truncated: {} needs {n} bytes at offset {} but the file has {} bytes",
+                    what(),
+                    self.pos,
+                    self.buf.len()
+                ))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
     fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
-        Ok(self.take(N, what)?.try_into().expect("take returned N bytes"))
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returned N bytes"))
     }
 
     fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32> {
@@ -131,11 +138,17 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<Span> {
         let len = self.u64(what)?;
         if len > MAX_STRING_LEN {
-            return Err(GgufError::new(format!("{} has an absurd length of {len} bytes", what())));
+            return Err(GgufError::new(format!(
+                "{} has an absurd length of {len} bytes",
+                what()
+            )));
         }
         let offset = self.pos;
         self.take(len as usize, what)?;
-        Ok(Span { offset, len: len as usize })
+        Ok(Span {
+            offset,
+            len: len as usize,
+        })
     }
 
     fn value(&mut self, ty: ValueType, what: &dyn Fn() -> String, depth: u32) -> Result<Value> {
@@ -150,7 +163,10 @@ impl<'a> Cursor<'a> {
             ValueType::Bool => {
                 let b = self.array::<1>(what)?[0];
                 if b > 1 {
-                    return Err(GgufError::new(format!("{} is a bool with value {b}", what())));
+                    return Err(GgufError::new(format!(
+                        "{} is a bool with value {b}",
+                        what()
+                    )));
                 }
                 Value::Bool(b == 1)
             }
@@ -160,22 +176,31 @@ impl<'a> Cursor<'a> {
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
             ValueType::Array => {
                 if depth > 8 {
-                    return Err(GgufError::new(format!("{} nests arrays too deeply", what())));
+                    return Err(GgufError::new(format!(
+                        "{} nests arrays too deeply",
+                        what()
+                    )));
                 }
                 let elem_id = self.u32(what)?;
                 let elem = ValueType::from_id(elem_id).ok_or_else(|| {
-                    GgufError::new(format!("{} has unknown array element type {elem_id}", what()))
+                    GgufError::new(format!(
+                        "{} has unknown array element type {elem_id}",
+                        what()
+                    ))
                 })?;
                 let len = self.u64(what)?;
                 if len > MAX_ARRAY_LEN {
-                    return Err(GgufError::new(format!("{} has an absurd length of {len} elements", what())));
+                    return Err(GgufError::new(format!(
+                        "{} has an absurd length of {len} elements",
+                        what()
+                    )));
                 }
                 let offset = self.pos;
                 match elem.fixed_size() {
                     Some(size) => {
-                        let bytes = (len as usize).checked_mul(size).ok_or_else(|| {
-                            GgufError::new(format!("{} is too large", what()))
-                        })?;
+                        let bytes = (len as usize)
+                            .checked_mul(size)
+                            .ok_or_else(|| GgufError::new(format!("{} is too large", what())))?;
                         self.take(bytes, what)?;
                     }
                     None => {
@@ -194,7 +219,12 @@ impl<'a> Cursor<'a> {
                         }
                     }
                 }
-                Value::Array(ArrayInfo { elem, len: len as usize, offset, byte_len: self.pos - offset })
+                Value::Array(ArrayInfo {
+                    elem,
+                    len: len as usize,
+                    offset,
+                    byte_len: self.pos - offset,
+                })
             }
         })
     }
@@ -251,8 +281,16 @@ impl Gguf {
         let version = c.u32(&|| "the version".into())?;
         match version {
             2 | 3 => {}
-            1 => return Err(GgufError::new("GGUF version 1 is not supported (only 2 and 3)")),
-            v => return Err(GgufError::new(format!("unsupported GGUF version {v} (only 2 and 3)"))),
+            1 => {
+                return Err(GgufError::new(
+                    "GGUF version 1 is not supported (only 2 and 3)",
+                ))
+            }
+            v => {
+                return Err(GgufError::new(format!(
+                    "unsupported GGUF version {v} (only 2 and 3)"
+                )))
+            }
         }
         let n_tensors = c.u64(&|| "the tensor count".into())?;
         let n_kv = c.u64(&|| "the metadata count".into())?;
@@ -304,9 +342,10 @@ impl Gguf {
         let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
             let name_span = c.string(&|| format!("the name of tensor {i}"))?;
-            let name = std::str::from_utf8(&buf[name_span.offset..name_span.offset + name_span.len])
-                .map_err(|_| GgufError::new(format!("the name of tensor {i} is not UTF-8")))?
-                .to_string();
+            let name =
+                std::str::from_utf8(&buf[name_span.offset..name_span.offset + name_span.len])
+                    .map_err(|_| GgufError::new(format!("the name of tensor {i} is not UTF-8")))?
+                    .to_string();
             let what = || format!("tensor {name:?}");
             let n_dims = c.u32(&what)? as usize;
             if n_dims == 0 || n_dims > MAX_DIMS {
@@ -318,7 +357,9 @@ impl Gguf {
             for _ in 0..n_dims {
                 let d = c.u64(&what)?;
                 if d > i64::MAX as u64 {
-                    return Err(GgufError::new(format!("tensor {name:?} has a negative dimension")));
+                    return Err(GgufError::new(format!(
+                        "tensor {name:?} has a negative dimension"
+                    )));
                 }
                 dims.push(d);
             }
@@ -329,9 +370,13 @@ impl Gguf {
             let offset = c.u64(&what)?;
             let n_elements = dims
                 .iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d).filter(|&v| v <= i64::MAX as u64))
+                .try_fold(1u64, |acc, &d| {
+                    acc.checked_mul(d).filter(|&v| v <= i64::MAX as u64)
+                })
                 .ok_or_else(|| {
-                    GgufError::new(format!("tensor {name:?} has dimensions {dims:?} whose product overflows"))
+                    GgufError::new(format!(
+                        "tensor {name:?} has dimensions {dims:?} whose product overflows"
+                    ))
                 })?;
             let _ = n_elements;
             let bs = ty.block_size() as u64;
@@ -353,7 +398,13 @@ impl Gguf {
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(GgufError::new(format!("duplicate tensor name {name:?}")));
             }
-            tensors.push(TensorInfo { name, ty, dims, offset, size });
+            tensors.push(TensorInfo {
+                name,
+                ty,
+                dims,
+                offset,
+                size,
+            });
         }
 
         let data_offset = pad(c.pos as u64, alignment)
@@ -476,7 +527,8 @@ impl Gguf {
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| GgufError::new(format!("metadata key {key:?} is missing")))
+        self.get(key)
+            .ok_or_else(|| GgufError::new(format!("metadata key {key:?} is missing")))
     }
 
     fn wrong_type(key: &str, want: &str, v: &Value) -> GgufError {
@@ -489,7 +541,9 @@ impl Gguf {
     fn int_in_range(key: &str, v: &Value, lo: i128, hi: i128, want: &str) -> Result<i128> {
         let i = v.as_i128().ok_or_else(|| Self::wrong_type(key, want, v))?;
         if i < lo || i > hi {
-            return Err(GgufError::new(format!("metadata key {key:?} = {i} does not fit in {want}")));
+            return Err(GgufError::new(format!(
+                "metadata key {key:?} = {i} does not fit in {want}"
+            )));
         }
         Ok(i)
     }
@@ -513,7 +567,9 @@ impl Gguf {
     /// A float (f32 or f64).
     pub fn get_f32(&self, key: &str) -> Result<f32> {
         let v = self.require(key)?;
-        v.as_f64().map(|f| f as f32).ok_or_else(|| Self::wrong_type(key, "f32", v))
+        v.as_f64()
+            .map(|f| f as f32)
+            .ok_or_else(|| Self::wrong_type(key, "f32", v))
     }
 
     pub fn get_bool(&self, key: &str) -> Result<bool> {
@@ -539,19 +595,27 @@ impl Gguf {
 
     /// Optional variants: `Ok(None)` when the key is absent, an error when it has the wrong type.
     pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
-        self.contains_key(key).then(|| self.get_u32(key)).transpose()
+        self.contains_key(key)
+            .then(|| self.get_u32(key))
+            .transpose()
     }
 
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
-        self.contains_key(key).then(|| self.get_f32(key)).transpose()
+        self.contains_key(key)
+            .then(|| self.get_f32(key))
+            .transpose()
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.contains_key(key).then(|| self.get_bool(key)).transpose()
+        self.contains_key(key)
+            .then(|| self.get_bool(key))
+            .transpose()
     }
 
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
-        self.contains_key(key).then(|| self.get_str(key)).transpose()
+        self.contains_key(key)
+            .then(|| self.get_str(key))
+            .transpose()
     }
 
     /// An array's description.
@@ -576,12 +640,19 @@ impl Gguf {
     /// The elements of a string array, as raw bytes, in order.
     pub fn get_str_array(&self, key: &str) -> Result<StrArrayIter<'_>> {
         let (a, bytes) = self.typed_array(key, ValueType::String)?;
-        Ok(StrArrayIter { bytes, pos: 0, left: a.len })
+        Ok(StrArrayIter {
+            bytes,
+            pos: 0,
+            left: a.len,
+        })
     }
 
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
         let (_, bytes) = self.typed_array(key, ValueType::F32)?;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
     }
 
     /// An integer array of any integer element type, as i64.
@@ -591,12 +662,30 @@ impl Gguf {
         let out: Vec<i64> = match a.elem {
             ValueType::U8 => bytes.iter().map(|&b| b as i64).collect(),
             ValueType::I8 => bytes.iter().map(|&b| b as i8 as i64).collect(),
-            ValueType::U16 => bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            ValueType::I16 => bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            ValueType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            ValueType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            ValueType::U64 => bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            ValueType::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+            ValueType::U16 => bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            ValueType::I16 => bytes
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            ValueType::U32 => bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            ValueType::I32 => bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            ValueType::U64 => bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            ValueType::I64 => bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
             other => {
                 return Err(GgufError::new(format!(
                     "metadata key {key:?} is an array of {other}, expected an array of integers"
@@ -626,13 +715,20 @@ impl Gguf {
             Value::U64(x) => MetaValue::U64(x),
             Value::I64(x) => MetaValue::I64(x),
             Value::F64(x) => MetaValue::F64(x),
-            Value::String(s) => MetaValue::String(self.bytes()[s.offset..s.offset + s.len].to_vec()),
+            Value::String(s) => {
+                MetaValue::String(self.bytes()[s.offset..s.offset + s.len].to_vec())
+            }
             Value::Array(a) => {
                 // Re-parse the elements from the validated bytes.
-                let mut c = Cursor { buf: self.bytes(), pos: a.offset };
+                let mut c = Cursor {
+                    buf: self.bytes(),
+                    pos: a.offset,
+                };
                 let items = (0..a.len)
                     .map(|_| {
-                        let v = c.value(a.elem, &|| String::new(), 1).expect("validated at open");
+                        let v = c
+                            .value(a.elem, &|| String::new(), 1)
+                            .expect("validated at open");
                         self.to_owned_value(&v)
                     })
                     .collect();
@@ -655,14 +751,23 @@ impl Gguf {
                 }
             }
             Value::Array(a) => {
-                let mut c = Cursor { buf: self.bytes(), pos: a.offset };
+                let mut c = Cursor {
+                    buf: self.bytes(),
+                    pos: a.offset,
+                };
                 let shown: Vec<String> = (0..a.len.min(max_items))
                     .map(|_| {
-                        let v = c.value(a.elem, &|| String::new(), 1).expect("validated at open");
+                        let v = c
+                            .value(a.elem, &|| String::new(), 1)
+                            .expect("validated at open");
                         self.display_value(&v, 3)
                     })
                     .collect();
-                let more = if a.len > max_items { format!(", ... ({} total)", a.len) } else { String::new() };
+                let more = if a.len > max_items {
+                    format!(", ... ({} total)", a.len)
+                } else {
+                    String::new()
+                };
                 format!("[{}{more}] ({} x {})", shown.join(", "), a.len, a.elem)
             }
             Value::U8(x) => x.to_string(),
@@ -722,7 +827,8 @@ impl<'a> Iterator for StrArrayIter<'a> {
         }
         self.left -= 1;
         // The array was validated at open: every length and string lies inside `bytes`.
-        let len = u64::from_le_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap()) as usize;
+        let len =
+            u64::from_le_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap()) as usize;
         let s = &self.bytes[self.pos + 8..self.pos + 8 + len];
         self.pos += 8 + len;
         Some(s)

@@ -207,15 +207,24 @@ impl MetaValue {
     pub fn str_array<S: AsRef<[u8]>>(items: impl IntoIterator<Item = S>) -> MetaValue {
         MetaValue::Array(
             ValueType::String,
-            items.into_iter().map(|s| MetaValue::String(s.as_ref().to_vec())).collect(),
+            items
+                .into_iter()
+                .map(|s| MetaValue::String(s.as_ref().to_vec()))
+                .collect(),
         )
     }
 
     pub fn f32_array(items: impl IntoIterator<Item = f32>) -> MetaValue {
-        MetaValue::Array(ValueType::F32, items.into_iter().map(MetaValue::F32).collect())
+        MetaValue::Array(
+            ValueType::F32,
+            items.into_iter().map(MetaValue::F32).collect(),
+        )
     }
 
     pub fn i32_array(items: impl IntoIterator<Item = i32>) -> MetaValue {
-        MetaValue::Array(ValueType::I32, items.into_iter().map(MetaValue::I32).collect())
+        MetaValue::Array(
+            ValueType::I32,
+            items.into_iter().map(MetaValue::I32).collect(),
+        )
     }
 }

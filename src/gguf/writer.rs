@@ -109,11 +109,17 @@ impl GgufWriter {
             match value {
                 MetaValue::U32(a) if a.is_power_of_two() => {
                     if !self.tensors.is_empty() {
-                        return Err(GgufError::new("set general.alignment before adding tensors"));
+                        return Err(GgufError::new(
+                            "set general.alignment before adding tensors",
+                        ));
                     }
                     self.alignment = a as u64;
                 }
-                _ => return Err(GgufError::new("general.alignment must be a u32 power of two")),
+                _ => {
+                    return Err(GgufError::new(
+                        "general.alignment must be a u32 power of two",
+                    ))
+                }
             }
         }
         if let MetaValue::Array(elem, items) = &value {
@@ -131,7 +137,9 @@ impl GgufWriter {
     /// Describe a tensor whose data will be passed to [`GgufWriter::write_tensor_data`] in order.
     pub fn add_tensor_info(&mut self, name: &str, ty: GgmlType, dims: &[u64]) -> Result<()> {
         if dims.is_empty() || dims.len() > MAX_DIMS {
-            return Err(GgufError::new(format!("tensor {name:?}: 1 to {MAX_DIMS} dimensions allowed")));
+            return Err(GgufError::new(format!(
+                "tensor {name:?}: 1 to {MAX_DIMS} dimensions allowed"
+            )));
         }
         if self.tensors.iter().any(|t| t.name == name) {
             return Err(GgufError::new(format!("duplicate tensor name {name:?}")));
@@ -145,21 +153,39 @@ impl GgufWriter {
         }
         let size = dims[1..]
             .iter()
-            .try_fold(dims[0] / bs * ty.type_size() as u64, |a, &d| a.checked_mul(d))
+            .try_fold(dims[0] / bs * ty.type_size() as u64, |a, &d| {
+                a.checked_mul(d)
+            })
             .ok_or_else(|| GgufError::new(format!("tensor {name:?} is too large")))?;
         let offset = self.next_offset;
         self.next_offset = (offset + size).div_ceil(self.alignment) * self.alignment;
-        self.tensors.push(PendingTensor { name: name.to_string(), ty, dims: dims.to_vec(), offset, size });
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            ty,
+            dims: dims.to_vec(),
+            offset,
+            size,
+        });
         self.data.push(None);
         Ok(())
     }
 
     /// Describe a tensor and keep its data, for [`GgufWriter::write_to`].
-    pub fn add_tensor(&mut self, name: &str, ty: GgmlType, dims: &[u64], data: Vec<u8>) -> Result<()> {
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        data: Vec<u8>,
+    ) -> Result<()> {
         self.add_tensor_info(name, ty, dims)?;
         let t = self.tensors.last().unwrap();
         if data.len() as u64 != t.size {
-            let msg = format!("tensor {name:?}: {} bytes given, {} expected", data.len(), t.size);
+            let msg = format!(
+                "tensor {name:?}: {} bytes given, {} expected",
+                data.len(),
+                t.size
+            );
             self.tensors.pop();
             self.data.pop();
             return Err(GgufError::new(msg));
@@ -195,12 +221,22 @@ impl GgufWriter {
     }
 
     /// Write one tensor's data (tensors in the order they were added), padded to the alignment.
-    pub fn write_tensor_data(&self, w: &mut impl Write, index: usize, data: &[u8]) -> io::Result<()> {
+    pub fn write_tensor_data(
+        &self,
+        w: &mut impl Write,
+        index: usize,
+        data: &[u8],
+    ) -> io::Result<()> {
         let t = &self.tensors[index];
         if data.len() as u64 != t.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("tensor {:?}: {} bytes given, {} expected", t.name, data.len(), t.size),
+                format!(
+                    "tensor {:?}: {} bytes given, {} expected",
+                    t.name,
+                    data.len(),
+                    t.size
+                ),
             ));
         }
         w.write_all(data)?;
@@ -232,4 +268,3 @@ impl GgufWriter {
         self.tensors.len()
     }
 }
-

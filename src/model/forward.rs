@@ -55,7 +55,12 @@ pub struct Context {
 
 impl Context {
     /// A context of `n_ctx` positions processing prompts in batches of `n_batch` tokens.
-    pub fn new(model: Arc<Model>, n_ctx: usize, n_batch: usize, kv_type: KvType) -> Result<Context> {
+    pub fn new(
+        model: Arc<Model>,
+        n_ctx: usize,
+        n_batch: usize,
+        kv_type: KvType,
+    ) -> Result<Context> {
         let hp = &model.hp;
         if n_ctx == 0 || n_batch == 0 {
             bail!("context size and batch size must be positive");
@@ -83,10 +88,25 @@ impl Context {
             logits: vec![0.0; hp.n_vocab],
         };
         let kind = model.spec.rope;
-        let rope = Rope::new(kind, hp.n_rot, hp.rope_base, hp.rope_scaling, model.rope_freqs.clone());
+        let rope = Rope::new(
+            kind,
+            hp.n_rot,
+            hp.rope_base,
+            hp.rope_scaling,
+            model.rope_freqs.clone(),
+        );
         let rope_swa = Rope::new(kind, hp.n_rot, hp.rope_base_swa, RopeScaling::None, None);
         let kv = KvCache::new(kv_type, hp.n_layer, n_ctx, kv_k, kv_v);
-        Ok(Context { model, trace: None, kv, n_past: 0, n_batch, s, rope, rope_swa })
+        Ok(Context {
+            model,
+            trace: None,
+            kv,
+            n_past: 0,
+            n_batch,
+            s,
+            rope,
+            rope_swa,
+        })
     }
 
     /// Positions filled so far.
@@ -173,7 +193,10 @@ impl Context {
 
         // 1. Token embeddings (dequantized rows), scaled for gemma.
         let embd = model.mat(&model.tok_embd);
-        let to_float = k.get(embd.ty).and_then(|tr| tr.to_float).expect("embedding type readable");
+        let to_float = k
+            .get(embd.ty)
+            .and_then(|tr| tr.to_float)
+            .expect("embedding type readable");
         for (i, &tok) in tokens.iter().enumerate() {
             let row = &mut s.x[i * d..(i + 1) * d];
             to_float(embd.row(tok as usize), row);
@@ -211,8 +234,18 @@ impl Context {
             let rope = if swa { &self.rope_swa } else { &self.rope };
             for i in 0..t {
                 rope.angles(pos0 + i, &mut s.cos, &mut s.sin);
-                rope.apply(&mut s.q[i * q_dim..(i + 1) * q_dim], hp.head_dim, &s.cos, &s.sin);
-                rope.apply(&mut s.k[i * kv_k..(i + 1) * kv_k], hp.head_dim, &s.cos, &s.sin);
+                rope.apply(
+                    &mut s.q[i * q_dim..(i + 1) * q_dim],
+                    hp.head_dim,
+                    &s.cos,
+                    &s.sin,
+                );
+                rope.apply(
+                    &mut s.k[i * kv_k..(i + 1) * kv_k],
+                    hp.head_dim,
+                    &s.cos,
+                    &s.sin,
+                );
             }
             tr("Qcur", il, &s.q[..t * q_dim]);
             tr("Kcur", il, &s.k[..t * kv_k]);
@@ -229,9 +262,23 @@ impl Context {
                 window: if swa { hp.n_swa } else { 0 },
                 softcap: hp.attn_logit_softcap,
             };
-            attention(&s.q[..t * q_dim], &self.kv.k[il], &self.kv.v[il], t, params, &mut s.att);
+            attention(
+                &s.q[..t * q_dim],
+                &self.kv.k[il],
+                &self.kv.v[il],
+                t,
+                params,
+                &mut s.att,
+            );
             tr("kqv_out", il, &s.att[..t * att_dim]);
-            ops::project(k, &s.att[..t * att_dim], att_dim, t, &mut s.qb, &mut [(model.mat(&layer.wo), &mut s.o[..t * d])]);
+            ops::project(
+                k,
+                &s.att[..t * att_dim],
+                att_dim,
+                t,
+                &mut s.qb,
+                &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
+            );
             if let Some(w) = &layer.post_attn_norm {
                 for row in s.o[..t * d].chunks_exact_mut(d) {
                     vec::rms_norm_inplace(row, w, hp.rms_eps);
@@ -251,7 +298,10 @@ impl Context {
                 d,
                 t,
                 &mut s.qb,
-                &mut [(model.mat(&layer.w_gate), &mut s.gate[..t * ff]), (model.mat(&layer.w_up), &mut s.up[..t * ff])],
+                &mut [
+                    (model.mat(&layer.w_gate), &mut s.gate[..t * ff]),
+                    (model.mat(&layer.w_up), &mut s.up[..t * ff]),
+                ],
             );
             tr("ffn_gate", il, &s.gate[..t * ff]);
             tr("ffn_up", il, &s.up[..t * ff]);
@@ -259,7 +309,14 @@ impl Context {
                 Activation::SwiGlu => vec::swiglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
                 Activation::GeGlu => vec::geglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
             }
-            ops::project(k, &s.gate[..t * ff], ff, t, &mut s.qb, &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])]);
+            ops::project(
+                k,
+                &s.gate[..t * ff],
+                ff,
+                t,
+                &mut s.qb,
+                &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])],
+            );
             if let Some(w) = &layer.post_ffn_norm {
                 for row in s.o[..t * d].chunks_exact_mut(d) {
                     vec::rms_norm_inplace(row, w, hp.rms_eps);
@@ -277,10 +334,23 @@ impl Context {
             Logits::Last => (t - 1, 1),
             Logits::All => (0, t),
         };
-        ops::rms_norm_rows(&s.x[first * d..(first + rows) * d], &model.output_norm, hp.rms_eps, d, &mut s.xn);
+        ops::rms_norm_rows(
+            &s.x[first * d..(first + rows) * d],
+            &model.output_norm,
+            hp.rms_eps,
+            d,
+            &mut s.xn,
+        );
         let n_vocab = hp.n_vocab;
         let out = &mut s.logits[at * n_vocab..(at + rows) * n_vocab];
-        ops::project(k, &s.xn[..rows * d], d, rows, &mut s.qb, &mut [(model.mat(&model.output), out)]);
+        ops::project(
+            k,
+            &s.xn[..rows * d],
+            d,
+            rows,
+            &mut s.qb,
+            &mut [(model.mat(&model.output), out)],
+        );
         if hp.final_logit_softcap > 0.0 {
             let cap = hp.final_logit_softcap;
             for l in out.iter_mut() {

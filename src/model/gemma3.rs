@@ -23,8 +23,12 @@ pub fn adjust_hparams(g: &Gguf, hp: &mut Hparams) -> Result<()> {
     if n_swa > 0 {
         hp.n_swa = n_swa;
         // Every `pattern`-th layer (the last of each group) is global; the rest slide.
-        let pattern = g.opt_u32("gemma3.attention.sliding_window_pattern")?.unwrap_or(6) as usize;
-        hp.swa_layers = (0..hp.n_layer).map(|il| pattern == 0 || il % pattern < pattern - 1).collect();
+        let pattern = g
+            .opt_u32("gemma3.attention.sliding_window_pattern")?
+            .unwrap_or(6) as usize;
+        hp.swa_layers = (0..hp.n_layer)
+            .map(|il| pattern == 0 || il % pattern < pattern - 1)
+            .collect();
         hp.rope_base_swa = g.opt_f32("gemma3.rope.freq_base_swa")?.unwrap_or(10_000.0);
     }
     // gemma-3 27B scales queries by 1/sqrt(n_embd / n_head); the others by 1/sqrt(head_dim).

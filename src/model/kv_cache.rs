@@ -64,14 +64,24 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, k_stride: usize, v_stride: usize) -> KvCache {
+    pub fn new(
+        ty: KvType,
+        n_layer: usize,
+        n_ctx: usize,
+        k_stride: usize,
+        v_stride: usize,
+    ) -> KvCache {
         KvCache {
             ty,
             n_ctx,
             k_stride,
             v_stride,
-            k: (0..n_layer).map(|_| KvBuf::new(ty, n_ctx * k_stride)).collect(),
-            v: (0..n_layer).map(|_| KvBuf::new(ty, n_ctx * v_stride)).collect(),
+            k: (0..n_layer)
+                .map(|_| KvBuf::new(ty, n_ctx * k_stride))
+                .collect(),
+            v: (0..n_layer)
+                .map(|_| KvBuf::new(ty, n_ctx * v_stride))
+                .collect(),
         }
     }
 

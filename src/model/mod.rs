@@ -42,10 +42,16 @@ impl Arch {
     }
 
     pub fn from_name(s: &str) -> Result<Arch> {
-        Arch::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
-            anyhow!("architecture {s:?} is not supported by nib (supported: {})", names.join(", "))
-        })
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
+                anyhow!(
+                    "architecture {s:?} is not supported by nib (supported: {})",
+                    names.join(", ")
+                )
+            })
     }
 
     /// How this architecture shapes the shared transformer.
@@ -100,9 +106,16 @@ pub struct ArchSpec {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor` (`freq_scale = 1/factor`).
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// YaRN: interpolation blended with extrapolation by dimension.
-    Yarn { factor: f32, orig_ctx: u32, beta_fast: f32, beta_slow: f32 },
+    Yarn {
+        factor: f32,
+        orig_ctx: u32,
+        beta_fast: f32,
+        beta_slow: f32,
+    },
 }
 
 /// Hyperparameters of a loaded model.
@@ -205,7 +218,11 @@ pub struct LoadOptions {
 impl Model {
     /// Open a GGUF file and load the model it holds.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        let g = if opts.no_mmap { Gguf::read(path)? } else { Gguf::open(path)? };
+        let g = if opts.no_mmap {
+            Gguf::read(path)?
+        } else {
+            Gguf::open(path)?
+        };
         if opts.mlock {
             g.mlock()?;
         }
@@ -249,7 +266,11 @@ impl Model {
                 wq: loader.matrix(&n("attn_q.weight"), hp.n_embd, q_dim)?,
                 wk: loader.matrix(&n("attn_k.weight"), hp.n_embd, k_dim)?,
                 wv: loader.matrix(&n("attn_v.weight"), hp.n_embd, v_dim)?,
-                wo: loader.matrix(&n("attn_output.weight"), hp.n_head * hp.head_dim_v, hp.n_embd)?,
+                wo: loader.matrix(
+                    &n("attn_output.weight"),
+                    hp.n_head * hp.head_dim_v,
+                    hp.n_embd,
+                )?,
                 bq: opt_vec("attn_q.bias", q_dim, spec.qkv_bias)?,
                 bk: opt_vec("attn_k.bias", k_dim, spec.qkv_bias)?,
                 bv: opt_vec("attn_v.bias", v_dim, spec.qkv_bias)?,
@@ -263,12 +284,26 @@ impl Model {
                 post_ffn_norm: opt_vec("post_ffw_norm.weight", hp.n_embd, spec.post_norms)?,
             });
         }
-        Ok(Model { gguf: g, hp, spec, tok_embd, output_norm, output, layers, rope_freqs })
+        Ok(Model {
+            gguf: g,
+            hp,
+            spec,
+            tok_embd,
+            output_norm,
+            output,
+            layers,
+            rope_freqs,
+        })
     }
 
     /// A weight as a kernel matrix view.
     pub fn mat(&self, w: &Weight) -> MatRef<'_> {
-        MatRef { ty: w.ty, rows: w.rows, cols: w.cols, data: &self.gguf.bytes()[w.range.clone()] }
+        MatRef {
+            ty: w.ty,
+            rows: w.rows,
+            cols: w.cols,
+            data: &self.gguf.bytes()[w.range.clone()],
+        }
     }
 
     /// Bytes of all weights (the file's data section).
@@ -288,7 +323,12 @@ impl Model {
             .get_u32("general.file_type")
             .map(crate::cli::inspect::file_type_name)
             .unwrap_or("unknown");
-        format!("{} {} {}", self.hp.arch.name(), crate::cli::inspect::human_params(self.n_params()).replace(' ', ""), ft)
+        format!(
+            "{} {} {}",
+            self.hp.arch.name(),
+            crate::cli::inspect::human_params(self.n_params()).replace(' ', ""),
+            ft
+        )
     }
 }
 
@@ -299,22 +339,45 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.g.tensor_info(name).ok_or_else(|| anyhow!("tensor {name:?} is missing"))
+        self.g
+            .tensor_info(name)
+            .ok_or_else(|| anyhow!("tensor {name:?} is missing"))
     }
 
     /// A matrix of `rows` rows of `cols` elements (GGUF dims `[cols, rows]`).
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Weight> {
         let t = self.info(name)?;
         if t.dims.len() != 2 || t.dims[0] != cols as u64 || t.dims[1] != rows as u64 {
-            bail!("tensor {name:?} has shape {:?}, expected [{cols}, {rows}]", t.dims);
+            bail!(
+                "tensor {name:?} has shape {:?}, expected [{cols}, {rows}]",
+                t.dims
+            );
         }
         let k = nib_simd::kernels();
-        let traits = k.get(t.ty).ok_or_else(|| anyhow!("tensor {name:?} has type {}, which nib cannot compute with", t.ty))?;
-        if traits.vec_dot.is_none() || k.get(traits.vec_dot_type).and_then(|a| a.from_float).is_none() {
-            bail!("tensor {name:?} has type {}, which nib cannot multiply", t.ty);
+        let traits = k.get(t.ty).ok_or_else(|| {
+            anyhow!(
+                "tensor {name:?} has type {}, which nib cannot compute with",
+                t.ty
+            )
+        })?;
+        if traits.vec_dot.is_none()
+            || k.get(traits.vec_dot_type)
+                .and_then(|a| a.from_float)
+                .is_none()
+        {
+            bail!(
+                "tensor {name:?} has type {}, which nib cannot multiply",
+                t.ty
+            );
         }
         let start = self.g.data_offset() + t.offset as usize;
-        Ok(Weight { name: name.to_string(), ty: t.ty, rows, cols, range: start..start + t.size as usize })
+        Ok(Weight {
+            name: name.to_string(),
+            ty: t.ty,
+            rows,
+            cols,
+            range: start..start + t.size as usize,
+        })
     }
 
     /// A vector of `len` values, converted to f32.
@@ -339,25 +402,42 @@ fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
     let n_embd = g.get_u32(&key("embedding_length"))? as usize;
     let n_layer = g.get_u32(&key("block_count"))? as usize;
     let n_head = g.get_u32(&key("attention.head_count"))? as usize;
-    let n_head_kv = g.opt_u32(&key("attention.head_count_kv"))?.map_or(n_head, |v| v as usize);
+    let n_head_kv = g
+        .opt_u32(&key("attention.head_count_kv"))?
+        .map_or(n_head, |v| v as usize);
     let n_ff = g.get_u32(&key("feed_forward_length"))? as usize;
     let n_ctx_train = g.get_u32(&key("context_length"))? as usize;
     let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
     if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_layer == 0 || n_embd == 0 {
         bail!("inconsistent shape: {n_head} heads, {n_head_kv} kv heads, {n_layer} layers, embedding {n_embd}");
     }
-    let head_dim = g.opt_u32(&key("attention.key_length"))?.map_or(n_embd / n_head, |v| v as usize);
-    let head_dim_v = g.opt_u32(&key("attention.value_length"))?.map_or(n_embd / n_head, |v| v as usize);
-    let n_rot = g.opt_u32(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
+    let head_dim = g
+        .opt_u32(&key("attention.key_length"))?
+        .map_or(n_embd / n_head, |v| v as usize);
+    let head_dim_v = g
+        .opt_u32(&key("attention.value_length"))?
+        .map_or(n_embd / n_head, |v| v as usize);
+    let n_rot = g
+        .opt_u32(&key("rope.dimension_count"))?
+        .map_or(head_dim, |v| v as usize);
     if n_rot > head_dim || n_rot % 2 != 0 {
         bail!("rope.dimension_count {n_rot} does not fit head size {head_dim}");
     }
     let n_vocab = match g.opt_u32(&key("vocab_size"))? {
         Some(v) => v as usize,
-        None => g.get_array("tokenizer.ggml.tokens").context("no vocabulary size")?.len,
+        None => {
+            g.get_array("tokenizer.ggml.tokens")
+                .context("no vocabulary size")?
+                .len
+        }
     };
-    let rope_base = g.opt_f32(&key("rope.freq_base"))?.unwrap_or(spec.default_rope_base);
-    let scaling_type = g.opt_str(&key("rope.scaling.type"))?.unwrap_or("linear").to_string();
+    let rope_base = g
+        .opt_f32(&key("rope.freq_base"))?
+        .unwrap_or(spec.default_rope_base);
+    let scaling_type = g
+        .opt_str(&key("rope.scaling.type"))?
+        .unwrap_or("linear")
+        .to_string();
     let factor = match g.opt_f32(&key("rope.scaling.factor"))? {
         Some(f) => f,
         None => g.opt_f32(&key("rope.scale_linear"))?.unwrap_or(0.0),
@@ -368,9 +448,15 @@ fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
         ("linear", f) => RopeScaling::Linear { factor: f },
         ("yarn", f) => RopeScaling::Yarn {
             factor: f,
-            orig_ctx: g.opt_u32(&key("rope.scaling.original_context_length"))?.unwrap_or(n_ctx_train as u32),
-            beta_fast: g.opt_f32(&key("rope.scaling.yarn_beta_fast"))?.unwrap_or(32.0),
-            beta_slow: g.opt_f32(&key("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
+            orig_ctx: g
+                .opt_u32(&key("rope.scaling.original_context_length"))?
+                .unwrap_or(n_ctx_train as u32),
+            beta_fast: g
+                .opt_f32(&key("rope.scaling.yarn_beta_fast"))?
+                .unwrap_or(32.0),
+            beta_slow: g
+                .opt_f32(&key("rope.scaling.yarn_beta_slow"))?
+                .unwrap_or(1.0),
         },
         (other, _) => bail!("rope scaling type {other:?} is not supported (none, linear, yarn)"),
     };

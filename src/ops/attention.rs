@@ -40,7 +40,11 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
         let h = idx % p.n_head;
         let kvh = h / group;
         let pos = p.pos0 + t;
-        let first = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
+        let first = if p.window > 0 {
+            (pos + 1).saturating_sub(p.window)
+        } else {
+            0
+        };
         let n = pos + 1 - first;
         let qh = &q[(t * p.n_head + h) * p.head_dim..][..p.head_dim];
         SCORES.with(|cell| {

@@ -15,20 +15,32 @@ pub struct QuantBuf {
 
 impl QuantBuf {
     pub fn with_capacity(bytes: usize) -> QuantBuf {
-        QuantBuf { buf: vec![0; bytes] }
+        QuantBuf {
+            buf: vec![0; bytes],
+        }
     }
 }
 
 /// Multiply the rows `x` (`n_tokens` rows of `cols` f32) by each matrix, writing
 /// `out[t * rows + r]`. The input is converted once per distinct activation format and shared by
 /// every matrix that pairs with it (Q/K/V, gate/up).
-pub fn project(k: &Kernels, x: &[f32], cols: usize, n_tokens: usize, qb: &mut QuantBuf, mats: &mut [(MatRef<'_>, &mut [f32])]) {
+pub fn project(
+    k: &Kernels,
+    x: &[f32],
+    cols: usize,
+    n_tokens: usize,
+    qb: &mut QuantBuf,
+    mats: &mut [(MatRef<'_>, &mut [f32])],
+) {
     let mut done = vec![false; mats.len()];
     for i in 0..mats.len() {
         if done[i] {
             continue;
         }
-        let at: GgmlType = k.get(mats[i].0.ty).expect("kernels for weight type").vec_dot_type;
+        let at: GgmlType = k
+            .get(mats[i].0.ty)
+            .expect("kernels for weight type")
+            .vec_dot_type;
         let need = at.row_size(cols).expect("row size") * n_tokens;
         if qb.buf.len() < need {
             qb.buf.resize(need, 0);

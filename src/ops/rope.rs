@@ -18,21 +18,42 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(kind: RopeKind, n_rot: usize, base: f32, scaling: RopeScaling, freq_factors: Option<Vec<f32>>) -> Rope {
+    pub fn new(
+        kind: RopeKind,
+        n_rot: usize,
+        base: f32,
+        scaling: RopeScaling,
+        freq_factors: Option<Vec<f32>>,
+    ) -> Rope {
         let theta_scale = base.powf(-2.0 / n_rot as f32);
         let (freq_scale, ext_factor, corr_dims) = match scaling {
             RopeScaling::None => (1.0, 0.0, [0.0, 0.0]),
             RopeScaling::Linear { factor } => (1.0 / factor, 0.0, [0.0, 0.0]),
-            RopeScaling::Yarn { factor, orig_ctx, beta_fast, beta_slow } => {
+            RopeScaling::Yarn {
+                factor,
+                orig_ctx,
+                beta_fast,
+                beta_slow,
+            } => {
                 let corr_dim = |n_rot_b: f32| {
-                    n_rot as f32 * (orig_ctx as f32 / (n_rot_b * 2.0 * std::f32::consts::PI)).ln() / (2.0 * base.ln())
+                    n_rot as f32 * (orig_ctx as f32 / (n_rot_b * 2.0 * std::f32::consts::PI)).ln()
+                        / (2.0 * base.ln())
                 };
                 let start = corr_dim(beta_fast).floor().max(0.0);
                 let end = corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0);
                 (1.0 / factor, 1.0, [start, end])
             }
         };
-        Rope { kind, n_rot, theta_scale, freq_scale, ext_factor, mscale: 1.0, corr_dims, freq_factors }
+        Rope {
+            kind,
+            n_rot,
+            theta_scale,
+            freq_scale,
+            ext_factor,
+            mscale: 1.0,
+            corr_dims,
+            freq_factors,
+        }
     }
 
     /// cos and sin of every dimension pair at position `pos` (each `n_rot / 2` long).
@@ -44,7 +65,8 @@ impl Rope {
             let theta_interp = self.freq_scale * theta_extrap;
             let (mut t, mut mscale) = (theta_interp, self.mscale);
             if self.ext_factor != 0.0 {
-                let y = ((i as f32) - self.corr_dims[0]) / (self.corr_dims[1] - self.corr_dims[0]).max(0.001);
+                let y = ((i as f32) - self.corr_dims[0])
+                    / (self.corr_dims[1] - self.corr_dims[0]).max(0.001);
                 let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
                 t = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
                 mscale *= 1.0 + 0.1 * (1.0 / self.freq_scale).ln();

@@ -10,7 +10,11 @@ pub fn model_path(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let p = dir.join(name);
-    assert!(p.exists(), "model {} is missing: run tools/fetch-models.sh (or set NIB_MODELS)", p.display());
+    assert!(
+        p.exists(),
+        "model {} is missing: run tools/fetch-models.sh (or set NIB_MODELS)",
+        p.display()
+    );
     p
 }
 
@@ -19,7 +23,9 @@ pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 
 /// A file under `tests/golden/`.
 pub fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 pub fn read_json(name: &str) -> serde_json::Value {

@@ -127,7 +127,9 @@ pub fn vec_dot_q2_k_q8_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        let summs: i32 = (0..16).map(|j| b.bsums[j] as i32 * (a.scales[j] >> 4) as i32).sum();
+        let summs: i32 = (0..16)
+            .map(|j| b.bsums[j] as i32 * (a.scales[j] >> 4) as i32)
+            .sum();
         let dall = b.d * a.d.to_f32();
         let dmin = b.d * a.dmin.to_f32();
         let mut isum = 0i32;
@@ -141,7 +143,8 @@ pub fn vec_dot_q2_k_q8_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
                     is += 1;
                     let mut isuml = 0i32;
                     for l in 0..16 {
-                        isuml += q8[l + 16 * half] as i32 * ((q2[l + 16 * half] >> shift) & 3) as i32;
+                        isuml +=
+                            q8[l + 16 * half] as i32 * ((q2[l + 16 * half] >> shift) & 3) as i32;
                     }
                     isum += d * isuml;
                 }
@@ -255,7 +258,9 @@ pub fn vec_dot_q6_k_q8_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
         let v = q6_k_values(a);
         let mut isum = 0i32;
         for j in 0..QK_K / 16 {
-            let s: i32 = (0..16).map(|l| v[j * 16 + l] as i32 * b.qs[j * 16 + l] as i32).sum();
+            let s: i32 = (0..16)
+                .map(|l| v[j * 16 + l] as i32 * b.qs[j * 16 + l] as i32)
+                .sum();
             isum += a.scales[j] as i32 * s;
         }
         sumf += a.d.to_f32() * b.d * isum as f32;
