@@ -168,8 +168,6 @@ assert_size!(BlockQ8K, GgmlType::Q8_K);
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn const_sizes_agree_with_the_type_table() {
         for t in crate::ALL_TYPES {

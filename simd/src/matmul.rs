@@ -38,6 +38,13 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer (a method, so closures capture the whole `Send + Sync` wrapper).
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Rows per task: enough tasks to balance the threads, few enough that each is worth its
 /// scheduling cost, and a multiple of 4 so multi-row kernels can be used.
 fn rows_per_task(rows: usize, cols: usize, n_tokens: usize) -> usize {
@@ -50,15 +57,24 @@ fn rows_per_task(rows: usize, cols: usize, n_tokens: usize) -> usize {
 
 /// `out[t * w.rows + r] = w.row(r) · act.row(t)` for `t < n_tokens`, `r < w.rows`.
 ///
+/// Each element is computed with the dot product [`crate::TypeTraits::dot_for`] picks for this
+/// matrix and batch size, so the result is that of llama.cpp multiplying the same `n_tokens`
+/// rows in one `ggml_mul_mat`.
+///
 /// `act` holds `n_tokens` rows already converted to the weight type's `vec_dot_type`.
 /// Panics if the kernels have no dot product for `w.ty` or if the buffers are too small.
 pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut [f32]) {
     let traits = k
         .get(w.ty)
         .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
-    let vec_dot: VecDot = traits
-        .vec_dot
-        .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
+    // The kernel llama.cpp would use for each token of this shape: float orders differ between kernels.
+    let dots: Vec<VecDot> = (0..n_tokens)
+        .map(|t| {
+            traits
+                .dot_for(w.rows, n_tokens, t)
+                .unwrap_or_else(|| panic!("no dot product for {}", w.ty))
+        })
+        .collect();
     let act_row = traits
         .vec_dot_type
         .row_size(w.cols)
@@ -78,18 +94,18 @@ pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut
     let n_chunks = rows.div_ceil(chunk);
     let dst = SharedOut(out.as_mut_ptr());
     let run = |c: usize| {
-        let dst = dst;
         let r0 = c * chunk;
         let r1 = (r0 + chunk).min(rows);
         for t in 0..n_tokens {
             let a = &act[t * act_row..(t + 1) * act_row];
+            let vec_dot = dots[t];
             for r in r0..r1 {
                 let v = vec_dot(w.cols, w.row(r), a);
                 // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above), and
                 // the row ranges `r0..r1` of different tasks are disjoint, so no element is
                 // written by two threads; `out` outlives the parallel loop, which joins before
                 // this function returns.
-                unsafe { *dst.0.add(t * rows + r) = v };
+                unsafe { *dst.ptr().add(t * rows + r) = v };
             }
         }
     };
