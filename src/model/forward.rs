@@ -5,7 +5,7 @@
 
 use super::kv_cache::{KvCache, KvType};
 use super::{Activation, Model, RopeScaling};
-use crate::ops::attention::{attention, AttnParams};
+use crate::ops::attention::{attention, llama_n_kv, AttnParams};
 use crate::ops::rope::Rope;
 use crate::ops::{self, QuantBuf};
 use anyhow::{bail, Result};
@@ -38,14 +38,24 @@ struct Scratch {
     logits: Vec<f32>,
 }
 
+/// A callback receiving intermediate tensors by name (see [`Context::trace`]).
+pub type TraceFn = Box<dyn FnMut(&str, &[f32]) + Send>;
+
+/// The llama.cpp thread count whose split-KV decode attention nib reproduces by default (the
+/// goldens were made with 2 threads); see [`crate::ops::attention`].
+pub const DEFAULT_KV_SPLIT: usize = 2;
+
 /// An inference context: a model, its KV cache and scratch buffers. Several contexts can share
 /// one model (the server gives each slot its own).
 pub struct Context {
     pub model: Arc<Model>,
     /// Called with llama.cpp's tensor names (`attn_norm-0`, `Qcur-0`, `l_out-0`, ...) and the
     /// batch's values at each step, for comparing intermediate results (`None`: no cost).
-    pub trace: Option<Box<dyn FnMut(&str, &[f32]) + Send>>,
+    pub trace: Option<TraceFn>,
     pub kv: KvCache,
+    /// Decode attention over 512 or more cells is computed in this many chunks, as llama.cpp does
+    /// with this many threads ([`DEFAULT_KV_SPLIT`]; 1: never split).
+    pub kv_split: usize,
     n_past: usize,
     n_batch: usize,
     s: Scratch,
@@ -101,6 +111,7 @@ impl Context {
             model,
             trace: None,
             kv,
+            kv_split: DEFAULT_KV_SPLIT,
             n_past: 0,
             n_batch,
             s,
@@ -176,7 +187,8 @@ impl Context {
         let model = Arc::clone(&self.model);
         let (hp, spec) = (&model.hp, &model.spec);
         let k = nib_simd::kernels();
-        let t = tokens.len();
+        let n_tokens = tokens.len();
+        let mut t = n_tokens;
         let pos0 = self.n_past;
         let d = hp.n_embd;
         let q_dim = hp.n_head * hp.head_dim;
@@ -252,15 +264,31 @@ impl Context {
             tr("Vcur", il, &s.v[..t * kv_v]);
             self.kv.k[il].write(pos0 * kv_k, &s.k[..t * kv_k]);
             self.kv.v[il].write(pos0 * kv_v, &s.v[..t * kv_v]);
+            if spec.scale_q_before_attention {
+                vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
+            }
+            // llama.cpp's KV view: the whole cache for global layers, its smaller ring for
+            // sliding-window layers (cells = positions while the ring has not wrapped).
+            let cache_cells = if swa {
+                llama_swa_cells(hp.n_swa, self.n_batch, self.kv.n_ctx)
+            } else {
+                self.kv.n_ctx
+            };
             let params = AttnParams {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
                 head_dim: hp.head_dim,
                 head_dim_v: hp.head_dim_v,
                 pos0,
-                scale: hp.attn_scale,
+                scale: if spec.scale_q_before_attention {
+                    1.0
+                } else {
+                    hp.attn_scale
+                },
                 window: if swa { hp.n_swa } else { 0 },
                 softcap: hp.attn_logit_softcap,
+                n_kv: llama_n_kv(pos0 + t, cache_cells),
+                kv_split: self.kv_split,
             };
             attention(
                 &s.q[..t * q_dim],
@@ -279,6 +307,14 @@ impl Context {
                 &mut s.qb,
                 &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
             );
+            // After the last layer's attention llama.cpp keeps only the rows whose logits are
+            // wanted (`inp_out_ids`); the rest of the layer runs on those rows, and its matmul
+            // kernels are chosen for that row count.
+            if il + 1 == model.layers.len() && which == Logits::Last && t > 1 {
+                s.o.copy_within((t - 1) * d..t * d, 0);
+                s.x.copy_within((t - 1) * d..t * d, 0);
+                t = 1;
+            }
             if let Some(w) = &layer.post_attn_norm {
                 for row in s.o[..t * d].chunks_exact_mut(d) {
                     vec::rms_norm_inplace(row, w, hp.rms_eps);
@@ -305,9 +341,14 @@ impl Context {
             );
             tr("ffn_gate", il, &s.gate[..t * ff]);
             tr("ffn_up", il, &s.up[..t * ff]);
-            match spec.activation {
-                Activation::SwiGlu => vec::swiglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
-                Activation::GeGlu => vec::geglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
+            for (g, u) in s.gate[..t * ff]
+                .chunks_exact_mut(ff)
+                .zip(s.up[..t * ff].chunks_exact(ff))
+            {
+                match spec.activation {
+                    Activation::SwiGlu => vec::swiglu_inplace(g, u),
+                    Activation::GeGlu => vec::geglu_inplace(g, u),
+                }
             }
             ops::project(
                 k,
@@ -326,9 +367,10 @@ impl Context {
             vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
             tr("l_out", il, &s.x[..t * d]);
         }
-        self.n_past += t;
+        self.n_past += n_tokens;
 
-        // 4. Final norm and the output projection, for the rows whose logits are wanted.
+        // 4. Final norm and the output projection, for the rows whose logits are wanted (after
+        // the last layer `s.x` holds only those rows when fewer were wanted).
         let Some(at) = out_at else { return };
         let (first, rows) = match which {
             Logits::Last => (t - 1, 1),
@@ -358,4 +400,10 @@ impl Context {
             }
         }
     }
+}
+
+/// Cells of llama.cpp's sliding-window KV cache: `pad256(min(n_ctx, n_swa + n_ubatch))`
+/// (`llama_kv_cache_iswa`).
+fn llama_swa_cells(n_swa: usize, n_ubatch: usize, n_ctx: usize) -> usize {
+    n_ctx.min(n_swa + n_ubatch).div_ceil(256) * 256
 }
