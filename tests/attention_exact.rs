@@ -7,7 +7,7 @@
 mod records;
 
 use nib::model::kv_cache::KvBuf;
-use nib::ops::attention::{attention, AttnParams, FaPath};
+use nib::ops::attention::{attention, AttnParams, Cells, FaPath};
 use records::{files, golden_dir, same};
 use std::path::Path;
 
@@ -34,6 +34,7 @@ fn flash_attention_matches_llama_cpp_on_every_path() {
             softcap: 0.0,
             n_kv: r.int("nkv"),
             kv_split: r.int("nth"),
+            cells: Cells::Positions,
         };
         let (kc, vc) = (KvBuf::F16(r.f16s("k")), KvBuf::F16(r.f16s("v")));
         let mut got = vec![0f32; t * h * dv];

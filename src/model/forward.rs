@@ -3,9 +3,9 @@
 //! function ([`Context::forward_batch`]) over small named steps; architectures differ only by the
 //! flags of their [`ArchSpec`](super::ArchSpec).
 
-use super::kv_cache::{KvCache, KvType};
+use super::kv_cache::{CellMap, KvCache, KvType};
 use super::{Activation, Model, RopeScaling};
-use crate::ops::attention::{attention, llama_n_kv, AttnParams};
+use crate::ops::attention::{attention, llama_n_kv, AttnParams, Cells};
 use crate::ops::rope::Rope;
 use crate::ops::{self, QuantBuf};
 use anyhow::{bail, Result};
@@ -56,6 +56,9 @@ pub struct Context {
     /// Decode attention over 512 or more cells is computed in this many chunks, as llama.cpp does
     /// with this many threads ([`DEFAULT_KV_SPLIT`]; 1: never split).
     pub kv_split: usize,
+    /// llama.cpp's placement of positions in its sliding-window cache when that cache is a ring
+    /// (see [`Context::set_swa_full`]).
+    swa_cells: Option<CellMap>,
     n_past: usize,
     n_batch: usize,
     s: Scratch,
@@ -112,12 +115,30 @@ impl Context {
             trace: None,
             kv,
             kv_split: DEFAULT_KV_SPLIT,
+            swa_cells: None,
             n_past: 0,
             n_batch,
             s,
             rope,
             rope_swa,
         })
+    }
+
+    /// Whether sliding-window layers keep every position (llama.cpp's `swa_full`, true by default
+    /// in `llama_context_default_params`, as in the goldens) or a ring of
+    /// `pad256(min(n_ctx, n_swa + n_batch))` cells reusing the ones the window has left (its
+    /// `common` tools' default). Attention visits cells in llama.cpp's order either way. Only on
+    /// an empty context.
+    pub fn set_swa_full(&mut self, full: bool) {
+        assert_eq!(self.n_past, 0, "set_swa_full on a context in use");
+        let hp = &self.model.hp;
+        let has_swa = hp.n_swa > 0 && (0..hp.n_layer).any(|il| hp.is_swa(il));
+        self.swa_cells = (has_swa && !full).then(|| {
+            CellMap::new(
+                llama_swa_cells(hp.n_swa, self.n_batch, self.kv.n_ctx),
+                hp.n_swa,
+            )
+        });
     }
 
     /// Positions filled so far.
@@ -136,11 +157,17 @@ impl Context {
     /// Forget every position (a new conversation).
     pub fn clear(&mut self) {
         self.n_past = 0;
+        if let Some(c) = &mut self.swa_cells {
+            c.clear();
+        }
     }
 
     /// Forget positions from `n` on (keep a shared prefix).
     pub fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
+        if let Some(c) = &mut self.swa_cells {
+            c.remove_from(self.n_past);
+        }
     }
 
     /// Feed `tokens` at the next positions, in batches of `n_batch`, and return logits: the last
@@ -195,6 +222,9 @@ impl Context {
         let kv_k = hp.n_head_kv * hp.head_dim;
         let kv_v = hp.n_head_kv * hp.head_dim_v;
         let att_dim = hp.n_head * hp.head_dim_v;
+        if let Some(c) = &mut self.swa_cells {
+            c.place(pos0, t);
+        }
         let s = &mut self.s;
         let trace = &mut self.trace;
         let mut tr = |name: &str, il: usize, v: &[f32]| {
@@ -267,12 +297,11 @@ impl Context {
             if spec.scale_q_before_attention {
                 vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
             }
-            // llama.cpp's KV view: the whole cache for global layers, its smaller ring for
-            // sliding-window layers (cells = positions while the ring has not wrapped).
-            let cache_cells = if swa {
-                llama_swa_cells(hp.n_swa, self.n_batch, self.kv.n_ctx)
-            } else {
-                self.kv.n_ctx
+            // llama.cpp's KV view: cells = positions in a whole-context cache, its own placement
+            // in the ring of sliding-window layers when `swa_full` is off.
+            let (n_kv, cells) = match (&self.swa_cells, swa) {
+                (Some(c), true) => (llama_n_kv(c.used_max_p1(), c.size()), Cells::Map(&c.pos)),
+                _ => (llama_n_kv(pos0 + t, self.kv.n_ctx), Cells::Positions),
             };
             let params = AttnParams {
                 n_head: hp.n_head,
@@ -287,8 +316,9 @@ impl Context {
                 },
                 window: if swa { hp.n_swa } else { 0 },
                 softcap: hp.attn_logit_softcap,
-                n_kv: llama_n_kv(pos0 + t, cache_cells),
+                n_kv,
                 kv_split: self.kv_split,
+                cells,
             };
             attention(
                 &s.q[..t * q_dim],

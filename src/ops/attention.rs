@@ -15,10 +15,12 @@
 //!   results are merged. The split depends on llama.cpp's thread count, which nib cannot know;
 //!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2). See [`split_kv`].
 //!
-//! The cells a query attends are visited in ascending cell (= position) order; masked cells are
-//! skipped as llama.cpp skips `-inf` mask entries, so only the visible ones matter.
+//! The cells a query attends are visited in ascending cell order, and cells masked for it are
+//! skipped as llama.cpp skips `-inf` mask entries, so only the visible ones matter. A cell holds
+//! the position of the same index unless [`AttnParams::cells`] maps them otherwise (llama.cpp's
+//! sliding-window cache is a ring; see [`crate::model::kv_cache::CellMap`]).
 
-use crate::model::kv_cache::KvBuf;
+use crate::model::kv_cache::{CellMap, KvBuf};
 use half::f16;
 use nib_simd::vec;
 use rayon::prelude::*;
@@ -39,9 +41,18 @@ pub fn llama_n_kv(end: usize, size: usize) -> usize {
     size.min(KV_PAD.max(end.div_ceil(KV_PAD) * KV_PAD))
 }
 
+/// Which position each cell of llama.cpp's KV view holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Cells<'a> {
+    /// Cell `c` holds position `c` (a cache filled in order).
+    Positions,
+    /// Cell `c` holds position `map[c]` ([`CellMap::EMPTY`]: none).
+    Map(&'a [u32]),
+}
+
 /// Shape and masking of one attention call.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnParams {
+pub struct AttnParams<'a> {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -60,6 +71,8 @@ pub struct AttnParams {
     /// The llama.cpp thread count reproduced by the split-KV path (chunks of `ceil(n_kv / kv_split)`
     /// cells). 0 or 1: never split.
     pub kv_split: usize,
+    /// Which position each cell holds.
+    pub cells: Cells<'a>,
 }
 
 /// Which of llama.cpp's paths a batch of `n_tokens` queries takes.
@@ -70,7 +83,7 @@ pub enum FaPath {
     SplitKv,
 }
 
-impl AttnParams {
+impl AttnParams<'_> {
     pub fn path(&self, n_tokens: usize) -> FaPath {
         if n_tokens == 1 && self.n_kv >= FA_SPLIT_MIN_KV && self.kv_split > 1 {
             FaPath::SplitKv
@@ -81,15 +94,51 @@ impl AttnParams {
         }
     }
 
-    /// The visible cells of query `t`: `first..end`.
-    fn visible(&self, t: usize) -> (usize, usize) {
-        let pos = self.pos0 + t;
-        let first = if self.window > 0 {
-            (pos + 1).saturating_sub(self.window)
-        } else {
-            0
+    /// What query `t` sees.
+    fn view(&self, t: usize) -> View<'_> {
+        View {
+            cells: self.cells,
+            q: self.pos0 + t,
+            window: self.window,
+        }
+    }
+}
+
+/// The keys one query sees: cells holding a position `p <= q` and, with a window, `q - p < window`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    cells: Cells<'a>,
+    q: usize,
+    window: usize,
+}
+
+impl View<'_> {
+    /// The cells worth visiting within `c0..c1`.
+    fn clamp(&self, c0: usize, c1: usize) -> (usize, usize) {
+        match self.cells {
+            Cells::Positions => {
+                let first = if self.window > 0 {
+                    (self.q + 1).saturating_sub(self.window)
+                } else {
+                    0
+                };
+                (c0.max(first), c1.min(self.q + 1))
+            }
+            Cells::Map(m) => (c0, c1.min(m.len())),
+        }
+    }
+
+    /// The position cell `c` holds, if this query sees it.
+    #[inline]
+    fn key(&self, c: usize) -> Option<usize> {
+        let p = match self.cells {
+            Cells::Positions => c,
+            Cells::Map(m) => match m.get(c) {
+                Some(&p) if p != CellMap::EMPTY => p as usize,
+                _ => return None,
+            },
         };
-        (first, pos + 1)
+        (p <= self.q && (self.window == 0 || self.q - p < self.window)).then_some(p)
     }
 }
 
@@ -104,14 +153,17 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
         let h = idx % p.n_head;
         let qh = &q[(t * p.n_head + h) * p.head_dim..][..p.head_dim];
         let kv = Kv::new(k, v, h / (p.n_head / p.n_head_kv), &p);
-        let (first, end) = p.visible(t);
+        let view = p.view(t);
         match path {
             FaPath::Vector => {
-                let r = one_chunk(qh, &kv, first, end, &p);
-                r.finish(o);
+                let n = match p.cells {
+                    Cells::Positions => view.q + 1,
+                    Cells::Map(m) => m.len().min(p.n_kv),
+                };
+                one_chunk(qh, &kv, view, 0, n, &p).finish(o);
             }
-            FaPath::SplitKv => split_kv(qh, &kv, first, end, &p, o),
-            FaPath::Tiled => tiled_row(qh, &kv, first, end, &p, o),
+            FaPath::SplitKv => split_kv(qh, &kv, view, &p, o),
+            FaPath::Tiled => tiled_row(qh, &kv, view, &p, o),
         }
     };
     let out = &mut out[..n_tokens * p.n_head * p.head_dim_v];
@@ -212,13 +264,14 @@ fn cap_score(dot: f32, p: &AttnParams) -> f32 {
     }
 }
 
-/// llama.cpp's vector path (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`) over the cells
-/// `first..end` of one query row. With an f16 cache: `q16 = f16(q)`; for each cell in order,
+/// llama.cpp's vector path (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`) over the visible
+/// cells among `c0..c1` of one query row. With an f16 cache: `q16 = f16(q)`; for each cell in order,
 /// `s = cap_score(dot_f16(q16, k))`; if `s > M` then `M = s`, `ms = expf(M_old - M)`,
 /// `acc = f16(acc * ms)` (`vs = 1`), else `vs = expf(s - M)` (`ms = 1`); then
 /// `acc = f16(fma(v, vs, acc))` element-wise and `S = fma(S, ms, vs)`. The f16 accumulator is
 /// widened to f32 at the end. `expf` is the platform's (glibc's on the goldens' machine).
-fn one_chunk(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams) -> Partial {
+fn one_chunk(q: &[f32], kv: &Kv, view: View, c0: usize, c1: usize, p: &AttnParams) -> Partial {
+    let (c0, c1) = view.clamp(c0, c1);
     let dv = kv.dv;
     let mut r = Partial {
         m: f32::NEG_INFINITY,
@@ -234,7 +287,8 @@ fn one_chunk(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams) -> Pa
         }
         let mut acc = [f16::ZERO; MAX_DV];
         let acc = &mut acc[..dv];
-        for c in first..end {
+        for c in c0..c1 {
+            let Some(c) = view.key(c) else { continue };
             let s = cap_score(vec::dot_f16(q16, kv.k16(c)), p) + 0.0;
             let (mut ms, mut vs) = (1f32, 1f32);
             if s > r.m {
@@ -258,7 +312,8 @@ fn one_chunk(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams) -> Pa
     } else {
         // f32 cache: the same recurrence with an f32 query, f32 dot and f32 accumulator.
         let acc = &mut r.vkq[..dv];
-        for c in first..end {
+        for c in c0..c1 {
+            let Some(c) = view.key(c) else { continue };
             let kr: Vec<f32> = (0..kv.dk).map(|d| kv.k_f32(c, d)).collect();
             let s = cap_score(vec::dot_f32(q, &kr), p) + 0.0;
             let (mut ms, mut vs) = (1f32, 1f32);
@@ -286,7 +341,7 @@ fn one_chunk(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams) -> Pa
 /// partials are merged in chunk order (`ggml_flash_attn_ext_reduce_partials`), skipping chunks
 /// with `S == 0`: `M' = fmaxf(M, Mc)`, `a = expf(M - M')`, `b = expf(Mc - M')`,
 /// `vkq = fma(vkq, a, vkq_c * b)`, `S = fma(S, a, Sc * b)`; finally `vkq * (1 / S)`.
-fn split_kv(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: &mut [f32]) {
+fn split_kv(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
     let dv = kv.dv;
     let chunk = p.n_kv.div_ceil(p.kv_split);
     let mut m = f32::NEG_INFINITY;
@@ -294,11 +349,7 @@ fn split_kv(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: &
     let mut vkq = [0f32; MAX_DV];
     for c in 0..p.kv_split {
         let (c0, c1) = (c * chunk, ((c + 1) * chunk).min(p.n_kv));
-        let (a, b) = (c0.max(first), c1.min(end));
-        if a >= b {
-            continue; // an empty chunk has S == 0
-        }
-        let r = one_chunk(q, kv, a, b, p);
+        let r = one_chunk(q, kv, view, c0, c1, p);
         if r.s == 0.0 {
             continue;
         }
@@ -326,9 +377,12 @@ fn split_kv(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: &
 /// `e^(score - M')` by [`vec::soft_max_exp`] and `S = f32(f64(S) + that sum)`; then each output
 /// element is `fma(v_c, e_c, ·)` chained over the tile's 64 cells in order. Finally
 /// `out = vkq * (1 / S)`.
-fn tiled_row(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: &mut [f32]) {
+fn tiled_row(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
     let dv = kv.dv;
-    let n_kv = p.n_kv.max(end);
+    let n_kv = match p.cells {
+        Cells::Positions => p.n_kv.max(view.q + 1),
+        Cells::Map(m) => p.n_kv.min(m.len()),
+    };
     let mut m = f32::NEG_INFINITY;
     let mut s = 0f32;
     let mut vkq = [0f32; MAX_DV];
@@ -336,12 +390,16 @@ fn tiled_row(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: 
     let mut kq = [0f32; FA_TILE_KV];
     for ic in (0..n_kv).step_by(FA_TILE_KV) {
         let tile = FA_TILE_KV.min(n_kv - ic);
-        if ic + tile <= first || ic >= end {
+        let (a, b) = view.clamp(ic, ic + tile);
+        if a >= b {
             continue;
         }
-        for (tk, sc) in kq.iter_mut().enumerate() {
-            let c = ic + tk;
-            *sc = if tk < tile && c >= first && c < end {
+        let mut keys = [None; FA_TILE_KV];
+        for (tk, key) in keys[..tile].iter_mut().enumerate() {
+            *key = view.key(ic + tk);
+        }
+        for (sc, key) in kq.iter_mut().zip(&keys) {
+            *sc = if let Some(c) = *key {
                 let mut acc = 0f32;
                 for (d, &qd) in q.iter().enumerate() {
                     acc = kv.k_f32(c, d).mul_add(qd, acc);
@@ -370,10 +428,13 @@ fn tiled_row(q: &[f32], kv: &Kv, first: usize, end: usize, p: &AttnParams, out: 
         }
         m = m_new;
         s = (s as f64 + vec::soft_max_exp(&mut kq, m_new)) as f32;
+        // Masked cells have weight 0 and add nothing (llama.cpp adds `0 * v`).
         for (d, a) in vkq.iter_mut().enumerate() {
             let mut acc = *a;
-            for (tk, &e) in kq[..tile].iter().enumerate() {
-                acc = kv.v_f32(ic + tk, d).mul_add(e, acc);
+            for (key, &e) in keys[..tile].iter().zip(&kq[..tile]) {
+                if let Some(c) = *key {
+                    acc = kv.v_f32(c, d).mul_add(e, acc);
+                }
             }
             *a = acc;
         }
