@@ -2,6 +2,30 @@
 //! batch of tokens at consecutive positions, reading and extending the KV cache. One readable
 //! function ([`Context::forward_batch`]) over small named steps; architectures differ only by the
 //! flags of their [`ArchSpec`](super::ArchSpec).
+//!
+//! # Parity with llama.cpp
+//!
+//! With the scalar reference kernels, the forward pass reproduces llama.cpp's x86-64 CPU backend
+//! (the AVX-512 build that made `tests/golden/`) bit for bit, logits included, when the run is
+//! set up as llama.cpp's was:
+//!
+//! * batches of `n_batch` tokens here are llama.cpp's ubatches (`n_ubatch`, 512 in the goldens):
+//!   the matmul kernel llama.cpp picks, and so the float order, depends on the batch size
+//!   ([`nib_simd::TypeTraits::dot_for`]), as do the attention path and the KV view;
+//! * an f16 KV cache; flash attention on; [`Context::kv_split`] equal to llama.cpp's thread count
+//!   (it only matters for decoding over 512 or more cells); `swa_full` as llama.cpp had it
+//!   ([`Context::set_swa_full`]);
+//! * `expf`, `tanhf`, `sinf`/`cosf` come from the platform's libm, as in llama.cpp: glibc on
+//!   x86-64 for the goldens.
+//!
+//! Exact so far: weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K (every llama.cpp kernel
+//! for them: `vec_dot`, tinyBLAS, the tiled K-quant matmul, the repacked Q4_0/Q4_K layouts), RMSNorm,
+//! RoPE (normal and NeoX, no YaRN), SwiGLU, GeGLU, flash attention on its three paths, gemma's
+//! scalings and sliding window; checked on SmolLM2 (Q4_1, Q4_0, Q8_0) and gemma-3 (Q4_K_M) for
+//! prompts up to 1,127 tokens and decoding past 512 cells. Not reproduced: batches of F16/BF16/F32
+//! weights (llamafile's float tinyBLAS), Q2_K/Q3_K/Q5_K (generic orders), the f32 KV cache and
+//! the attention softcap (structure followed, unverified), YaRN's blend. The SIMD kernel levels
+//! must return the scalar reference's bits to keep this.
 
 use super::kv_cache::{CellMap, KvCache, KvType};
 use super::{Activation, Model, RopeScaling};

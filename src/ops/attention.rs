@@ -7,13 +7,13 @@
 //!
 //! * **vector** (`..._one_chunk`): batches of fewer than [`FA_TILE_Q`] queries. Per query row, the
 //!   query is rounded to f16, each visible cell's score is [`vec::dot_f16`] times the scale, and
-//!   the output is accumulated in f16 with an online softmax. See [`one_chunk`].
+//!   the output is accumulated in f16 with an online softmax. See `one_chunk`.
 //! * **tiled** (`..._tiled`): batches of at least [`FA_TILE_Q`] queries. f32 query, keys and values
-//!   in tiles of [`FA_TILE_KV`] cells, f32 accumulator, the vector `expf` polynomial. See [`tiled_row`].
+//!   in tiles of [`FA_TILE_KV`] cells, f32 accumulator, the vector `expf` polynomial. See `tiled_row`.
 //! * **split-KV** (a single query when `n_kv >= `[`FA_SPLIT_MIN_KV`]): the cells are cut into as
 //!   many chunks as llama.cpp has threads, each chunk runs the vector path, and the partial
 //!   results are merged. The split depends on llama.cpp's thread count, which nib cannot know;
-//!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2). See [`split_kv`].
+//!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2). See `split_kv`.
 //!
 //! The cells a query attends are visited in ascending cell order, and cells masked for it are
 //! skipped as llama.cpp skips `-inf` mask entries, so only the visible ones matter. A cell holds
