@@ -1,11 +1,25 @@
 //! nib: a native LLM inference runtime.
 //!
-//! The pipeline, by module: [`gguf`] (the file) → `tokenizer` (text → tokens) → `model`
-//! (embeddings → layers → logits, built from `ops` and the `nib_simd` kernels) → `sample`
-//! (logits → token) → `generate` (the loop, streaming text back).
+//! The pipeline, by module: [`gguf`] (the file) → [`tokenizer`] (text → tokens) → [`model`]
+//! (embeddings → layers → logits, built from [`ops`] and the `nib_simd` kernels) → [`sample`]
+//! (logits → token) → [`generate`] (the loop, streaming text back). [`chat`] renders
+//! conversations into prompts. [`serve`] (feature `server`, on by default) is the
+//! OpenAI-compatible HTTP server.
 
+pub mod batch;
+pub mod bench;
+pub mod chat;
 pub mod cli;
+pub mod generate;
 pub mod gguf;
+pub mod model;
+pub mod ops;
+pub mod perplexity;
+pub mod sample;
+#[cfg(feature = "server")]
+pub mod serve;
+pub mod synth;
+pub mod tokenizer;
 
 /// The version line: crate version and the kernel level this CPU gets.
 pub fn version_string() -> &'static str {
@@ -25,5 +39,3 @@ pub fn default_threads() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
-pub mod model;
-pub mod ops;

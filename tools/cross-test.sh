@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
-# The aarch64 tests under qemu-user, once per emulated CPU: neoverse-n1 (NEON + dotprod) and
-# cortex-a72 (plain NEON). Emulation proves correctness, never speed.
+# The aarch64 side of the test suite, under qemu-user, once per emulated CPU: neoverse-n1
+# (NEON + dotprod) and cortex-a72 (plain NEON). Emulation proves correctness, never speed.
+#  1. the kernel crate's tests (every kernel against the scalar reference, the level asserted);
+#  2. the whole ARM path on SmolLM2: a short `nib bench`, and a greedy `nib run` of 8 tokens
+#     whose tokens must equal the x86-64 build's.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+models=${NIB_MODELS:-$root/models}
+model=$models/SmolLM2-135M-Instruct.Q4_1.gguf
+prompt="The capital of France is"
+
 for cpu_level in neoverse-n1:neon-dotprod cortex-a72:neon; do
   cpu=${cpu_level%%:*}
   level=${cpu_level#*:}
-  echo "--> QEMU_CPU=$cpu (expects kernels: $level)" >&2
+  echo "--> QEMU_CPU=$cpu (expects kernels: $level): nib-simd tests" >&2
   QEMU_CPU=$cpu NIB_EXPECT_LEVEL=$level cargo test --release --target aarch64-unknown-linux-gnu -p nib-simd
 done
+
+echo "--> aarch64 nib binary on SmolLM2 under qemu" >&2
+cargo build --release --target aarch64-unknown-linux-gnu --bin nib
+cargo build --release --bin nib
+arm=(qemu-aarch64-static -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/nib)
+want=$(target/release/nib run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+echo "x86-64 greedy tokens: $want" >&2
+for cpu_level in neoverse-n1:neon-dotprod cortex-a72:neon; do
+  cpu=${cpu_level%%:*}
+  level=${cpu_level#*:}
+  QEMU_CPU=$cpu "${arm[@]}" info | grep -q "kernels: $level" || { echo "error: QEMU_CPU=$cpu did not select $level" >&2; exit 1; }
+  QEMU_CPU=$cpu "${arm[@]}" bench -m "$model" -p 16 -n 4 -r 1 -t 2
+  got=$(QEMU_CPU=$cpu "${arm[@]}" run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+  echo "aarch64 ($cpu) greedy tokens: $got" >&2
+  if [[ "$got" != "$want" ]]; then
+    echo "error: aarch64 ($cpu) greedy tokens differ from x86-64's" >&2
+    exit 1
+  fi
+done
+echo "aarch64: kernels, bench and greedy tokens OK" >&2

@@ -10,12 +10,14 @@ pub mod arch;
 pub mod blocks;
 pub mod dot;
 pub mod ggml_type;
+pub mod quantize;
 pub mod reference;
 pub mod traits;
 
 pub use ggml_type::{GgmlType, ALL_TYPES, QK_K};
 pub use traits::{kernels, Kernels, Level, TypeTraits};
 pub mod matmul;
+pub mod pool;
 pub mod vec;
 
-pub use matmul::{matmul, quantize_rows, MatRef};
+pub use matmul::{matmul, matmul_multi, quantize_rows, MatRef};

@@ -103,8 +103,8 @@ pub fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8_0] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK)) {
         let d = f16_to_f32(b.d);
-        for j in 0..QK {
-            out[j] = b.qs[j] as f32 * d;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
         }
     }
 }
@@ -113,8 +113,8 @@ pub fn dequantize_row_q8_1(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8_1] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK)) {
         let d = f16_to_f32(b.d);
-        for j in 0..QK {
-            out[j] = b.qs[j] as f32 * d;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
         }
     }
 }
@@ -276,8 +276,8 @@ pub fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
 pub fn dequantize_row_q8_k(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ8K] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
-        for j in 0..QK_K {
-            out[j] = b.d * b.qs[j] as f32;
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = b.d * q as f32;
         }
     }
 }
@@ -315,8 +315,8 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
-        for j in 0..QK {
-            b.qs[j] = (xs[j] * id).round_ties_even() as i8;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
         }
     }
 }
@@ -331,10 +331,9 @@ pub fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16::from_f32(d);
         let mut sum = 0i32;
-        for j in 0..QK {
-            let q = (xs[j] * id).round_ties_even() as i8;
-            b.qs[j] = q;
-            sum += q as i32;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
+            sum += *q as i32;
         }
         b.s = f16::from_f32(d * sum as f32);
     }
@@ -357,8 +356,8 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
             continue;
         }
         let iscale = -127.0 / max;
-        for j in 0..QK_K {
-            b.qs[j] = nearest_int(iscale * xs[j]).min(127) as i8;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = nearest_int(iscale * v).min(127) as i8;
         }
         for j in 0..QK_K / 16 {
             b.bsums[j] = b.qs[j * 16..j * 16 + 16].iter().map(|&q| q as i16).sum();

@@ -6,6 +6,7 @@
 //! `NIB_KERNELS=scalar` (or any other level's name) forces a level for tests and debugging.
 
 use crate::dot::scalar;
+use crate::quantize as q;
 use crate::reference as r;
 use crate::GgmlType;
 use std::fmt;
@@ -25,6 +26,8 @@ pub enum Level {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 with AVX2 plus AVX-512 F/BW/VL and AVX-512 VNNI (Zen 4/5, Ice Lake and later).
+    Avx512Vnni,
     /// aarch64 Advanced SIMD without the dot-product extension.
     Neon,
     /// aarch64 Advanced SIMD with SDOT (`dotprod`), as on Neoverse-N1.
@@ -32,12 +35,19 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Neon, Level::NeonDotprod];
+    pub const ALL: [Level; 5] = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::Avx512Vnni,
+        Level::Neon,
+        Level::NeonDotprod,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
+            Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
             Level::NeonDotprod => "neon-dotprod",
         }
@@ -59,6 +69,14 @@ impl Level {
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
             }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => {
+                Level::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
@@ -73,10 +91,15 @@ impl Level {
 
     /// The best level this CPU supports.
     pub fn detect() -> Level {
-        [Level::NeonDotprod, Level::Neon, Level::Avx2]
-            .into_iter()
-            .find(|l| l.is_supported())
-            .unwrap_or(Level::Scalar)
+        [
+            Level::NeonDotprod,
+            Level::Neon,
+            Level::Avx512Vnni,
+            Level::Avx2,
+        ]
+        .into_iter()
+        .find(|l| l.is_supported())
+        .unwrap_or(Level::Scalar)
     }
 }
 
@@ -127,7 +150,7 @@ impl TypeTraits {
     /// dot product.
     pub fn dot_for(&self, rows: usize, n_tokens: usize, token: usize) -> Option<VecDot> {
         if let Some(d) = self.vec_dot_repacked {
-            if rows % REPACK_ROWS == 0 {
+            if rows.is_multiple_of(REPACK_ROWS) {
                 if let Some(g) = self.vec_dot_repacked_gemm {
                     if token < n_tokens - n_tokens % 4 {
                         return Some(g);
@@ -182,12 +205,32 @@ impl Kernels {
             Level::Scalar => {}
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => crate::arch::x86::install_avx2(&mut table),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => crate::arch::x86::install_avx512vnni(&mut table),
             #[cfg(target_arch = "aarch64")]
             Level::Neon => crate::arch::aarch64::install_neon(&mut table),
             #[cfg(target_arch = "aarch64")]
             Level::NeonDotprod => crate::arch::aarch64::install_dotprod(&mut table),
             #[allow(unreachable_patterns)]
             _ => unreachable!(),
+        }
+        // A level that replaced a type's `vec_dot` but not its tiled/repacked variants uses its
+        // own `vec_dot` for every batch: the scalar variants are exact but slow, and mixing them
+        // with an inexact `vec_dot` would not make the level exact anyway.
+        let same =
+            |a: Option<VecDot>, b: Option<VecDot>| a.map(|f| f as usize) == b.map(|f| f as usize);
+        for (t, s) in table.iter_mut().zip(scalar_table()) {
+            if !same(t.vec_dot, s.vec_dot) {
+                if same(t.vec_dot_tiled, s.vec_dot_tiled) {
+                    t.vec_dot_tiled = None;
+                }
+                if same(t.vec_dot_repacked, s.vec_dot_repacked) {
+                    t.vec_dot_repacked = None;
+                }
+                if same(t.vec_dot_repacked_gemm, s.vec_dot_repacked_gemm) {
+                    t.vec_dot_repacked_gemm = None;
+                }
+            }
         }
         Kernels { level, table }
     }
@@ -306,28 +349,28 @@ fn scalar_table() -> Vec<TypeTraits> {
             Q4_0,
             Q8_0,
             Some(r::dequantize_row_q4_0),
-            None,
+            Some(q::quantize_row_q4_0),
             Some(scalar::vec_dot_q4_0_q8_0),
         ),
         entry(
             Q4_1,
             Q8_1,
             Some(r::dequantize_row_q4_1),
-            None,
+            Some(q::quantize_row_q4_1),
             Some(scalar::vec_dot_q4_1_q8_1),
         ),
         entry(
             Q5_0,
             Q8_0,
             Some(r::dequantize_row_q5_0),
-            None,
+            Some(q::quantize_row_q5_0),
             Some(scalar::vec_dot_q5_0_q8_0),
         ),
         entry(
             Q5_1,
             Q8_1,
             Some(r::dequantize_row_q5_1),
-            None,
+            Some(q::quantize_row_q5_1),
             Some(scalar::vec_dot_q5_1_q8_1),
         ),
         entry(
@@ -348,35 +391,35 @@ fn scalar_table() -> Vec<TypeTraits> {
             Q2_K,
             Q8_K,
             Some(r::dequantize_row_q2_k),
-            None,
+            Some(q::quantize_row_q2_k),
             Some(scalar::vec_dot_q2_k_q8_k),
         ),
         entry(
             Q3_K,
             Q8_K,
             Some(r::dequantize_row_q3_k),
-            None,
+            Some(q::quantize_row_q3_k),
             Some(scalar::vec_dot_q3_k_q8_k),
         ),
         entry(
             Q4_K,
             Q8_K,
             Some(r::dequantize_row_q4_k),
-            None,
+            Some(q::quantize_row_q4_k),
             Some(scalar::vec_dot_q4_k_q8_k),
         ),
         entry(
             Q5_K,
             Q8_K,
             Some(r::dequantize_row_q5_k),
-            None,
+            Some(q::quantize_row_q5_k),
             Some(scalar::vec_dot_q5_k_q8_k),
         ),
         entry(
             Q6_K,
             Q8_K,
             Some(r::dequantize_row_q6_k),
-            None,
+            Some(q::quantize_row_q6_k),
             Some(scalar::vec_dot_q6_k_q8_k),
         ),
         entry(

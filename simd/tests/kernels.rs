@@ -78,8 +78,9 @@ const WEIGHT_TYPES: [GgmlType; 13] = {
     ]
 };
 
-fn block_counts() -> [usize; 6] {
-    [1, 2, 3, 7, 8, 17]
+fn block_counts() -> [usize; 8] {
+    // Odd and even counts around the SIMD kernels' unrolling (2 blocks) and a longer row.
+    [1, 2, 3, 4, 5, 7, 8, 17]
 }
 
 #[test]
@@ -212,6 +213,454 @@ fn activation_quantizers_match_scalar_at_every_level() {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Quantized weight rows built from one repeated byte (all quants at an extreme or a pattern),
+/// against activations at ±127: every integer path at its largest magnitudes.
+#[test]
+fn vec_dot_on_extreme_quants_matches_scalar() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(7);
+    let n_of = |ty: GgmlType, nb: usize| nb * ty.block_size();
+    let inputs: [fn(usize) -> f32; 4] = [
+        |_| 1.0,
+        |_| -1.0,
+        |i| if i % 2 == 0 { 1.0 } else { -1.0 },
+        |i| {
+            if i % 3 == 0 {
+                -2.0
+            } else {
+                1.0 + (i % 7) as f32 * 0.25
+            }
+        },
+    ];
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+            let at = k.get(ty).unwrap().vec_dot_type;
+            for nb in [1, 3] {
+                let n = n_of(ty, nb);
+                for fill in [0x00u8, 0xFF, 0x80, 0x7F, 0x55, 0xAA] {
+                    let mut w = random_row(ty, n, &mut rng, 1.0);
+                    let fields = f16_fields(ty);
+                    for b in w.chunks_exact_mut(ty.type_size()) {
+                        for (i, byte) in b.iter_mut().enumerate() {
+                            if !fields.iter().any(|&o| i == o || i == o + 1) {
+                                *byte = fill;
+                            }
+                        }
+                    }
+                    for input in inputs {
+                        let x: Vec<f32> = (0..n).map(input).collect();
+                        let mut a = vec![0u8; at.row_size(n).unwrap()];
+                        (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
+                        let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                        let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                        let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                        let tol = 2e-3 * mag + 1e-6;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "{level} {ty} fill={fill:#04x} n={n}: {got} vs scalar {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// F32 and F16 rows of every small length and a few odd longer ones: the vector loops' tails.
+#[test]
+fn float_kernels_handle_every_tail_length() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(99);
+    let lengths: Vec<usize> = (1..=40).chain([63, 64, 65, 100, 257]).collect();
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for ty in [GgmlType::F32, GgmlType::F16] {
+            let t = k.get(ty).unwrap();
+            let st = scalar.get(ty).unwrap();
+            for &n in &lengths {
+                let w = random_row(ty, n, &mut rng, 2.0);
+                let a = random_row(ty, n, &mut rng, 2.0);
+                let want = (st.vec_dot.unwrap())(n, &w, &a) as f64;
+                let got = (t.vec_dot.unwrap())(n, &w, &a) as f64;
+                let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                assert!(
+                    (got - want).abs() <= 1e-5 * mag + 1e-6,
+                    "{level} {ty} n={n}: {got} vs {want}"
+                );
+
+                let (mut wf, mut gf) = (vec![0f32; n], vec![0f32; n]);
+                (st.to_float.unwrap())(&w, &mut wf);
+                (t.to_float.unwrap())(&w, &mut gf);
+                assert_eq!(wf, gf, "{level} {ty} to_float n={n}");
+
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 70000.0).collect();
+                let size = ty.row_size(n).unwrap();
+                let (mut wq, mut gq) = (vec![0u8; size], vec![0u8; size]);
+                (st.from_float.unwrap())(&x, &mut wq);
+                (t.from_float.unwrap())(&x, &mut gq);
+                assert_eq!(wq, gq, "{level} {ty} from_float n={n}");
+            }
+        }
+    }
+}
+
+/// On aarch64 the levels must really install their own kernels (a level that silently kept the
+/// scalar entries would pass every comparison above), and dotprod must differ from plain NEON.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_levels_install_their_own_kernels() {
+    use GgmlType::*;
+    let scalar = Kernels::for_level(Level::Scalar);
+    let neon = Kernels::for_level(Level::Neon);
+    let addr = |k: &Kernels, ty: GgmlType| {
+        let t = k.get(ty).unwrap();
+        (
+            t.to_float.map(|f| f as usize),
+            t.from_float.map(|f| f as usize),
+            t.vec_dot.map(|f| f as usize),
+        )
+    };
+    let quant_dots = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
+    for ty in quant_dots.into_iter().chain([F32, F16]) {
+        assert_ne!(addr(&neon, ty).2, addr(&scalar, ty).2, "neon vec_dot {ty}");
+    }
+    for ty in [
+        F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
+    ] {
+        assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
+    }
+    for ty in [F16, Q8_0, Q8_1, Q8_K] {
+        assert_ne!(
+            addr(&neon, ty).1,
+            addr(&scalar, ty).1,
+            "neon from_float {ty}"
+        );
+    }
+    if Level::NeonDotprod.is_supported() {
+        let dp = Kernels::for_level(Level::NeonDotprod);
+        for ty in quant_dots {
+            assert_ne!(addr(&dp, ty).2, addr(&neon, ty).2, "dotprod vec_dot {ty}");
+            assert_ne!(addr(&dp, ty).2, addr(&scalar, ty).2, "dotprod vec_dot {ty}");
+        }
+    }
+}
+
+/// The aarch64 activation quantizers compute exactly what the scalar ones do (same scale, same
+/// rounding, same sums), so they are held to byte equality, including Q8_1's `s` and Q8_K's
+/// `bsums` and sign choice, which the dequantizing comparison above cannot see.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_activation_quantizers_are_bit_exact() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0x5eed);
+    for level in levels() {
+        let k = Kernels::for_level(level);
+        for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            for nb in [1, 2, 5] {
+                let n = nb * at.block_size();
+                let mut inputs: Vec<Vec<f32>> = vec![
+                    (0..n).map(|_| rng.f32() * 3.0).collect(),
+                    vec![0.0; n],
+                    vec![-0.75; n],
+                    // Exact halves after scaling: amax 127 makes id 1, so k + 0.5 hits the ties.
+                    (0..n)
+                        .map(|i| {
+                            if i % 32 == 0 {
+                                127.0
+                            } else {
+                                (i % 50) as f32 - 24.5
+                            }
+                        })
+                        .collect(),
+                    // +amax and -amax both present, the negative one first.
+                    (0..n)
+                        .map(|i| {
+                            if i % 9 == 4 {
+                                -2.0
+                            } else if i % 9 == 7 {
+                                2.0
+                            } else {
+                                rng.f32()
+                            }
+                        })
+                        .collect(),
+                    (0..n)
+                        .map(|i| if i % 5 == 0 { 1e6 } else { rng.f32() * 1e-6 })
+                        .collect(),
+                ];
+                inputs.push((0..n).map(|i| (i as f32 * 0.37).sin() * 1e-30).collect());
+                for x in inputs {
+                    let size = at.row_size(n).unwrap();
+                    let (mut want, mut got) = (vec![0u8; size], vec![0u8; size]);
+                    (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut want);
+                    (k.get(at).unwrap().from_float.unwrap())(&x, &mut got);
+                    assert_eq!(want, got, "{level} {at} n={n}");
+                }
+            }
+        }
+    }
+}
+
+/// Levels other than the scalar reference.
+fn optimised_levels() -> Vec<Level> {
+    levels()
+        .into_iter()
+        .filter(|&l| l != Level::Scalar)
+        .collect()
+}
+
+/// Activation rows that probe rounding: exact ties at the quantization step, zeros, equal values,
+/// huge and tiny magnitudes, subnormals, a lone outlier.
+fn probe_rows(n: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
+    vec![
+        // With 127 in every block, Q8_0's step is exactly 1: every other value is a tie.
+        (0..n)
+            .map(|i| {
+                if i % 32 == 0 {
+                    127.0
+                } else {
+                    (i % 255) as f32 - 127.5
+                }
+            })
+            .collect(),
+        // Q8_K: the largest magnitude is -127, so its step is exactly 1 too (ties round to even).
+        (0..n)
+            .map(|i| {
+                if i % 256 == 3 {
+                    -127.0
+                } else {
+                    (i % 253) as f32 * 0.5 - 63.0
+                }
+            })
+            .collect(),
+        vec![0.0; n],
+        vec![-3.25; n],
+        (0..n).map(|_| rng.f32() * 3e7).collect(),
+        (0..n).map(|_| rng.f32() * 1e-41).collect(),
+        (0..n)
+            .map(|i| if i == n / 2 { 1e5 } else { rng.f32() })
+            .collect(),
+        // Both signs of the largest magnitude: the first one found sets Q8_K's sign.
+        (0..n)
+            .map(|i| match i % 64 {
+                5 => -2.0,
+                9 => 2.0,
+                _ => rng.f32(),
+            })
+            .collect(),
+    ]
+}
+
+#[test]
+fn activation_quantizers_give_the_reference_bytes_on_x86() {
+    // The x86 quantizers replicate the reference's arithmetic exactly; other architectures are
+    // held to the one-step tolerance above.
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(7);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for at in [
+            GgmlType::Q8_0,
+            GgmlType::Q8_1,
+            GgmlType::Q8_K,
+            GgmlType::F16,
+            GgmlType::BF16,
+        ] {
+            for nb in block_counts() {
+                let n = nb * if at == GgmlType::Q8_K { 256 } else { 32 };
+                for (r, x) in probe_rows(n, &mut rng).into_iter().enumerate() {
+                    let size = at.row_size(n).unwrap();
+                    let (mut want, mut got) = (vec![0u8; size], vec![0u8; size]);
+                    (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut want);
+                    (k.get(at).unwrap().from_float.unwrap())(&x, &mut got);
+                    assert!(
+                        want == got,
+                        "{level} {at} n={n} probe row {r}: bytes differ from the reference"
+                    );
+                }
+            }
+        }
+        // Float formats at lengths that are not a multiple of the vector width.
+        for n in [1, 7, 9, 15, 17, 100] {
+            let x: Vec<f32> = (0..n).map(|_| rng.f32() * 70000.0).collect();
+            for at in [GgmlType::F16, GgmlType::BF16] {
+                let (mut want, mut got) = (vec![0u8; 2 * n], vec![0u8; 2 * n]);
+                (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut want);
+                (k.get(at).unwrap().from_float.unwrap())(&x, &mut got);
+                assert_eq!(want, got, "{level} {at} n={n}");
+            }
+        }
+    }
+}
+
+/// A weight row whose quant bytes are all `byte`, with every f16 scale set to `d`.
+fn constant_row(ty: GgmlType, n: usize, byte: u8, d: f32) -> Vec<u8> {
+    let bs = ty.type_size();
+    let mut v = vec![byte; ty.row_size(n).unwrap()];
+    for b in v.chunks_exact_mut(bs) {
+        for &off in f16_fields(ty) {
+            b[off..off + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+        }
+    }
+    v
+}
+
+#[test]
+fn vec_dot_is_exact_at_the_extremes_of_the_integer_ranges() {
+    // All quants at their extremes (0x00, 0xFF, 0x80, 0x7F) against activations of ±127:
+    // the largest integer partial sums, where a saturating multiply-add would show.
+    let scalar = Kernels::for_level(Level::Scalar);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+            let at = scalar.get(ty).unwrap().vec_dot_type;
+            for nb in [1, 3, 8] {
+                let n = nb * ty.block_size();
+                for byte in [0x00u8, 0xFF, 0x80, 0x7F, 0x55] {
+                    let w = constant_row(ty, n, byte, 1.0);
+                    for pattern in [1.0f32, -1.0, 0.0] {
+                        let x: Vec<f32> = (0..n)
+                            .map(|i| {
+                                if pattern == 0.0 {
+                                    if i % 2 == 0 {
+                                        1.0
+                                    } else {
+                                        -1.0
+                                    }
+                                } else {
+                                    pattern
+                                }
+                            })
+                            .collect();
+                        let mut a = vec![0u8; at.row_size(n).unwrap()];
+                        (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
+                        let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a);
+                        let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a);
+                        let (exact, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                        // Against the scalar kernel: float rounding only. Against the exact value:
+                        // also the f16 rounding of Q8_1's `s` (for Q4_1, Q5_1).
+                        let tol = 1e-5 * mag + 1e-6;
+                        assert!(
+                            (want as f64 - exact).abs() <= 2e-3 * mag,
+                            "scalar {ty} {byte:#x} {pattern}: {want} vs {exact}"
+                        );
+                        assert!(
+                            (got - want).abs() as f64 <= tol,
+                            "{level} {ty} n={n} {byte:#x} {pattern}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn vec_dot_handles_tiny_subnormal_and_huge_scales() {
+    // f16 scales from the smallest subnormal to near the f16 maximum, activations from 1e-30 to
+    // 1e6: results must stay within float rounding of the scalar kernel (no flush-to-zero, no
+    // spurious overflow).
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0x5eed);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+            let at = scalar.get(ty).unwrap().vec_dot_type;
+            let n = 3 * ty.block_size();
+            for d in [6e-8f32, 3e-6, 0.5, 3e4] {
+                for xs in [1e-30f32, 1.0, 1e6] {
+                    let mut w: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
+                    for b in w.chunks_exact_mut(ty.type_size()) {
+                        for &off in f16_fields(ty) {
+                            b[off..off + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                        }
+                    }
+                    let x: Vec<f32> = (0..n).map(|_| rng.f32() * xs).collect();
+                    let mut a = vec![0u8; at.row_size(n).unwrap()];
+                    (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
+                    let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                    let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                    let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                    assert!(
+                        got.is_finite() == want.is_finite(),
+                        "{level} {ty} d={d} xs={xs}: {got} vs {want}"
+                    );
+                    if want.is_finite() {
+                        let tol = 2e-3 * mag + f32::MIN_POSITIVE as f64;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "{level} {ty} d={d} xs={xs}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn float_formats_at_lengths_that_are_not_a_multiple_of_the_vector_width() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(99);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            for n in [1, 5, 8, 13, 31, 33, 100, 257] {
+                let w = random_row(ty, n, &mut rng, 2.0);
+                let a = random_row(ty, n, &mut rng, 2.0);
+                let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
+                let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
+                assert!(
+                    (got - want).abs() <= 1e-5 * mag + 1e-6,
+                    "{level} {ty} n={n}: {got} vs {want}"
+                );
+                let (mut fw, mut fg) = (vec![0f32; n], vec![0f32; n]);
+                (scalar.get(ty).unwrap().to_float.unwrap())(&w, &mut fw);
+                (k.get(ty).unwrap().to_float.unwrap())(&w, &mut fg);
+                assert_eq!(fw, fg, "{level} {ty} n={n} to_float");
+                // Rows that start at an odd address (an f16 tensor inside a byte buffer).
+                let mut shifted = vec![0u8; w.len() + 1];
+                shifted[1..].copy_from_slice(&w);
+                (k.get(ty).unwrap().to_float.unwrap())(&shifted[1..], &mut fg);
+                assert_eq!(fw, fg, "{level} {ty} n={n} to_float, unaligned");
+            }
+        }
+    }
+}
+
+#[test]
+fn dequantize_is_exact_for_extreme_scales() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0xd00d);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+            let n = 2 * ty.block_size();
+            for d in [0.0f32, 6e-8, 1e-5, 65504.0, -2.5] {
+                let mut w: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
+                for b in w.chunks_exact_mut(ty.type_size()) {
+                    for &off in f16_fields(ty) {
+                        b[off..off + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                    }
+                }
+                let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+                (scalar.get(ty).unwrap().to_float.unwrap())(&w, &mut want);
+                (k.get(ty).unwrap().to_float.unwrap())(&w, &mut got);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(same, "{level} {ty} d={d}");
             }
         }
     }

@@ -1,6 +1,15 @@
 //! The `nib` command line: one file per subcommand.
 
+pub mod batch;
+pub mod bench;
+pub mod chat;
+pub mod common;
 pub mod inspect;
+pub mod perplexity;
+pub mod run;
+pub mod serve;
+pub mod synth;
+pub mod tokenize;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,6 +23,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Generate text from a prompt (streams to stdout; stats on stderr).
+    Run(run::RunArgs),
+    /// Chat with a model in the terminal (multi-turn; one message per line from a pipe).
+    Chat(chat::ChatArgs),
+    /// Run the prompts of a JSON Lines file, one result line each; resumes where it stopped.
+    Batch(batch::BatchArgs),
+    /// Measure perplexity on a text file (llama-perplexity's method).
+    Perplexity(perplexity::PerplexityArgs),
+    /// Measure prompt processing and generation speed (llama-bench's tests and table).
+    Bench(bench::BenchArgs),
+    /// Write a random-weight model of a given architecture, shape and type (for tests and speed work).
+    Synth(synth::SynthArgs),
+    /// Serve the model over HTTP with an OpenAI-compatible API (chat, completions, streaming).
+    Serve(serve::ServeArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -27,11 +50,21 @@ pub enum Command {
     },
     /// Show the kernel level chosen for this CPU and the features detected.
     Info,
+    /// Tokenize a text with a model's tokenizer, like llama.cpp's llama-tokenize.
+    Tokenize(tokenize::Options),
 }
 
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(a) => run::run(&a),
+        Command::Chat(a) => chat::run(&a),
+        Command::Batch(a) => batch::run(&a),
+        Command::Perplexity(a) => perplexity::run(&a),
+        Command::Bench(a) => bench::run(&a),
+        Command::Synth(a) => synth::run(&a),
+        Command::Serve(a) => serve::run(&a),
+        Command::Tokenize(o) => tokenize::run(&o),
         Command::Inspect {
             model,
             json,

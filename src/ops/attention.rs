@@ -23,7 +23,6 @@
 use crate::model::kv_cache::{CellMap, KvBuf};
 use half::f16;
 use nib_simd::vec;
-use rayon::prelude::*;
 
 /// llama.cpp's flash-attention query tile (`GGML_FA_TILE_Q`): batches of at least this many
 /// queries take the tiled path.
@@ -171,7 +170,9 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
     if total_keys * p.n_head < 4096 {
         out.chunks_mut(p.head_dim_v).enumerate().for_each(work);
     } else {
-        out.par_chunks_mut(p.head_dim_v).enumerate().for_each(work);
+        nib_simd::pool::with_current(|pool| {
+            pool.for_each_chunk_mut(out, p.head_dim_v, |i, o| work((i, o)))
+        });
     }
 }
 

@@ -32,28 +32,26 @@ pub fn project(
     qb: &mut QuantBuf,
     mats: &mut [(MatRef<'_>, &mut [f32])],
 ) {
-    let mut done = vec![false; mats.len()];
-    for i in 0..mats.len() {
-        if done[i] {
-            continue;
+    let act_type =
+        |w: &MatRef<'_>| -> GgmlType { k.get(w.ty).expect("kernels for weight type").vec_dot_type };
+    let mut done = 0;
+    while done < mats.len() {
+        // The matrices at `done..` that pair with the same activation format go together.
+        let at = act_type(&mats[done].0);
+        let mut end = done + 1;
+        for j in done + 1..mats.len() {
+            if act_type(&mats[j].0) == at {
+                mats.swap(end, j);
+                end += 1;
+            }
         }
-        let at: GgmlType = k
-            .get(mats[i].0.ty)
-            .expect("kernels for weight type")
-            .vec_dot_type;
         let need = at.row_size(cols).expect("row size") * n_tokens;
         if qb.buf.len() < need {
             qb.buf.resize(need, 0);
         }
         nib_simd::quantize_rows(k, at, x, cols, n_tokens, &mut qb.buf);
-        for j in i..mats.len() {
-            if !done[j] && k.get(mats[j].0.ty).unwrap().vec_dot_type == at {
-                let (w, out) = &mut mats[j];
-                debug_assert_eq!(w.cols, cols);
-                nib_simd::matmul(k, *w, &qb.buf, n_tokens, out);
-                done[j] = true;
-            }
-        }
+        nib_simd::matmul_multi(k, &mut mats[done..end], &qb.buf, n_tokens);
+        done = end;
     }
 }
 

@@ -1,0 +1,323 @@
+//! Building blocks shared by the aarch64 kernels: the 16-byte integer dot product (SDOT, or its
+//! emulation with widening multiplies), fp16 conversions through the base-ISA `fcvt` family, and
+//! small vector helpers.
+//!
+//! Stable Rust has no SDOT intrinsic (`vdotq_s32` is unstable) and no fp16 vector types, so those
+//! instructions are written as inline assembly. All of them operate on registers only.
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+/// A 16-byte signed integer dot product accumulated into four i32 lanes.
+///
+/// The contract is only on the *sum of the four lanes*: it grows by `sum(a[i] * b[i])` over the
+/// 16 bytes. How that sum is spread over the lanes depends on the implementation (SDOT puts bytes
+/// `4l..4l+4` in lane `l`; the emulation does not), so callers reduce all four lanes of a result
+/// together before weighting them by anything lane-specific.
+pub(crate) trait Dot {
+    /// # Safety
+    /// The CPU must support the instructions of the implementation (see each type).
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+/// SDOT (`FEAT_DotProd`). Only valid where `is_aarch64_feature_detected!("dotprod")`.
+pub(crate) struct Sdot;
+
+/// Plain Advanced SIMD: widening multiplies into i16, pairwise-accumulated into i32. Exact for
+/// every pair of i8 inputs (one product is at most 2^14 in magnitude, two of them fit an i16 sum
+/// only barely, so each product pair is widened to i32 before any addition).
+pub(crate) struct Emul;
+
+impl Dot for Sdot {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        sdot(acc, a, b)
+    }
+}
+
+impl Dot for Emul {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vpadalq_s16(vpadalq_s16(acc, lo), hi)
+    }
+}
+
+/// `acc + sdot(a, b)`: lane `l` gains `sum(a[4l + k] * b[4l + k], k = 0..4)`.
+///
+/// # Safety
+/// The CPU must implement `FEAT_DotProd`; call it only from code chosen after
+/// `is_aarch64_feature_detected!("dotprod")`.
+#[inline(always)]
+pub(crate) unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// By-element SDOT: lane `l` of `acc` gains `sum(a[4l + k] * b[4L + k], k = 0..4)`, i.e. the
+/// four bytes of 32-bit lane `L` of `b` are broadcast against every lane of `a`.
+///
+/// # Safety
+/// As [`sdot`]: the CPU must implement `FEAT_DotProd`.
+#[inline(always)]
+pub(crate) unsafe fn sdot_lane<const L: i32>(
+    mut acc: int32x4_t,
+    a: int8x16_t,
+    b: int8x16_t,
+) -> int32x4_t {
+    const { assert!(L >= 0 && L < 4) };
+    asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.4b[{l}]",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        l = const L,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// One IEEE half (as its bits) to f32 with the scalar `fcvt` of the base FP ISA (no `fp16`
+/// extension needed). Exact, like every f16 → f32 conversion.
+#[inline(always)]
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
+    let out: f32;
+    // SAFETY: `fcvt s, h` is in the aarch64 base ISA (FP is mandatory on the targets Rust supports
+    // for aarch64 Linux); it touches only the two registers named.
+    unsafe {
+        asm!(
+            "fcvt {o:s}, {i:h}",
+            o = lateout(vreg) out,
+            i = in(vreg) bits,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// One f32 to IEEE half bits with the scalar `fcvt`, rounding to nearest even (FPCR's default
+/// mode, which Rust code never changes), as `half::f16::from_f32` does.
+#[inline(always)]
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let out: u16;
+    // SAFETY: `fcvt h, s` is in the aarch64 base ISA; it touches only the two registers named.
+    unsafe {
+        asm!(
+            "fcvt {o:h}, {i:s}",
+            o = lateout(vreg) out,
+            i = in(vreg) x,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// Four halves to four f32 (`fcvtl`), exact.
+#[inline(always)]
+pub(crate) fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` is base Advanced SIMD; registers only.
+    unsafe {
+        asm!(
+            "fcvtl {o:v}.4s, {i:v}.4h",
+            o = lateout(vreg) out,
+            i = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// The upper four halves of eight to f32 (`fcvtl2`), exact.
+#[inline(always)]
+pub(crate) fn f16x8_high_to_f32(h: uint16x8_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl2` is base Advanced SIMD; registers only.
+    unsafe {
+        asm!(
+            "fcvtl2 {o:v}.4s, {i:v}.8h",
+            o = lateout(vreg) out,
+            i = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// Eight f32 to eight halves (`fcvtn` + `fcvtn2`), rounding to nearest even as FPCR's default
+/// mode does (and as `half::f16::from_f32` does).
+#[inline(always)]
+pub(crate) fn f32x8_to_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
+    let out: uint16x8_t;
+    // SAFETY: `fcvtn`/`fcvtn2` are base Advanced SIMD; registers only. `fcvtn` writes the low half
+    // and zeroes the high half, `fcvtn2` then writes the high half keeping the low one.
+    unsafe {
+        asm!(
+            "fcvtn {o:v}.4h, {lo:v}.4s",
+            "fcvtn2 {o:v}.8h, {hi:v}.4s",
+            o = out(vreg) out,
+            lo = in(vreg) lo,
+            hi = in(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// The horizontal sum of each of four vectors, as the four lanes of one vector.
+#[inline(always)]
+pub(crate) unsafe fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d))
+}
+
+/// Low nibbles of 16 bytes, as i8 (0..15).
+#[inline(always)]
+pub(crate) unsafe fn lo_nibbles(v: uint8x16_t) -> int8x16_t {
+    vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F)))
+}
+
+/// High nibbles of 16 bytes, as i8 (0..15).
+#[inline(always)]
+pub(crate) unsafe fn hi_nibbles(v: uint8x16_t) -> int8x16_t {
+    vreinterpretq_s8_u8(vshrq_n_u8::<4>(v))
+}
+
+/// Sixteen i8 scaled to f32 (`q * d`, one rounding, as the scalar code) stored at `out`.
+///
+/// # Safety
+/// `out` must be valid for writing 16 f32.
+#[inline(always)]
+pub(crate) unsafe fn store_i8_scaled(out: *mut f32, q: int8x16_t, d: f32) {
+    let w0 = vmovl_s8(vget_low_s8(q));
+    let w1 = vmovl_high_s8(q);
+    let parts = [
+        vmovl_s16(vget_low_s16(w0)),
+        vmovl_high_s16(w0),
+        vmovl_s16(vget_low_s16(w1)),
+        vmovl_high_s16(w1),
+    ];
+    for (k, p) in parts.into_iter().enumerate() {
+        vst1q_f32(out.add(4 * k), vmulq_n_f32(vcvtq_f32_s32(p), d));
+    }
+}
+
+/// Sixteen u8 mapped to `q * d + m` (multiply, then add: two roundings, as the scalar code) at `out`.
+///
+/// # Safety
+/// `out` must be valid for writing 16 f32.
+#[inline(always)]
+pub(crate) unsafe fn store_u8_affine(out: *mut f32, q: uint8x16_t, d: f32, m: f32) {
+    let w0 = vmovl_u8(vget_low_u8(q));
+    let w1 = vmovl_high_u8(q);
+    let parts = [
+        vmovl_u16(vget_low_u16(w0)),
+        vmovl_high_u16(w0),
+        vmovl_u16(vget_low_u16(w1)),
+        vmovl_high_u16(w1),
+    ];
+    let m = vdupq_n_f32(m);
+    for (k, p) in parts.into_iter().enumerate() {
+        vst1q_f32(
+            out.add(4 * k),
+            vaddq_f32(vmulq_n_f32(vcvtq_f32_u32(p), d), m),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Bytes = [i8; 16];
+
+    fn dot_ref(a: &Bytes, b: &Bytes) -> i32 {
+        a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+    }
+
+    /// `D::dot` from an accumulator of 7s: the lane sum minus the 28 it started with.
+    #[inline(always)]
+    unsafe fn lane_sum<D: Dot>(a: &Bytes, b: &Bytes) -> i32 {
+        let acc = D::dot(vdupq_n_s32(7), vld1q_s8(a.as_ptr()), vld1q_s8(b.as_ptr()));
+        vaddvq_s32(acc) - 4 * 7
+    }
+
+    /// The emulation's lane sum, SDOT's lane sum, SDOT's four lanes and lane 3 of the by-element
+    /// SDOT with lane 2 of `b`.
+    #[target_feature(enable = "dotprod")]
+    unsafe fn with_sdot(a: &Bytes, b: &Bytes) -> (i32, [i32; 4], i32) {
+        let sum = lane_sum::<Sdot>(a, b);
+        let (va, vb) = (vld1q_s8(a.as_ptr()), vld1q_s8(b.as_ptr()));
+        let mut lanes = [0i32; 4];
+        vst1q_s32(lanes.as_mut_ptr(), sdot(vdupq_n_s32(0), va, vb));
+        let by_lane = vgetq_lane_s32::<3>(sdot_lane::<2>(vdupq_n_s32(0), va, vb));
+        (sum, lanes, by_lane)
+    }
+
+    #[test]
+    fn emulated_and_real_sdot_agree_on_extremes() {
+        let cases: [(Bytes, Bytes); 4] = [
+            ([-128; 16], [-128; 16]),
+            ([127; 16], [-128; 16]),
+            (
+                core::array::from_fn(|i| (i as i8) * 9 - 70),
+                core::array::from_fn(|i| 100 - (i as i8) * 13),
+            ),
+            ([0; 16], [5; 16]),
+        ];
+        for (a, b) in cases {
+            // SAFETY: the loads read whole 16-byte arrays; Emul is baseline Advanced SIMD.
+            assert_eq!(unsafe { lane_sum::<Emul>(&a, &b) }, dot_ref(&a, &b));
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                // SAFETY: dotprod was just detected; the loads read whole 16-byte arrays.
+                let (sum, lanes, by_lane) = unsafe { with_sdot(&a, &b) };
+                assert_eq!(sum, dot_ref(&a, &b));
+                for (l, &got) in lanes.iter().enumerate() {
+                    let want: i32 = (0..4)
+                        .map(|k| a[4 * l + k] as i32 * b[4 * l + k] as i32)
+                        .sum();
+                    assert_eq!(got, want, "lane {l}");
+                }
+                let want: i32 = (0..4).map(|k| a[12 + k] as i32 * b[8 + k] as i32).sum();
+                assert_eq!(by_lane, want);
+            }
+        }
+    }
+
+    #[test]
+    fn fp16_conversions_are_exact() {
+        for bits in [
+            0u16, 0x3C00, 0xBC00, 0x0001, 0x03FF, 0x7BFF, 0xFBFF, 0x7C00, 0x8000, 0x3555,
+        ] {
+            let want = half::f16::from_bits(bits).to_f32();
+            assert_eq!(f16_to_f32(bits).to_bits(), want.to_bits(), "{bits:#06x}");
+            // SAFETY: register-only Advanced SIMD, part of the aarch64 baseline.
+            let (v4, v8) = unsafe {
+                (
+                    vgetq_lane_f32::<1>(f16x4_to_f32(vdup_n_u16(bits))),
+                    vgetq_lane_f32::<3>(f16x8_high_to_f32(vdupq_n_u16(bits))),
+                )
+            };
+            assert_eq!(v4.to_bits(), want.to_bits());
+            assert_eq!(v8.to_bits(), want.to_bits());
+        }
+        for x in [
+            0.0f32, -0.0, 1.0, 65504.0, 65520.0, 1e-7, 3e-5, -2.5e-8, 0.1, 1e9,
+        ] {
+            // SAFETY: as above.
+            let (lo, hi) = unsafe {
+                let h = f32x8_to_f16(vdupq_n_f32(x), vdupq_n_f32(-x));
+                (vgetq_lane_u16::<0>(h), vgetq_lane_u16::<7>(h))
+            };
+            assert_eq!(lo, half::f16::from_f32(x).to_bits(), "{x}");
+            assert_eq!(hi, half::f16::from_f32(-x).to_bits(), "{x}");
+            assert_eq!(f32_to_f16(x), half::f16::from_f32(x).to_bits(), "{x}");
+        }
+    }
+}

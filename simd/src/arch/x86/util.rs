@@ -1,0 +1,206 @@
+//! Small AVX2 building blocks shared by the x86 kernels.
+//!
+//! The loads take references to fixed-size arrays, so every load is in bounds by its type; they are
+//! the only raw-pointer operations in the x86 kernels. Everything here is `#[inline]` with the
+//! same target features as the kernels, so it folds into them.
+
+use half::f16;
+use std::arch::x86_64::*;
+
+/// 16 bytes as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_128(b: &[u8; 16]) -> __m128i {
+    // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+/// 32 bytes as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_256(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// 32 signed bytes as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_256_i8(b: &[i8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// 16 `i16` as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_256_i16(b: &[i16; 16]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// 8 bytes into the low half of a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_64(b: &[u8; 8]) -> __m128i {
+    _mm_set_epi64x(0, i64::from_le_bytes(*b))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load_f32x8(v: &[f32; 8]) -> __m256 {
+    // SAFETY: `v` is 8 readable floats; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_ps(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn store_f32x8(o: &mut [f32; 8], v: __m256) {
+    // SAFETY: `o` is 8 writable floats; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn store_256(o: &mut [u8; 32], v: __m256i) {
+    // SAFETY: `o` is 32 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), v) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn store_128(o: &mut [u8; 16], v: __m128i) {
+    // SAFETY: `o` is 16 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), v) }
+}
+
+// f16 scales are converted as broadcasts with every lane used. Converting one value into lane 0
+// of an otherwise "don't care" vector lets LLVM pick any live register for the other lanes, and it
+// picked the accumulator: each block's scale then waited for the previous block's FMA, which
+// serialised the dot-product loops (half the speed). Hence no scalar f16 → f32 helper here.
+
+/// An f16 in all 8 lanes, as f32 (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn f16_splat(h: f16) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(h.to_bits() as i16))
+}
+
+/// Two f16 as f32 in alternating lanes: `[a, b, a, b, a, b, a, b]` (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn f16_pair(a: f16, b: f16) -> __m256 {
+    let bits = a.to_bits() as u32 | ((b.to_bits() as u32) << 16);
+    _mm256_cvtph_ps(_mm_set1_epi32(bits as i32))
+}
+
+/// Lane 0 of each pair of `[a, b, a, b, ...]` in all lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn even_lanes(v: __m256) -> __m256 {
+    _mm256_permute_ps::<0b00_00_00_00>(v)
+}
+
+/// Lane 1 of each pair of `[a, b, a, b, ...]` in all lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn odd_lanes(v: __m256) -> __m256 {
+    _mm256_permute_ps::<0b01_01_01_01>(v)
+}
+
+/// Lane `i` of `v` in all lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn lane(v: __m256, i: usize) -> __m256 {
+    _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(i as i32))
+}
+
+/// 8 bytes (unsigned) to 8 f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn u8x8_to_f32(b: &[u8; 8]) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(load_64(b)))
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hsum_f32x8(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Sum of the 4 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hsum_f32x4(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Sum of the 4 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hsum_i32x4(v: __m128i) -> i32 {
+    let s = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hsum_i32x8(v: __m256i) -> i32 {
+    hsum_i32x4(_mm_add_epi32(
+        _mm256_castsi256_si128(v),
+        _mm256_extracti128_si256::<1>(v),
+    ))
+}
+
+/// The 32 nibbles of 16 packed bytes, in ggml's element order: the low nibbles (elements 0..16)
+/// in the low lane, the high nibbles (elements 16..32) in the high lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn nibbles_32(qs: &[u8; 16]) -> __m256i {
+    let q = load_128(qs);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// 32 bits to 32 bytes: byte `i` is 0xFF if bit `i` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn bits_to_bytes(bits: u32) -> __m256i {
+    // Byte i takes source byte i / 8 of the broadcast word, then tests its bit i % 8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+}
+
+/// Products of unsigned bytes `u` with signed bytes `s`, summed in groups of four: 8 × i32.
+/// Exact as long as no adjacent pair of products exceeds `i16` (`maddubs` saturates): true for
+/// `u ≤ 128` with `s ≠ -128`, which every caller guarantees.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// Products of signed bytes `w` with signed bytes `a` (`a` never -128, as the 8-bit activation
+/// quantizers guarantee), summed in groups of four: 8 × i32. `|w|` moves to the unsigned side
+/// and its sign onto `a`, so `maddubs` pairs stay below 2·128·127 and never saturate.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_i8_i8(w: __m256i, a: __m256i) -> __m256i {
+    dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}

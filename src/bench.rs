@@ -1,0 +1,158 @@
+//! Speed measurement in llama-bench's way: `pp<N>` processes a prompt of N random tokens as a
+//! batch from an empty cache; `tg<N>` decodes N tokens one at a time from an empty cache. Each
+//! test runs once as a warm-up, then `reps` times; tokens/s is reported as the mean and
+//! standard deviation over the repetitions.
+
+use crate::model::{Context, Logits};
+use anyhow::Result;
+use std::time::Instant;
+
+/// One test: a prompt of `n_prompt` tokens or `n_gen` decoded tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    Prompt(usize),
+    Gen(usize),
+}
+
+impl Test {
+    pub fn name(&self) -> String {
+        match self {
+            Test::Prompt(n) => format!("pp{n}"),
+            Test::Gen(n) => format!("tg{n}"),
+        }
+    }
+
+    pub fn n_prompt(&self) -> usize {
+        match self {
+            Test::Prompt(n) => *n,
+            Test::Gen(_) => 0,
+        }
+    }
+
+    pub fn n_gen(&self) -> usize {
+        match self {
+            Test::Prompt(_) => 0,
+            Test::Gen(n) => *n,
+        }
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.n_prompt() + self.n_gen()
+    }
+}
+
+/// Timings of one test.
+#[derive(Clone, Debug)]
+pub struct Samples {
+    pub test: Test,
+    /// Nanoseconds per repetition.
+    pub ns: Vec<u64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Sample standard deviation (as llama-bench: 0 for fewer than two samples).
+fn stdev(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+impl Samples {
+    /// Tokens per second of each repetition.
+    pub fn ts(&self) -> Vec<f64> {
+        let n = self.test.n_tokens() as f64;
+        self.ns.iter().map(|&t| 1e9 * n / t as f64).collect()
+    }
+
+    pub fn avg_ts(&self) -> f64 {
+        mean(&self.ts())
+    }
+
+    pub fn stddev_ts(&self) -> f64 {
+        stdev(&self.ts())
+    }
+
+    pub fn avg_ns(&self) -> f64 {
+        mean(&self.ns.iter().map(|&x| x as f64).collect::<Vec<_>>())
+    }
+
+    pub fn stddev_ns(&self) -> f64 {
+        stdev(&self.ns.iter().map(|&x| x as f64).collect::<Vec<_>>())
+    }
+}
+
+/// A small deterministic generator for the random tokens (xorshift64*).
+struct TokenRng(u64);
+
+impl TokenRng {
+    fn next(&mut self, n_vocab: usize) -> u32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32 % n_vocab as u32
+    }
+}
+
+/// Run one test: a warm-up, then `reps` timed repetitions. `bos`: the first token of a prompt
+/// when the model adds one (as llama-bench).
+pub fn run_test(
+    ctx: &mut Context,
+    test: Test,
+    reps: usize,
+    bos: Option<u32>,
+    warmup: bool,
+) -> Result<Samples> {
+    let n_vocab = ctx.model.hp.n_vocab;
+    let mut rng = TokenRng(0x5eed_1234_abcd_0001);
+    let once = |ctx: &mut Context, rng: &mut TokenRng, test: Test| -> Result<u64> {
+        ctx.clear();
+        let t0 = Instant::now();
+        match test {
+            Test::Prompt(n) => {
+                let tokens: Vec<u32> = (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            bos.unwrap_or_else(|| rng.next(n_vocab))
+                        } else {
+                            rng.next(n_vocab)
+                        }
+                    })
+                    .collect();
+                ctx.eval(&tokens, Logits::Last)?;
+            }
+            Test::Gen(n) => {
+                let mut tok = bos.unwrap_or_else(|| rng.next(n_vocab));
+                for _ in 0..n {
+                    ctx.eval(&[tok], Logits::Last)?;
+                    tok = rng.next(n_vocab);
+                }
+            }
+        }
+        Ok(t0.elapsed().as_nanos() as u64)
+    };
+    if warmup {
+        let w = match test {
+            Test::Prompt(n) => Test::Prompt(n),
+            Test::Gen(_) => Test::Gen(1),
+        };
+        once(ctx, &mut rng, w)?;
+    }
+    let mut ns = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        ns.push(once(ctx, &mut rng, test)?);
+    }
+    Ok(Samples { test, ns })
+}
+
+/// Peak resident set size of this process so far, in bytes (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,299 @@
+//! `nib batch`: run the requests of a JSON Lines file and append one result line each to the
+//! output, resuming where an earlier run stopped. The formats and rules are in [`crate::batch`].
+
+use super::common::{ModelArgs, SamplerArgs};
+use crate::batch::{error_value, parse_line, result_value, scan_results, Input, Request};
+use crate::chat::{ChatTemplate, Message};
+use crate::generate::{generate, CachedTokens, GenerateParams};
+use crate::sample::Sampler;
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Requests, one JSON object per line ("-": standard input):
+    /// {"id", "prompt" | "messages", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop", "repeat_penalty"}.
+    #[arg(short = 'i', long = "input")]
+    pub input: PathBuf,
+    /// Results, one JSON object per line, appended as each request finishes; ids already in the
+    /// file are skipped, so rerunning after an interruption picks up where it stopped.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Tokens to generate per request unless it gives "max_tokens" (-1: until the end of
+    /// generation or a full context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
+    pub n_predict: i64,
+    /// Stop strings for requests that give no "stop" (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Treat each "prompt" as a user message in the chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for requests rendered with the chat template (--chat, or "messages"
+    /// without one of their own).
+    #[arg(long = "system", visible_alias = "sys")]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
+    #[arg(long = "chat-template")]
+    pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplerArgs,
+}
+
+/// A line of input that is a request (or a request that is refused).
+struct Pending {
+    line: usize,
+    id: Value,
+    request: std::result::Result<Request, String>,
+}
+
+fn read_input(path: &Path) -> Result<String> {
+    let mut s = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading requests from standard input")?;
+    } else {
+        File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut s))
+            .with_context(|| format!("reading requests from {}", path.display()))?;
+    }
+    Ok(s)
+}
+
+/// Open the output for appending, after cutting an incomplete last line; the ids done.
+fn open_output(path: &Path) -> Result<(File, crate::batch::Resume)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let resume = scan_results(&bytes);
+    for l in &resume.bad_lines {
+        eprintln!(
+            "nib: warning: {}:{l} is not a result line; ignored",
+            path.display()
+        );
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if resume.keep < bytes.len() {
+        eprintln!(
+            "nib: {}: cut an incomplete last line ({} bytes, from an interrupted run); its request runs again",
+            path.display(),
+            bytes.len() - resume.keep
+        );
+        f.set_len(resume.keep as u64)
+            .with_context(|| format!("truncating {}", path.display()))?;
+    }
+    if resume.needs_newline {
+        f.write_all(b"\n")?;
+    }
+    Ok((f, resume))
+}
+
+fn write_line(f: &mut File, v: &Value) -> Result<()> {
+    let mut line = crate::batch::to_line(v);
+    line.push('\n');
+    // One write per line: a kill leaves at most one incomplete line, which a rerun cuts.
+    f.write_all(line.as_bytes())?;
+    f.flush()?;
+    Ok(())
+}
+
+pub fn run(args: &BatchArgs) -> Result<()> {
+    let text = read_input(&args.input)?;
+    let (mut out_file, resume) = open_output(&args.output)?;
+
+    // Parse everything first: malformed lines are reported before any work.
+    let mut malformed = 0usize;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut pending = Vec::new();
+    let mut n_requests = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, request) = match parse_line(line) {
+            Ok((r, unknown)) => {
+                for f in unknown {
+                    eprintln!("nib: warning: line {lineno}: unknown field {f:?} ignored");
+                }
+                (r.id.clone(), Ok(r))
+            }
+            Err(e) => match e.id {
+                Some(id) => (id, Err(e.message)),
+                None => {
+                    eprintln!("nib: line {lineno}: {}; skipped", e.message);
+                    malformed += 1;
+                    continue;
+                }
+            },
+        };
+        let key = crate::batch::id_key(&id);
+        if let Some(first) = seen.insert(key.clone(), lineno) {
+            eprintln!("nib: line {lineno}: id {key} repeats line {first}'s; skipped");
+            seen.insert(key, first);
+            malformed += 1;
+            continue;
+        }
+        n_requests += 1;
+        if !resume.done.contains(&key) {
+            pending.push(Pending {
+                line: lineno,
+                id,
+                request,
+            });
+        }
+    }
+    eprintln!(
+        "nib: {n_requests} requests in {}, {} already in {}, {} to run",
+        args.input.display(),
+        n_requests - pending.len(),
+        args.output.display(),
+        pending.len()
+    );
+    let mut failed = 0usize;
+    if !pending.is_empty() {
+        failed = run_pending(args, &pending, &mut out_file)?;
+    }
+    if malformed + failed > 0 {
+        bail!(
+            "{malformed} malformed line{} skipped, {failed} request{} failed (see above and the error lines in {})",
+            if malformed == 1 { "" } else { "s" },
+            if failed == 1 { "" } else { "s" },
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Run the requests, writing a line each; the number that failed.
+fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Result<usize> {
+    let loaded = args.model.load()?;
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let mut ctx = args.model.context(model)?;
+    eprintln!("nib: {}", loaded.summary(ctx.n_ctx()));
+    let base = args.sampling.params(model)?;
+    let mut template: Option<ChatTemplate> = None;
+    let mut cache = CachedTokens::default();
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(pending.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(500));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let log = |s: String| {
+        if bar.is_hidden() {
+            eprintln!("{s}");
+        } else {
+            bar.println(s);
+        }
+    };
+    let (mut failed, mut n_gen, mut gen_seconds) = (0usize, 0usize, 0f64);
+    let (t0, mut last_report) = (Instant::now(), Instant::now());
+    for (done, p) in pending.iter().enumerate() {
+        let outcome = p.request.clone().map_err(anyhow::Error::msg).and_then(|r| {
+            let mut params = base.clone();
+            r.overrides.apply(&mut params);
+            params.validate(model.hp.n_vocab)?;
+            let mut chat = |msgs: Vec<Message>| -> Result<Vec<u32>> {
+                if template.is_none() {
+                    template = Some(ChatTemplate::from_gguf(
+                        &model.gguf,
+                        args.chat_template.as_deref(),
+                    )?);
+                }
+                let tmpl = template.as_ref().expect("just set");
+                let mut all = Vec::new();
+                if let Some(s) = &args.system {
+                    if msgs.first().is_none_or(|m| m.role != "system") {
+                        all.push(Message::system(s.as_str()));
+                    }
+                }
+                all.extend(msgs);
+                Ok(tok.tokenize(&tmpl.render(&all, true)?, true, true))
+            };
+            let prompt = match r.input {
+                Input::Prompt(text) if args.chat => chat(vec![Message::user(text)])?,
+                Input::Prompt(text) => tok.tokenize(&text, true, false),
+                Input::Messages(msgs) => chat(msgs)?,
+            };
+            let gen = GenerateParams {
+                n_predict: r
+                    .max_tokens
+                    .or((args.n_predict >= 0).then_some(args.n_predict as usize)),
+                stop: r.stop.clone().unwrap_or_else(|| args.stop.clone()),
+            };
+            let mut sampler = Sampler::new(params, model.hp.n_vocab);
+            let out = generate(
+                &mut ctx,
+                &mut cache,
+                tok,
+                &mut sampler,
+                &prompt,
+                &gen,
+                &mut |_| true,
+            )?;
+            Ok((out, prompt.len(), sampler.seed()))
+        });
+        let line = match outcome {
+            Ok((out, n_prompt, seed)) => {
+                n_gen += out.tokens.len();
+                gen_seconds += out.gen_seconds;
+                result_value(&p.id, &out, n_prompt, seed)
+            }
+            Err(e) => {
+                failed += 1;
+                log(format!("nib: line {} (id {}): {e:#}", p.line, p.id));
+                error_value(&p.id, &format!("{e:#}"))
+            }
+        };
+        write_line(out_file, &line)
+            .with_context(|| format!("writing {}", args.output.display()))?;
+        bar.inc(1);
+        if gen_seconds > 0.0 {
+            bar.set_message(format!("{:.1} t/s", n_gen as f64 / gen_seconds));
+        }
+        if bar.is_hidden() && last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            let (n, total) = (done + 1, pending.len());
+            let eta = t0.elapsed().as_secs_f64() / n as f64 * (total - n) as f64;
+            eprintln!("nib: {n}/{total} done, about {eta:.0} s left");
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "nib: {} requests in {:.1} s ({} failed), {n_gen} tokens generated ({:.1} t/s)",
+        pending.len(),
+        t0.elapsed().as_secs_f64(),
+        failed,
+        if gen_seconds > 0.0 {
+            n_gen as f64 / gen_seconds
+        } else {
+            0.0
+        }
+    );
+    Ok(failed)
+}

@@ -1,0 +1,235 @@
+//! Options shared by the subcommands that load a model, and the loading itself.
+
+use crate::model::{Context, KvType, LoadOptions, Model};
+use crate::sample::{SamplerOverrides, SamplerParams};
+use crate::tokenizer::Tokenizer;
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The model nib uses when `-m` is not given.
+pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where a model comes from and how it is run.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file [default: SmolLM2-135M-Instruct.Q4_1.gguf under $NIB_MODELS or ./models].
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// Threads for matrix products and attention [default: number of CPUs].
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Context size in tokens [default: 4096, at most the model's training context].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Tokens per batch when processing a prompt.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch_size: usize,
+    /// KV cache element type: f16 or f32.
+    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: KvType,
+    /// Read the model into memory instead of mapping it.
+    #[arg(long)]
+    pub no_mmap: bool,
+    /// Lock the model's pages in memory (needs a high enough `ulimit -l`).
+    #[arg(long)]
+    pub mlock: bool,
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    KvType::from_name(s).ok_or_else(|| format!("unknown KV cache type {s:?} (f16 or f32)"))
+}
+
+/// Sampling options, as llama.cpp names them. Unset options keep the model's recommendation
+/// (`general.sampling.*`) or llama.cpp's default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SamplerArgs {
+    /// Temperature (0: greedy) [default: 0.8].
+    #[arg(long)]
+    pub temp: Option<f32>,
+    /// Top-k (0: off) [default: 40].
+    #[arg(long = "top-k")]
+    pub top_k: Option<usize>,
+    /// Top-p (1.0: off) [default: 0.95].
+    #[arg(long = "top-p")]
+    pub top_p: Option<f32>,
+    /// Min-p (0.0: off) [default: 0.05].
+    #[arg(long = "min-p")]
+    pub min_p: Option<f32>,
+    /// Repetition penalty (1.0: off) [default: 1.0].
+    #[arg(long = "repeat-penalty")]
+    pub repeat_penalty: Option<f32>,
+    /// Tokens the penalties look back over (-1: all) [default: 64].
+    #[arg(long = "repeat-last-n", allow_hyphen_values = true)]
+    pub repeat_last_n: Option<i64>,
+    /// Frequency penalty [default: 0.0].
+    #[arg(long = "frequency-penalty")]
+    pub frequency_penalty: Option<f32>,
+    /// Presence penalty [default: 0.0].
+    #[arg(long = "presence-penalty")]
+    pub presence_penalty: Option<f32>,
+    /// Random seed (-1: pick one and print it) [default: random].
+    #[arg(long, allow_hyphen_values = true)]
+    pub seed: Option<i64>,
+}
+
+impl SamplerArgs {
+    /// The user's settings as overrides.
+    pub fn overrides(&self) -> SamplerOverrides {
+        SamplerOverrides {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self
+                .repeat_last_n
+                .map(|n| if n < 0 { usize::MAX } else { n as usize }),
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            seed: self.seed.filter(|&s| s >= 0).map(|s| s as u64),
+            logit_bias: Vec::new(),
+        }
+    }
+
+    /// Defaults, then the model's `general.sampling.*`, then the user's settings.
+    pub fn params(&self, model: &Model) -> Result<SamplerParams> {
+        let mut p = SamplerParams::default();
+        p.apply_gguf_defaults(&model.gguf);
+        self.overrides().apply(&mut p);
+        p.validate(model.hp.n_vocab)?;
+        Ok(p)
+    }
+}
+
+/// Resolve `-m`, or find the default model.
+pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = arg {
+        if !p.exists() {
+            bail!("model file {} does not exist", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("NIB_MODELS") {
+        candidates.push(PathBuf::from(dir).join(DEFAULT_MODEL));
+    }
+    candidates.push(PathBuf::from("models").join(DEFAULT_MODEL));
+    if let Ok(exe) = std::env::current_exe() {
+        // target/release/nib → <repo>/models
+        if let Some(repo) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            candidates.push(repo.join("models").join(DEFAULT_MODEL));
+        }
+    }
+    candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+        anyhow!(
+            "no model given (-m) and the default model {DEFAULT_MODEL} was not found (looked in {}); fetch it with tools/fetch-models.sh",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Size the thread pools (once per process).
+pub fn init_threads(threads: Option<usize>) -> Result<usize> {
+    let n = threads.unwrap_or_else(crate::default_threads);
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    // nib_simd's pool runs the hot loops (matrix products, attention); rayon serves coarse work
+    // (model synthesis). A second call (tests) keeps the first sizes.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    Ok(nib_simd::pool::set_threads(n))
+}
+
+/// A model and its tokenizer, loaded.
+pub struct Loaded {
+    pub model: Arc<Model>,
+    pub tokenizer: Arc<Tokenizer>,
+    pub path: PathBuf,
+    pub load_seconds: f64,
+    pub threads: usize,
+}
+
+impl Loaded {
+    /// The line subcommands print on stderr once the model is loaded.
+    pub fn summary(&self, n_ctx: usize) -> String {
+        format!(
+            "loaded {} in {:.2} s ({}, {} threads, kernels {}, context {n_ctx})",
+            self.path.display(),
+            self.load_seconds,
+            self.model.describe(),
+            self.threads,
+            nib_simd::kernels().level(),
+        )
+    }
+}
+
+impl ModelArgs {
+    /// Size the thread pool, load the model and build the tokenizer.
+    pub fn load(&self) -> Result<Loaded> {
+        nib_simd::traits::requested_level()?;
+        let threads = init_threads(self.threads)?;
+        let path = model_path(self.model.as_deref())?;
+        let t0 = Instant::now();
+        let model = Model::load(
+            &path,
+            &LoadOptions {
+                no_mmap: self.no_mmap,
+                mlock: self.mlock,
+            },
+        )?;
+        let tokenizer = Tokenizer::from_gguf(&model.gguf)
+            .with_context(|| format!("tokenizer of {}", path.display()))?;
+        let load_seconds = t0.elapsed().as_secs_f64();
+        Ok(Loaded {
+            model: Arc::new(model),
+            tokenizer: Arc::new(tokenizer),
+            path,
+            load_seconds,
+            threads,
+        })
+    }
+
+    /// The context size to use: `-c`, else 4096, never more than the model was trained for.
+    pub fn n_ctx(&self, model: &Model) -> Result<usize> {
+        let train = model.hp.n_ctx_train.max(1);
+        match self.ctx_size {
+            Some(0) | None => Ok(4096.min(train)),
+            Some(c) if c > train => {
+                eprintln!(
+                    "warning: context size {c} is larger than the model's training context {train}"
+                );
+                Ok(c)
+            }
+            Some(c) => Ok(c),
+        }
+    }
+
+    /// A fresh context for `model`.
+    pub fn context(&self, model: &Arc<Model>) -> Result<Context> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Context::new(
+            Arc::clone(model),
+            self.n_ctx(model)?,
+            self.batch_size,
+            self.kv_type,
+        )
+    }
+}
+
+/// Read the prompt from `-p` or `-f` (exactly one).
+pub fn read_prompt(prompt: Option<&str>, file: Option<&Path>) -> Result<String> {
+    match (prompt, file) {
+        (Some(p), None) => Ok(p.to_string()),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading prompt file {}", f.display())),
+        (Some(_), Some(_)) => bail!("give the prompt with -p or -f, not both"),
+        (None, None) => bail!("no prompt: give one with -p TEXT or -f FILE"),
+    }
+}
