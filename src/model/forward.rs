@@ -325,7 +325,10 @@ impl Context {
             // in the ring of sliding-window layers when `swa_full` is off.
             let (n_kv, cells) = match (&self.swa_cells, swa) {
                 (Some(c), true) => (llama_n_kv(c.used_max_p1(), c.size()), Cells::Map(&c.pos)),
-                _ => (llama_n_kv(pos0 + t, self.kv.n_ctx), Cells::Positions),
+                _ => (
+                    llama_n_kv(pos0 + t, llama_ctx_cells(self.kv.n_ctx)),
+                    Cells::Positions,
+                ),
             };
             let params = AttnParams {
                 n_head: hp.n_head,
@@ -459,5 +462,10 @@ impl Context {
 /// Cells of llama.cpp's sliding-window KV cache: `pad256(min(n_ctx, n_swa + n_ubatch))`
 /// (`llama_kv_cache_iswa`).
 fn llama_swa_cells(n_swa: usize, n_ubatch: usize, n_ctx: usize) -> usize {
-    n_ctx.min(n_swa + n_ubatch).div_ceil(256) * 256
+    llama_ctx_cells(n_ctx).min(n_swa + n_ubatch).div_ceil(256) * 256
+}
+
+/// Cells of llama.cpp's KV cache for a context of `n_ctx`: it pads the context to 256.
+fn llama_ctx_cells(n_ctx: usize) -> usize {
+    n_ctx.div_ceil(256) * 256
 }
