@@ -2,6 +2,10 @@
 //! instruction set with run-time dispatch, matrix products over threads, and the elementwise
 //! kernels of a transformer. It knows nothing about models.
 
+// Kernels index blocks, lanes and elements by position on purpose: the loops spell out the
+// arithmetic order that every instruction set must reproduce.
+#![allow(clippy::needless_range_loop)]
+
 pub mod arch;
 pub mod blocks;
 pub mod dot;

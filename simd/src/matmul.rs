@@ -47,8 +47,16 @@ fn rows_per_task(rows: usize, cols: usize, n_tokens: usize, threads: usize) -> u
 
 /// `out[t * w.rows + r] = w.row(r) · act.row(t)` for `t < n_tokens`, `r < w.rows`.
 ///
+/// Each element is computed with the dot product [`crate::TypeTraits::dot_for`] picks for this
+/// matrix and batch size, so the result is that of llama.cpp multiplying the same `n_tokens`
+/// rows in one `ggml_mul_mat`.
+///
 /// `act` holds `n_tokens` rows already converted to the weight type's `vec_dot_type`.
 /// Panics if the kernels have no dot product for `w.ty` or if the buffers are too small.
+///
+/// Each element is computed with the dot product [`crate::TypeTraits::dot_for`] picks for this
+/// matrix and batch size, so the result is that of llama.cpp multiplying the same `n_tokens`
+/// rows in one `ggml_mul_mat`.
 pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut [f32]) {
     matmul_multi(k, &mut [(w, out)], act, n_tokens);
 }
@@ -75,7 +83,8 @@ fn matmul_multi_on(
 ) {
     struct Job<'a> {
         w: MatRef<'a>,
-        vec_dot: VecDot,
+        /// Per token: the kernel llama.cpp would use for this shape (float orders differ).
+        dots: Vec<VecDot>,
         act_row: usize,
         out: SharedOut,
         chunk: usize,
@@ -88,9 +97,13 @@ fn matmul_multi_on(
         let traits = k
             .get(w.ty)
             .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
-        let vec_dot: VecDot = traits
-            .vec_dot
-            .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
+        let dots: Vec<VecDot> = (0..n_tokens)
+            .map(|t| {
+                traits
+                    .dot_for(w.rows, n_tokens, t)
+                    .unwrap_or_else(|| panic!("no dot product for {}", w.ty))
+            })
+            .collect();
         let act_row = traits
             .vec_dot_type
             .row_size(w.cols)
@@ -107,7 +120,7 @@ fn matmul_multi_on(
         let chunk = rows_per_task(w.rows, w.cols, n_tokens, threads);
         jobs.push(Job {
             w: *w,
-            vec_dot,
+            dots,
             act_row,
             out: SharedOut(out.as_mut_ptr()),
             chunk,
@@ -126,8 +139,9 @@ fn matmul_multi_on(
         let r1 = (r0 + j.chunk).min(rows);
         for t in 0..n_tokens {
             let a = &act[t * j.act_row..(t + 1) * j.act_row];
+            let vec_dot = j.dots[t];
             for r in r0..r1 {
-                let v = (j.vec_dot)(j.w.cols, j.w.row(r), a);
+                let v = vec_dot(j.w.cols, j.w.row(r), a);
                 // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above); the
                 // row ranges of different tasks of one matrix are disjoint and different
                 // matrices have different outputs, so no element is written twice; the outputs

@@ -109,7 +109,19 @@ impl fmt::Display for Level {
     }
 }
 
+/// Batches of at least this many tokens take llama.cpp's tiled K-quant matmul (`tiled/`) instead
+/// of `ggml_vec_dot_*` (`ggml_tiled_min_batch`).
+pub const TILED_MIN_TOKENS: usize = 8;
+
+/// Matrices whose row count is a multiple of this are repacked by llama.cpp's x86 backend when
+/// their type has a repacked layout (`ggml_repack_get_optimal_repack_type`).
+pub const REPACK_ROWS: usize = 8;
+
 /// What the kernels know about one tensor type.
+///
+/// llama.cpp's x86 backend multiplies a matrix with one of up to three kernels whose float
+/// arithmetic differs; nib reproduces each (see [`crate::dot::scalar`]) and [`TypeTraits::dot_for`]
+/// picks the one llama.cpp would.
 #[derive(Clone, Copy)]
 pub struct TypeTraits {
     pub ty: GgmlType,
@@ -117,7 +129,43 @@ pub struct TypeTraits {
     pub vec_dot_type: GgmlType,
     pub to_float: Option<ToFloat>,
     pub from_float: Option<FromFloat>,
+    /// The row-by-row dot product (`ggml_vec_dot_*`; for the 32-element formats also llamafile's
+    /// `tinyBLAS_Q0_AVX`, which sums in the same order).
     pub vec_dot: Option<VecDot>,
+    /// The order of llama.cpp's tiled K-quant matmul, used for batches of at least
+    /// [`TILED_MIN_TOKENS`] tokens on matrices that are not repacked.
+    pub vec_dot_tiled: Option<VecDot>,
+    /// The order of llama.cpp's x86 repacked layout (its `gemv` kernel), used at every batch size
+    /// for matrices with a multiple of [`REPACK_ROWS`] rows.
+    pub vec_dot_repacked: Option<VecDot>,
+    /// Where the repacked layout's `gemm` kernel sums differently from its `gemv`: used instead of
+    /// `vec_dot_repacked` for the first `n - n % 4` tokens of a batch of `n` (llama.cpp runs those
+    /// through `gemm` in groups of four and the rest through `gemv`).
+    pub vec_dot_repacked_gemm: Option<VecDot>,
+}
+
+impl TypeTraits {
+    /// The dot product llama.cpp's x86 backend effectively uses for token `token` of a batch of
+    /// `n_tokens` activation rows multiplied by a matrix of `rows` rows. `None` if the type has no
+    /// dot product.
+    pub fn dot_for(&self, rows: usize, n_tokens: usize, token: usize) -> Option<VecDot> {
+        if let Some(d) = self.vec_dot_repacked {
+            if rows.is_multiple_of(REPACK_ROWS) {
+                if let Some(g) = self.vec_dot_repacked_gemm {
+                    if token < n_tokens - n_tokens % 4 {
+                        return Some(g);
+                    }
+                }
+                return Some(d);
+            }
+        }
+        if let Some(d) = self.vec_dot_tiled {
+            if n_tokens >= TILED_MIN_TOKENS {
+                return Some(d);
+            }
+        }
+        self.vec_dot
+    }
 }
 
 impl fmt::Debug for TypeTraits {
@@ -128,6 +176,12 @@ impl fmt::Debug for TypeTraits {
             .field("to_float", &self.to_float.is_some())
             .field("from_float", &self.from_float.is_some())
             .field("vec_dot", &self.vec_dot.is_some())
+            .field("vec_dot_tiled", &self.vec_dot_tiled.is_some())
+            .field("vec_dot_repacked", &self.vec_dot_repacked.is_some())
+            .field(
+                "vec_dot_repacked_gemm",
+                &self.vec_dot_repacked_gemm.is_some(),
+            )
             .finish()
     }
 }
@@ -160,6 +214,24 @@ impl Kernels {
             #[allow(unreachable_patterns)]
             _ => unreachable!(),
         }
+        // A level that replaced a type's `vec_dot` but not its tiled/repacked variants uses its
+        // own `vec_dot` for every batch: the scalar variants are exact but slow, and mixing them
+        // with an inexact `vec_dot` would not make the level exact anyway.
+        let same =
+            |a: Option<VecDot>, b: Option<VecDot>| a.map(|f| f as usize) == b.map(|f| f as usize);
+        for (t, s) in table.iter_mut().zip(scalar_table()) {
+            if !same(t.vec_dot, s.vec_dot) {
+                if same(t.vec_dot_tiled, s.vec_dot_tiled) {
+                    t.vec_dot_tiled = None;
+                }
+                if same(t.vec_dot_repacked, s.vec_dot_repacked) {
+                    t.vec_dot_repacked = None;
+                }
+                if same(t.vec_dot_repacked_gemm, s.vec_dot_repacked_gemm) {
+                    t.vec_dot_repacked_gemm = None;
+                }
+            }
+        }
         Kernels { level, table }
     }
 
@@ -173,6 +245,7 @@ impl Kernels {
     }
 
     /// Replace the entry for `t.ty` (used by the per-ISA installers).
+    #[allow(dead_code)]
     pub(crate) fn set_in(table: &mut [TypeTraits], ty: GgmlType, f: impl FnOnce(&mut TypeTraits)) {
         if let Some(t) = table.iter_mut().find(|t| t.ty == ty) {
             f(t)
@@ -242,12 +315,15 @@ fn entry(
         to_float,
         from_float,
         vec_dot,
+        vec_dot_tiled: None,
+        vec_dot_repacked: None,
+        vec_dot_repacked_gemm: None,
     }
 }
 
 fn scalar_table() -> Vec<TypeTraits> {
     use GgmlType::*;
-    vec![
+    let mut table = vec![
         entry(
             F32,
             F32,
@@ -353,5 +429,19 @@ fn scalar_table() -> Vec<TypeTraits> {
             Some(r::quantize_row_q8_k),
             None,
         ),
-    ]
+    ];
+    // llama.cpp's other kernels for the same types (see `TypeTraits::dot_for`).
+    for t in table.iter_mut() {
+        match t.ty {
+            Q4_0 => t.vec_dot_repacked = Some(scalar::vec_dot_q4_0_q8_0_repacked),
+            Q4_K => {
+                t.vec_dot_tiled = Some(scalar::vec_dot_q4_k_q8_k_tiled);
+                t.vec_dot_repacked = Some(scalar::vec_dot_q4_k_q8_k_repacked);
+                t.vec_dot_repacked_gemm = Some(scalar::vec_dot_q4_k_q8_k_repacked_gemm);
+            }
+            Q6_K => t.vec_dot_tiled = Some(scalar::vec_dot_q6_k_q8_k_tiled),
+            _ => {}
+        }
+    }
+    table
 }

@@ -2,10 +2,34 @@
 //! batch of tokens at consecutive positions, reading and extending the KV cache. One readable
 //! function ([`Context::forward_batch`]) over small named steps; architectures differ only by the
 //! flags of their [`ArchSpec`](super::ArchSpec).
+//!
+//! # Parity with llama.cpp
+//!
+//! With the scalar reference kernels, the forward pass reproduces llama.cpp's x86-64 CPU backend
+//! (the AVX-512 build that made `tests/golden/`) bit for bit, logits included, when the run is
+//! set up as llama.cpp's was:
+//!
+//! * batches of `n_batch` tokens here are llama.cpp's ubatches (`n_ubatch`, 512 in the goldens):
+//!   the matmul kernel llama.cpp picks, and so the float order, depends on the batch size
+//!   ([`nib_simd::TypeTraits::dot_for`]), as do the attention path and the KV view;
+//! * an f16 KV cache; flash attention on; [`Context::kv_split`] equal to llama.cpp's thread count
+//!   (it only matters for decoding over 512 or more cells); `swa_full` as llama.cpp had it
+//!   ([`Context::set_swa_full`]);
+//! * `expf`, `tanhf`, `sinf`/`cosf` come from the platform's libm, as in llama.cpp: glibc on
+//!   x86-64 for the goldens.
+//!
+//! Exact so far: weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K (every llama.cpp kernel
+//! for them: `vec_dot`, tinyBLAS, the tiled K-quant matmul, the repacked Q4_0/Q4_K layouts), RMSNorm,
+//! RoPE (normal and NeoX, no YaRN), SwiGLU, GeGLU, flash attention on its three paths, gemma's
+//! scalings and sliding window; checked on SmolLM2 (Q4_1, Q4_0, Q8_0) and gemma-3 (Q4_K_M) for
+//! prompts up to 1,127 tokens and decoding past 512 cells. Not reproduced: batches of F16/BF16/F32
+//! weights (llamafile's float tinyBLAS), Q2_K/Q3_K/Q5_K (generic orders), the f32 KV cache and
+//! the attention softcap (structure followed, unverified), YaRN's blend. The SIMD kernel levels
+//! must return the scalar reference's bits to keep this.
 
-use super::kv_cache::{KvCache, KvType};
+use super::kv_cache::{CellMap, KvCache, KvType};
 use super::{Activation, Model, RopeScaling};
-use crate::ops::attention::{attention, AttnParams};
+use crate::ops::attention::{attention, llama_n_kv, AttnParams, Cells};
 use crate::ops::rope::Rope;
 use crate::ops::{self, QuantBuf};
 use anyhow::{bail, Result};
@@ -38,14 +62,27 @@ struct Scratch {
     logits: Vec<f32>,
 }
 
+/// A callback receiving intermediate tensors by name (see [`Context::trace`]).
+pub type TraceFn = Box<dyn FnMut(&str, &[f32]) + Send>;
+
+/// The llama.cpp thread count whose split-KV decode attention nib reproduces by default (the
+/// goldens were made with 2 threads); see [`crate::ops::attention`].
+pub const DEFAULT_KV_SPLIT: usize = 2;
+
 /// An inference context: a model, its KV cache and scratch buffers. Several contexts can share
 /// one model (the server gives each slot its own).
 pub struct Context {
     pub model: Arc<Model>,
     /// Called with llama.cpp's tensor names (`attn_norm-0`, `Qcur-0`, `l_out-0`, ...) and the
     /// batch's values at each step, for comparing intermediate results (`None`: no cost).
-    pub trace: Option<Box<dyn FnMut(&str, &[f32]) + Send>>,
+    pub trace: Option<TraceFn>,
     pub kv: KvCache,
+    /// Decode attention over 512 or more cells is computed in this many chunks, as llama.cpp does
+    /// with this many threads ([`DEFAULT_KV_SPLIT`]; 1: never split).
+    pub kv_split: usize,
+    /// llama.cpp's placement of positions in its sliding-window cache when that cache is a ring
+    /// (see [`Context::set_swa_full`]).
+    swa_cells: Option<CellMap>,
     n_past: usize,
     n_batch: usize,
     s: Scratch,
@@ -101,12 +138,31 @@ impl Context {
             model,
             trace: None,
             kv,
+            kv_split: DEFAULT_KV_SPLIT,
+            swa_cells: None,
             n_past: 0,
             n_batch,
             s,
             rope,
             rope_swa,
         })
+    }
+
+    /// Whether sliding-window layers keep every position (llama.cpp's `swa_full`, true by default
+    /// in `llama_context_default_params`, as in the goldens) or a ring of
+    /// `pad256(min(n_ctx, n_swa + n_batch))` cells reusing the ones the window has left (its
+    /// `common` tools' default). Attention visits cells in llama.cpp's order either way. Only on
+    /// an empty context.
+    pub fn set_swa_full(&mut self, full: bool) {
+        assert_eq!(self.n_past, 0, "set_swa_full on a context in use");
+        let hp = &self.model.hp;
+        let has_swa = hp.n_swa > 0 && (0..hp.n_layer).any(|il| hp.is_swa(il));
+        self.swa_cells = (has_swa && !full).then(|| {
+            CellMap::new(
+                llama_swa_cells(hp.n_swa, self.n_batch, self.kv.n_ctx),
+                hp.n_swa,
+            )
+        });
     }
 
     /// Positions filled so far.
@@ -125,11 +181,17 @@ impl Context {
     /// Forget every position (a new conversation).
     pub fn clear(&mut self) {
         self.n_past = 0;
+        if let Some(c) = &mut self.swa_cells {
+            c.clear();
+        }
     }
 
     /// Forget positions from `n` on (keep a shared prefix).
     pub fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
+        if let Some(c) = &mut self.swa_cells {
+            c.remove_from(self.n_past);
+        }
     }
 
     /// Feed `tokens` at the next positions, in batches of `n_batch`, and return logits: the last
@@ -176,13 +238,17 @@ impl Context {
         let model = Arc::clone(&self.model);
         let (hp, spec) = (&model.hp, &model.spec);
         let k = nib_simd::kernels();
-        let t = tokens.len();
+        let n_tokens = tokens.len();
+        let mut t = n_tokens;
         let pos0 = self.n_past;
         let d = hp.n_embd;
         let q_dim = hp.n_head * hp.head_dim;
         let kv_k = hp.n_head_kv * hp.head_dim;
         let kv_v = hp.n_head_kv * hp.head_dim_v;
         let att_dim = hp.n_head * hp.head_dim_v;
+        if let Some(c) = &mut self.swa_cells {
+            c.place(pos0, t);
+        }
         let s = &mut self.s;
         let trace = &mut self.trace;
         let mut tr = |name: &str, il: usize, v: &[f32]| {
@@ -252,15 +318,34 @@ impl Context {
             tr("Vcur", il, &s.v[..t * kv_v]);
             self.kv.k[il].write(pos0 * kv_k, &s.k[..t * kv_k]);
             self.kv.v[il].write(pos0 * kv_v, &s.v[..t * kv_v]);
+            if spec.scale_q_before_attention {
+                vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
+            }
+            // llama.cpp's KV view: cells = positions in a whole-context cache, its own placement
+            // in the ring of sliding-window layers when `swa_full` is off.
+            let (n_kv, cells) = match (&self.swa_cells, swa) {
+                (Some(c), true) => (llama_n_kv(c.used_max_p1(), c.size()), Cells::Map(&c.pos)),
+                _ => (
+                    llama_n_kv(pos0 + t, llama_ctx_cells(self.kv.n_ctx)),
+                    Cells::Positions,
+                ),
+            };
             let params = AttnParams {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
                 head_dim: hp.head_dim,
                 head_dim_v: hp.head_dim_v,
                 pos0,
-                scale: hp.attn_scale,
+                scale: if spec.scale_q_before_attention {
+                    1.0
+                } else {
+                    hp.attn_scale
+                },
                 window: if swa { hp.n_swa } else { 0 },
                 softcap: hp.attn_logit_softcap,
+                n_kv,
+                kv_split: self.kv_split,
+                cells,
             };
             attention(
                 &s.q[..t * q_dim],
@@ -279,6 +364,14 @@ impl Context {
                 &mut s.qb,
                 &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
             );
+            // After the last layer's attention llama.cpp keeps only the rows whose logits are
+            // wanted (`inp_out_ids`); the rest of the layer runs on those rows, and its matmul
+            // kernels are chosen for that row count.
+            if il + 1 == model.layers.len() && which == Logits::Last && t > 1 {
+                s.o.copy_within((t - 1) * d..t * d, 0);
+                s.x.copy_within((t - 1) * d..t * d, 0);
+                t = 1;
+            }
             if let Some(w) = &layer.post_attn_norm {
                 for row in s.o[..t * d].chunks_exact_mut(d) {
                     vec::rms_norm_inplace(row, w, hp.rms_eps);
@@ -305,9 +398,14 @@ impl Context {
             );
             tr("ffn_gate", il, &s.gate[..t * ff]);
             tr("ffn_up", il, &s.up[..t * ff]);
-            match spec.activation {
-                Activation::SwiGlu => vec::swiglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
-                Activation::GeGlu => vec::geglu_inplace(&mut s.gate[..t * ff], &s.up[..t * ff]),
+            for (g, u) in s.gate[..t * ff]
+                .chunks_exact_mut(ff)
+                .zip(s.up[..t * ff].chunks_exact(ff))
+            {
+                match spec.activation {
+                    Activation::SwiGlu => vec::swiglu_inplace(g, u),
+                    Activation::GeGlu => vec::geglu_inplace(g, u),
+                }
             }
             ops::project(
                 k,
@@ -326,9 +424,10 @@ impl Context {
             vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
             tr("l_out", il, &s.x[..t * d]);
         }
-        self.n_past += t;
+        self.n_past += n_tokens;
 
-        // 4. Final norm and the output projection, for the rows whose logits are wanted.
+        // 4. Final norm and the output projection, for the rows whose logits are wanted (after
+        // the last layer `s.x` holds only those rows when fewer were wanted).
         let Some(at) = out_at else { return };
         let (first, rows) = match which {
             Logits::Last => (t - 1, 1),
@@ -358,4 +457,15 @@ impl Context {
             }
         }
     }
+}
+
+/// Cells of llama.cpp's sliding-window KV cache: `pad256(min(n_ctx, n_swa + n_ubatch))`
+/// (`llama_kv_cache_iswa`).
+fn llama_swa_cells(n_swa: usize, n_ubatch: usize, n_ctx: usize) -> usize {
+    llama_ctx_cells(n_ctx).min(n_swa + n_ubatch).div_ceil(256) * 256
+}
+
+/// Cells of llama.cpp's KV cache for a context of `n_ctx`: it pads the context to 256.
+fn llama_ctx_cells(n_ctx: usize) -> usize {
+    n_ctx.div_ceil(256) * 256
 }

@@ -15,6 +15,7 @@ pub const SPEC: ArchSpec = ArchSpec {
     post_norms: true,
     qkv_bias: false,
     default_rope_base: 10_000.0,
+    scale_q_before_attention: true,
 };
 
 /// Sliding-window layout and per-layer rope bases.

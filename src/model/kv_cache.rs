@@ -90,3 +90,131 @@ impl KvCache {
         self.k.len() * self.n_ctx * (self.k_stride + self.v_stride) * self.ty.bytes()
     }
 }
+
+/// Which position each cell of a llama.cpp KV cache holds, tracked by repeating llama.cpp's cell
+/// placement (`llama_kv_cache::find_slot` and `apply_ubatch` for one sequence). nib stores keys
+/// and values by position, but llama.cpp's attention visits cells in cell order, and that order
+/// fixes the float arithmetic; for a sliding-window cache, which is a ring of
+/// `pad256(min(n_ctx, n_swa + n_ubatch))` cells reusing cells that the window has left behind,
+/// cell order departs from position order once the ring wraps.
+#[derive(Clone, Debug)]
+pub struct CellMap {
+    /// The position in each cell, [`CellMap::EMPTY`] for a free one.
+    pub pos: Vec<u32>,
+    /// llama.cpp's `head`: where the next search for free cells starts.
+    head: usize,
+    /// Sliding window (0: none; cells are then only reused once freed).
+    n_swa: usize,
+}
+
+impl CellMap {
+    pub const EMPTY: u32 = u32::MAX;
+
+    pub fn new(size: usize, n_swa: usize) -> CellMap {
+        CellMap {
+            pos: vec![Self::EMPTY; size],
+            head: 0,
+            n_swa,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.pos.len()
+    }
+
+    fn used(&self) -> usize {
+        self.pos.iter().filter(|&&p| p != Self::EMPTY).count()
+    }
+
+    fn pos_max(&self) -> Option<u32> {
+        self.pos.iter().copied().filter(|&p| p != Self::EMPTY).max()
+    }
+
+    /// One past the highest occupied cell (`used_max_p1`).
+    pub fn used_max_p1(&self) -> usize {
+        self.pos
+            .iter()
+            .rposition(|&p| p != Self::EMPTY)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Forget everything.
+    pub fn clear(&mut self) {
+        self.pos.fill(Self::EMPTY);
+        self.head = 0;
+    }
+
+    /// Free the cells holding positions `>= p` (`seq_rm(seq, p, -1)`).
+    pub fn remove_from(&mut self, p: usize) {
+        self.remove_range(p as u32, u32::MAX);
+    }
+
+    fn remove_range(&mut self, p0: u32, p1: u32) {
+        let mut new_head = None;
+        for (i, c) in self.pos.iter_mut().enumerate() {
+            if *c != Self::EMPTY && *c >= p0 && *c < p1 {
+                *c = Self::EMPTY;
+                new_head.get_or_insert(i);
+            }
+        }
+        if let Some(h) = new_head {
+            self.head = self.head.min(h);
+        }
+    }
+
+    /// Place positions `pos0..pos0 + n` of one ubatch as llama.cpp does. Panics if they do not
+    /// fit (llama.cpp's decode would fail).
+    pub fn place(&mut self, pos0: usize, n: usize) {
+        let size = self.size();
+        let pos_max = self.pos_max();
+        let mut head = self.head;
+        if head > self.used() + 2 * n {
+            head = 0;
+        }
+        let mut idxs = Vec::with_capacity(n);
+        let mut tested = 0;
+        while idxs.len() < n {
+            assert!(
+                tested < size,
+                "{n} tokens do not fit in a KV cache of {size} cells"
+            );
+            if head >= size {
+                head = 0;
+            }
+            let idx = head;
+            head += 1;
+            tested += 1;
+            let p = self.pos[idx];
+            let usable = p == Self::EMPTY
+                || (self.n_swa > 0
+                    && pos_max.is_some_and(|m| {
+                        (m as usize + 1).saturating_sub(p as usize) >= self.n_swa
+                    }));
+            if usable {
+                idxs.push(idx);
+            }
+        }
+        // Apply: overwrite, then purge every position up to the highest one overwritten, as
+        // `apply_ubatch` keeps each sequence's positions contiguous.
+        let mut max_rm = None;
+        for (i, &idx) in idxs.iter().enumerate() {
+            if self.pos[idx] != Self::EMPTY {
+                max_rm = max_rm.max(Some(self.pos[idx]));
+            }
+            self.pos[idx] = (pos0 + i) as u32;
+        }
+        if let Some(m) = max_rm {
+            let min = self
+                .pos
+                .iter()
+                .copied()
+                .filter(|&p| p != Self::EMPTY)
+                .min()
+                .unwrap_or(0);
+            if min <= m {
+                self.remove_range(min, m + 1);
+            }
+        }
+        self.head = idxs[n - 1] + 1;
+    }
+}

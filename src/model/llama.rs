@@ -12,4 +12,5 @@ pub const SPEC: ArchSpec = ArchSpec {
     post_norms: false,
     qkv_bias: false,
     default_rope_base: 10_000.0,
+    scale_q_before_attention: false,
 };

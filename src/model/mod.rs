@@ -99,6 +99,9 @@ pub struct ArchSpec {
     pub qkv_bias: bool,
     /// Default rope base when the file sets none.
     pub default_rope_base: f32,
+    /// Multiply Q by `attn_scale` in f32 before attention, which then scales by 1 (gemma, as in
+    /// llama.cpp's graph); otherwise attention scales each score by `attn_scale`.
+    pub scale_q_before_attention: bool,
 }
 
 /// RoPE frequency scaling, from `rope.scaling.*`.

@@ -1,13 +1,57 @@
 //! Grouped-query attention of a batch of queries over the KV cache, with the causal mask and an
 //! optional sliding window, parallel over (token, head) pairs.
+//!
+//! The arithmetic reproduces llama.cpp's CPU flash attention (`ggml_compute_forward_flash_attn_ext_f16`
+//! in `ggml-cpu/ops.cpp`, x86 AVX-512 build) bit for bit. llama.cpp takes one of three paths,
+//! decided by the batch and by its KV view length `n_kv` (see [`llama_n_kv`]):
+//!
+//! * **vector** (`..._one_chunk`): batches of fewer than [`FA_TILE_Q`] queries. Per query row, the
+//!   query is rounded to f16, each visible cell's score is [`vec::dot_f16`] times the scale, and
+//!   the output is accumulated in f16 with an online softmax. See `one_chunk`.
+//! * **tiled** (`..._tiled`): batches of at least [`FA_TILE_Q`] queries. f32 query, keys and values
+//!   in tiles of [`FA_TILE_KV`] cells, f32 accumulator, the vector `expf` polynomial. See `tiled_row`.
+//! * **split-KV** (a single query when `n_kv >= `[`FA_SPLIT_MIN_KV`]): the cells are cut into as
+//!   many chunks as llama.cpp has threads, each chunk runs the vector path, and the partial
+//!   results are merged. The split depends on llama.cpp's thread count, which nib cannot know;
+//!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2). See `split_kv`.
+//!
+//! The cells a query attends are visited in ascending cell order, and cells masked for it are
+//! skipped as llama.cpp skips `-inf` mask entries, so only the visible ones matter. A cell holds
+//! the position of the same index unless [`AttnParams::cells`] maps them otherwise (llama.cpp's
+//! sliding-window cache is a ring; see [`crate::model::kv_cache::CellMap`]).
 
-use crate::model::kv_cache::KvBuf;
+use crate::model::kv_cache::{CellMap, KvBuf};
 use half::f16;
-use std::cell::RefCell;
+use nib_simd::vec;
+
+/// llama.cpp's flash-attention query tile (`GGML_FA_TILE_Q`): batches of at least this many
+/// queries take the tiled path.
+pub const FA_TILE_Q: usize = 64;
+/// llama.cpp's flash-attention KV tile (`GGML_FA_TILE_KV`).
+pub const FA_TILE_KV: usize = 64;
+/// A single query over at least this many KV cells takes llama.cpp's split-KV path.
+pub const FA_SPLIT_MIN_KV: usize = 512;
+/// llama.cpp pads its KV view to a multiple of this many cells (`llama_kv_cache::get_n_kv`).
+pub const KV_PAD: usize = 256;
+
+/// llama.cpp's KV view length for a batch whose last position is `end - 1`, in a cache of `size`
+/// cells filled in position order: `min(size, max(256, pad256(end)))`.
+pub fn llama_n_kv(end: usize, size: usize) -> usize {
+    size.min(KV_PAD.max(end.div_ceil(KV_PAD) * KV_PAD))
+}
+
+/// Which position each cell of llama.cpp's KV view holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Cells<'a> {
+    /// Cell `c` holds position `c` (a cache filled in order).
+    Positions,
+    /// Cell `c` holds position `map[c]` ([`CellMap::EMPTY`]: none).
+    Map(&'a [u32]),
+}
 
 /// Shape and masking of one attention call.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnParams {
+pub struct AttnParams<'a> {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -20,10 +64,81 @@ pub struct AttnParams {
     pub window: usize,
     /// `cap * tanh(score / cap)` before the softmax (0: none).
     pub softcap: f32,
+    /// llama.cpp's KV view length for this batch ([`llama_n_kv`]): where its KV tiles and split
+    /// chunks fall.
+    pub n_kv: usize,
+    /// The llama.cpp thread count reproduced by the split-KV path (chunks of `ceil(n_kv / kv_split)`
+    /// cells). 0 or 1: never split.
+    pub kv_split: usize,
+    /// Which position each cell holds.
+    pub cells: Cells<'a>,
 }
 
-thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// Which of llama.cpp's paths a batch of `n_tokens` queries takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaPath {
+    Vector,
+    Tiled,
+    SplitKv,
+}
+
+impl AttnParams<'_> {
+    pub fn path(&self, n_tokens: usize) -> FaPath {
+        if n_tokens == 1 && self.n_kv >= FA_SPLIT_MIN_KV && self.kv_split > 1 {
+            FaPath::SplitKv
+        } else if n_tokens >= FA_TILE_Q {
+            FaPath::Tiled
+        } else {
+            FaPath::Vector
+        }
+    }
+
+    /// What query `t` sees.
+    fn view(&self, t: usize) -> View<'_> {
+        View {
+            cells: self.cells,
+            q: self.pos0 + t,
+            window: self.window,
+        }
+    }
+}
+
+/// The keys one query sees: cells holding a position `p <= q` and, with a window, `q - p < window`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    cells: Cells<'a>,
+    q: usize,
+    window: usize,
+}
+
+impl View<'_> {
+    /// The cells worth visiting within `c0..c1`.
+    fn clamp(&self, c0: usize, c1: usize) -> (usize, usize) {
+        match self.cells {
+            Cells::Positions => {
+                let first = if self.window > 0 {
+                    (self.q + 1).saturating_sub(self.window)
+                } else {
+                    0
+                };
+                (c0.max(first), c1.min(self.q + 1))
+            }
+            Cells::Map(m) => (c0, c1.min(m.len())),
+        }
+    }
+
+    /// The position cell `c` holds, if this query sees it.
+    #[inline]
+    fn key(&self, c: usize) -> Option<usize> {
+        let p = match self.cells {
+            Cells::Positions => c,
+            Cells::Map(m) => match m.get(c) {
+                Some(&p) if p != CellMap::EMPTY => p as usize,
+                _ => return None,
+            },
+        };
+        (p <= self.q && (self.window == 0 || self.q - p < self.window)).then_some(p)
+    }
 }
 
 /// `out[t][h] = softmax(q[t][h] · K[j] * scale, j in mask(t)) · V[j]` for every query token `t`
@@ -31,65 +146,24 @@ thread_local! {
 ///
 /// `q` holds `n_tokens` rows of `n_head * head_dim`; the cache holds positions `0..pos0 + n_tokens`.
 pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams, out: &mut [f32]) {
-    let group = p.n_head / p.n_head_kv;
-    let k_stride = p.n_head_kv * p.head_dim;
-    let v_stride = p.n_head_kv * p.head_dim_v;
+    let path = p.path(n_tokens);
     let work = |(idx, o): (usize, &mut [f32])| {
         let t = idx / p.n_head;
         let h = idx % p.n_head;
-        let kvh = h / group;
-        let pos = p.pos0 + t;
-        let first = if p.window > 0 {
-            (pos + 1).saturating_sub(p.window)
-        } else {
-            0
-        };
-        let n = pos + 1 - first;
         let qh = &q[(t * p.n_head + h) * p.head_dim..][..p.head_dim];
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            if scores.len() < n + p.head_dim {
-                scores.resize(n + p.head_dim, 0.0);
+        let kv = Kv::new(k, v, h / (p.n_head / p.n_head_kv), &p);
+        let view = p.view(t);
+        match path {
+            FaPath::Vector => {
+                let n = match p.cells {
+                    Cells::Positions => view.q + 1,
+                    Cells::Map(m) => m.len().min(p.n_kv),
+                };
+                one_chunk(qh, &kv, view, 0, n, &p).finish(o);
             }
-            let (scores, qbuf) = scores.split_at_mut(n);
-            let qbuf = &mut qbuf[..p.head_dim];
-            match (k, v) {
-                (KvBuf::F16(kc), KvBuf::F16(vc)) if n_tokens < F16_ACCUM_BELOW => {
-                    // llama.cpp's vector path (decode and small batches): the query meets the
-                    // f16 keys as f16, and the weighted sum of values is accumulated in f16 with
-                    // an online softmax. Reproduced so that logits agree closely.
-                    for (d, s) in qbuf.iter_mut().zip(qh) {
-                        *d = f16::from_f32(*s).to_f32();
-                    }
-                    online_softmax_f16(qbuf, kc, vc, first, n, k_stride, v_stride, kvh, p, o);
-                }
-                (KvBuf::F16(kc), KvBuf::F16(vc)) => {
-                    for (i, s) in scores.iter_mut().enumerate() {
-                        let kr = &kc[(first + i) * k_stride + kvh * p.head_dim..][..p.head_dim];
-                        *s = nib_simd::vec::dot_f32_f16(qh, kr);
-                    }
-                    finish_scores(scores, p);
-                    o.fill(0.0);
-                    for (i, &w) in scores.iter().enumerate() {
-                        let vr = &vc[(first + i) * v_stride + kvh * p.head_dim_v..][..p.head_dim_v];
-                        nib_simd::vec::axpy_f16(w, vr, o);
-                    }
-                }
-                (KvBuf::F32(kc), KvBuf::F32(vc)) => {
-                    for (i, s) in scores.iter_mut().enumerate() {
-                        let kr = &kc[(first + i) * k_stride + kvh * p.head_dim..][..p.head_dim];
-                        *s = nib_simd::vec::dot_f32(qh, kr);
-                    }
-                    finish_scores(scores, p);
-                    o.fill(0.0);
-                    for (i, &w) in scores.iter().enumerate() {
-                        let vr = &vc[(first + i) * v_stride + kvh * p.head_dim_v..][..p.head_dim_v];
-                        nib_simd::vec::axpy(w, vr, o);
-                    }
-                }
-                _ => unreachable!("K and V caches share a type"),
-            }
-        });
+            FaPath::SplitKv => split_kv(qh, &kv, view, &p, o),
+            FaPath::Tiled => tiled_row(qh, &kv, view, &p, o),
+        }
     };
     let out = &mut out[..n_tokens * p.n_head * p.head_dim_v];
     let total_keys = n_tokens * (p.pos0 + n_tokens);
@@ -102,68 +176,272 @@ pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams
     }
 }
 
-/// Batches of at least this many queries take llama.cpp's tiled path (f32 throughout); smaller
-/// ones its vector path (f16 query and f16 value accumulator).
-const F16_ACCUM_BELOW: usize = 64;
-
-/// One query over keys `first..first + n` with an online softmax and an f16 accumulator.
-#[allow(clippy::too_many_arguments)]
-fn online_softmax_f16(
-    q: &[f32],
-    kc: &[f16],
-    vc: &[f16],
-    first: usize,
-    n: usize,
+/// One KV head's rows in the cache.
+struct Kv<'a> {
+    k: &'a KvBuf,
+    v: &'a KvBuf,
+    kvh: usize,
+    dk: usize,
+    dv: usize,
     k_stride: usize,
     v_stride: usize,
-    kvh: usize,
-    p: AttnParams,
-    out: &mut [f32],
-) {
-    let dv = p.head_dim_v;
-    let mut acc = [f16::ZERO; 512];
-    let acc = &mut acc[..dv];
-    let mut sum = 0f32;
-    let mut max = f32::NEG_INFINITY;
-    for j in first..first + n {
-        let kr = &kc[j * k_stride + kvh * p.head_dim..][..p.head_dim];
-        let mut s = nib_simd::vec::dot_f32_f16(q, kr);
-        if p.softcap > 0.0 {
-            s = p.softcap * (s * p.scale / p.softcap).tanh();
-        } else {
-            s *= p.scale;
+}
+
+impl<'a> Kv<'a> {
+    fn new(k: &'a KvBuf, v: &'a KvBuf, kvh: usize, p: &AttnParams) -> Kv<'a> {
+        Kv {
+            k,
+            v,
+            kvh,
+            dk: p.head_dim,
+            dv: p.head_dim_v,
+            k_stride: p.n_head_kv * p.head_dim,
+            v_stride: p.n_head_kv * p.head_dim_v,
         }
-        let (mut ms, mut vs) = (1f32, 1f32);
-        if s > max {
-            let old = max;
-            max = s;
-            ms = (old - max).exp();
-            for a in acc.iter_mut() {
-                *a = f16::from_f32(a.to_f32() * ms);
-            }
-        } else {
-            vs = (s - max).exp();
-        }
-        let vr = &vc[j * v_stride + kvh * dv..][..dv];
-        for (a, v) in acc.iter_mut().zip(vr) {
-            *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
-        }
-        sum = sum * ms + vs;
     }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, a) in out.iter_mut().zip(acc.iter()) {
-        *o = a.to_f32() * inv;
+
+    fn k16(&self, c: usize) -> &'a [f16] {
+        match self.k {
+            KvBuf::F16(b) => &b[c * self.k_stride + self.kvh * self.dk..][..self.dk],
+            KvBuf::F32(_) => unreachable!(),
+        }
+    }
+
+    fn v16(&self, c: usize) -> &'a [f16] {
+        match self.v {
+            KvBuf::F16(b) => &b[c * self.v_stride + self.kvh * self.dv..][..self.dv],
+            KvBuf::F32(_) => unreachable!(),
+        }
+    }
+
+    fn k_f32(&self, c: usize, d: usize) -> f32 {
+        match self.k {
+            KvBuf::F16(b) => b[c * self.k_stride + self.kvh * self.dk + d].to_f32(),
+            KvBuf::F32(b) => b[c * self.k_stride + self.kvh * self.dk + d],
+        }
+    }
+
+    fn v_f32(&self, c: usize, d: usize) -> f32 {
+        match self.v {
+            KvBuf::F16(b) => b[c * self.v_stride + self.kvh * self.dv + d].to_f32(),
+            KvBuf::F32(b) => b[c * self.v_stride + self.kvh * self.dv + d],
+        }
+    }
+
+    fn is_f16(&self) -> bool {
+        matches!(self.k, KvBuf::F16(_))
     }
 }
 
-/// Scale, cap and softmax the raw scores in place.
-fn finish_scores(scores: &mut [f32], p: AttnParams) {
-    if p.softcap > 0.0 {
-        for s in scores.iter_mut() {
-            *s = p.softcap * (*s * p.scale / p.softcap).tanh();
+/// The state of llama.cpp's online softmax after some cells: running max `m`, sum `s`, and the
+/// (unnormalised) output in f32.
+struct Partial {
+    m: f32,
+    s: f32,
+    vkq: [f32; MAX_DV],
+    dv: usize,
+}
+
+/// Largest value head size the stack buffers hold.
+const MAX_DV: usize = 512;
+
+impl Partial {
+    /// `out = vkq * (1 / s)` (`0` when nothing was visible).
+    fn finish(&self, out: &mut [f32]) {
+        let inv = if self.s == 0.0 { 0.0 } else { 1.0 / self.s };
+        for (o, &a) in out.iter_mut().zip(&self.vkq[..self.dv]) {
+            *o = a * inv;
+        }
+    }
+}
+
+/// The score of one cell: `dot * scale`, or with a softcap `cap * tanhf(dot * (scale / cap))`.
+#[inline]
+fn cap_score(dot: f32, p: &AttnParams) -> f32 {
+    if p.softcap != 0.0 {
+        p.softcap * (dot * (p.scale / p.softcap)).tanh()
+    } else {
+        dot * p.scale
+    }
+}
+
+/// llama.cpp's vector path (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`) over the visible
+/// cells among `c0..c1` of one query row. With an f16 cache: `q16 = f16(q)`; for each cell in order,
+/// `s = cap_score(dot_f16(q16, k))`; if `s > M` then `M = s`, `ms = expf(M_old - M)`,
+/// `acc = f16(acc * ms)` (`vs = 1`), else `vs = expf(s - M)` (`ms = 1`); then
+/// `acc = f16(fma(v, vs, acc))` element-wise and `S = fma(S, ms, vs)`. The f16 accumulator is
+/// widened to f32 at the end. `expf` is the platform's (glibc's on the goldens' machine).
+fn one_chunk(q: &[f32], kv: &Kv, view: View, c0: usize, c1: usize, p: &AttnParams) -> Partial {
+    let (c0, c1) = view.clamp(c0, c1);
+    let dv = kv.dv;
+    let mut r = Partial {
+        m: f32::NEG_INFINITY,
+        s: 0.0,
+        vkq: [0.0; MAX_DV],
+        dv,
+    };
+    if kv.is_f16() {
+        let mut q16 = [f16::ZERO; MAX_DV];
+        let q16 = &mut q16[..kv.dk];
+        for (d, s) in q16.iter_mut().zip(q) {
+            *d = f16::from_f32(*s);
+        }
+        let mut acc = [f16::ZERO; MAX_DV];
+        let acc = &mut acc[..dv];
+        for c in c0..c1 {
+            let Some(c) = view.key(c) else { continue };
+            let s = cap_score(vec::dot_f16(q16, kv.k16(c)), p) + 0.0;
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if s > r.m {
+                let old = r.m;
+                r.m = s;
+                ms = (old - r.m).exp();
+                for a in acc.iter_mut() {
+                    *a = f16::from_f32(a.to_f32() * ms);
+                }
+            } else {
+                vs = (s - r.m).exp();
+            }
+            for (a, v) in acc.iter_mut().zip(kv.v16(c)) {
+                *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
+            }
+            r.s = r.s.mul_add(ms, vs);
+        }
+        for (o, a) in r.vkq.iter_mut().zip(acc.iter()) {
+            *o = a.to_f32();
         }
     } else {
-        nib_simd::vec::scale(scores, p.scale);
+        // f32 cache: the same recurrence with an f32 query, f32 dot and f32 accumulator.
+        let acc = &mut r.vkq[..dv];
+        for c in c0..c1 {
+            let Some(c) = view.key(c) else { continue };
+            let kr: Vec<f32> = (0..kv.dk).map(|d| kv.k_f32(c, d)).collect();
+            let s = cap_score(vec::dot_f32(q, &kr), p) + 0.0;
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if s > r.m {
+                let old = r.m;
+                r.m = s;
+                ms = (old - r.m).exp();
+                for a in acc.iter_mut() {
+                    *a *= ms;
+                }
+            } else {
+                vs = (s - r.m).exp();
+            }
+            for (d, a) in acc.iter_mut().enumerate() {
+                *a = kv.v_f32(c, d).mul_add(vs, *a);
+            }
+            r.s = r.s.mul_add(ms, vs);
+        }
     }
-    nib_simd::vec::softmax_inplace(scores);
+    r
+}
+
+/// llama.cpp's split-KV decode path: cells `0..n_kv` are cut into `kv_split` chunks of
+/// `ceil(n_kv / kv_split)`; each chunk runs [`one_chunk`] over its visible cells, and the
+/// partials are merged in chunk order (`ggml_flash_attn_ext_reduce_partials`), skipping chunks
+/// with `S == 0`: `M' = fmaxf(M, Mc)`, `a = expf(M - M')`, `b = expf(Mc - M')`,
+/// `vkq = fma(vkq, a, vkq_c * b)`, `S = fma(S, a, Sc * b)`; finally `vkq * (1 / S)`.
+fn split_kv(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
+    let dv = kv.dv;
+    let chunk = p.n_kv.div_ceil(p.kv_split);
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0f32;
+    let mut vkq = [0f32; MAX_DV];
+    for c in 0..p.kv_split {
+        let (c0, c1) = (c * chunk, ((c + 1) * chunk).min(p.n_kv));
+        let r = one_chunk(q, kv, view, c0, c1, p);
+        if r.s == 0.0 {
+            continue;
+        }
+        let m_new = m.max(r.m);
+        let so = (m - m_new).exp();
+        let sn = (r.m - m_new).exp();
+        for (f, &x) in vkq[..dv].iter_mut().zip(&r.vkq[..dv]) {
+            *f = f.mul_add(so, x * sn);
+        }
+        s = s.mul_add(so, r.s * sn);
+        m = m_new;
+    }
+    let inv = if s != 0.0 { 1.0 / s } else { 1.0 };
+    for (o, &a) in out.iter_mut().zip(&vkq[..dv]) {
+        *o = a * inv;
+    }
+}
+
+/// llama.cpp's tiled path (`ggml_compute_forward_flash_attn_ext_tiled`) for one query row. The
+/// cells `0..n_kv` are visited in tiles of [`FA_TILE_KV`]; tiles with no visible cell leave the
+/// state unchanged. In a tile, each score is `Σ_d fma(k_d, q_d, ·)` from 0 in `d` order (f32
+/// query, keys widened from f16) times `scale` (then `cap * tanhf(·)` with a softcap), masked
+/// cells and the padding past `n_kv` are `-inf`; with `t = max(scores)`, `M' = fmaxf(M, t)`; if
+/// `M' > M` then `ms = expf(M - M')` scales the output and `S`; the scores become
+/// `e^(score - M')` by [`vec::soft_max_exp`] and `S = f32(f64(S) + that sum)`; then each output
+/// element is `fma(v_c, e_c, ·)` chained over the tile's 64 cells in order. Finally
+/// `out = vkq * (1 / S)`.
+fn tiled_row(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
+    let dv = kv.dv;
+    let n_kv = match p.cells {
+        Cells::Positions => p.n_kv.max(view.q + 1),
+        Cells::Map(m) => p.n_kv.min(m.len()),
+    };
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0f32;
+    let mut vkq = [0f32; MAX_DV];
+    let vkq = &mut vkq[..dv];
+    let mut kq = [0f32; FA_TILE_KV];
+    for ic in (0..n_kv).step_by(FA_TILE_KV) {
+        let tile = FA_TILE_KV.min(n_kv - ic);
+        let (a, b) = view.clamp(ic, ic + tile);
+        if a >= b {
+            continue;
+        }
+        let mut keys = [None; FA_TILE_KV];
+        for (tk, key) in keys[..tile].iter_mut().enumerate() {
+            *key = view.key(ic + tk);
+        }
+        for (sc, key) in kq.iter_mut().zip(&keys) {
+            *sc = if let Some(c) = *key {
+                let mut acc = 0f32;
+                for (d, &qd) in q.iter().enumerate() {
+                    acc = kv.k_f32(c, d).mul_add(qd, acc);
+                }
+                let x = if p.softcap != 0.0 {
+                    p.softcap * (acc * (p.scale / p.softcap)).tanh()
+                } else {
+                    acc * p.scale
+                };
+                x + 0.0
+            } else {
+                f32::NEG_INFINITY
+            };
+        }
+        let tmax = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if tmax == f32::NEG_INFINITY {
+            continue;
+        }
+        let m_new = m.max(tmax);
+        if m_new > m {
+            let ms = (m - m_new).exp();
+            for a in vkq.iter_mut() {
+                *a *= ms;
+            }
+            s *= ms;
+        }
+        m = m_new;
+        s = (s as f64 + vec::soft_max_exp(&mut kq, m_new)) as f32;
+        // Masked cells have weight 0 and add nothing (llama.cpp adds `0 * v`).
+        for (d, a) in vkq.iter_mut().enumerate() {
+            let mut acc = *a;
+            for (key, &e) in keys[..tile].iter().zip(&kq[..tile]) {
+                if let Some(c) = *key {
+                    acc = kv.v_f32(c, d).mul_add(e, acc);
+                }
+            }
+            *a = acc;
+        }
+    }
+    let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
+    for (o, &a) in out.iter_mut().zip(vkq.iter()) {
+        *o = a * inv;
+    }
 }

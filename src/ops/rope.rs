@@ -69,7 +69,7 @@ impl Rope {
                     / (self.corr_dims[1] - self.corr_dims[0]).max(0.001);
                 let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
                 t = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
-                mscale *= 1.0 + 0.1 * (1.0 / self.freq_scale).ln();
+                mscale *= 0.1f32.mul_add((1.0 / self.freq_scale).ln(), 1.0);
             }
             cos[i] = t.cos() * mscale;
             sin[i] = t.sin() * mscale;

@@ -3,13 +3,17 @@
 
 use std::path::PathBuf;
 
+/// The models directory: `$NIB_MODELS`, default `<repo>/models`.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("NIB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
 /// Path of a real model under `$NIB_MODELS` (default `<repo>/models`). Panics with the command
 /// that fetches it when it is missing: these tests must not pass by skipping.
 pub fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NIB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let p = dir.join(name);
+    let p = models_dir().join(name);
     assert!(
         p.exists(),
         "model {} is missing: run tools/fetch-models.sh (or set NIB_MODELS)",
@@ -20,6 +24,10 @@ pub fn model_path(name: &str) -> PathBuf {
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+/// SmolLM2 requantized by llama.cpp's `llama-quantize --allow-requantize` from [`SMOLLM2`]
+/// (not fetched: nib cannot make it yet).
+pub const SMOLLM2_Q4_0: &str = "smollm2-135m-Q4_0.gguf";
+pub const SMOLLM2_Q8_0: &str = "smollm2-135m-Q8_0.gguf";
 
 /// A file under `tests/golden/`.
 pub fn golden_path(name: &str) -> PathBuf {

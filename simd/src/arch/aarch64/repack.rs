@@ -261,51 +261,61 @@ fn f16_le(p: &[u8]) -> f32 {
 }
 
 /// Plain-Rust [`gemv_q4_0x4_q8_0`] over the packed layout: the definition of the layout, and the
-/// fallback without `dotprod`. Its float steps are those of the scalar per-row `vec_dot`, so it
-/// returns bit for bit what that returns on the unpacked rows.
+/// fallback without `dotprod`. Its float steps are those of the scalar per-row `vec_dot`
+/// (llama.cpp's eight lanes of four-element sums, see [`crate::dot::scalar`]), so it returns bit
+/// for bit what that returns on the unpacked rows.
 pub fn gemv_q4_0x4_q8_0_scalar(n: usize, packed: &[u8], act: &[u8], out: &mut [f32]) {
     let y = gemv_args(n, packed, Q4_0X4_BLOCK, act, out);
     let group = y.len() * Q4_0X4_BLOCK;
     for (w, o) in packed.chunks_exact(group).zip(out.chunks_exact_mut(4)) {
-        let mut sumf = [0f32; 4];
+        let mut acc = [[0f32; 8]; 4];
         for (blk, yb) in w.chunks_exact(Q4_0X4_BLOCK).zip(y) {
             let qs = &blk[8..];
-            for (r, s) in sumf.iter_mut().enumerate() {
-                let mut sumi = 0i32;
+            for (r, lanes) in acc.iter_mut().enumerate() {
+                let d = f16_le(&blk[2 * r..]) * yb.d.to_f32();
+                // Lane g (< 4) holds elements 4g..4g+4 (low nibbles), lane 4 + g elements
+                // 16 + 4g.. (high nibbles).
                 for g in 0..4 {
+                    let (mut lo_sum, mut hi_sum) = (0i32, 0i32);
                     for k in 0..4 {
                         let byte = qs[16 * g + 4 * r + k] ^ 0x88;
-                        let lo = (byte & 0x0F) as i32 - 8;
-                        let hi = (byte >> 4) as i32 - 8;
-                        sumi += lo * yb.qs[4 * g + k] as i32 + hi * yb.qs[16 + 4 * g + k] as i32;
+                        lo_sum += ((byte & 0x0F) as i32 - 8) * yb.qs[4 * g + k] as i32;
+                        hi_sum += ((byte >> 4) as i32 - 8) * yb.qs[16 + 4 * g + k] as i32;
                     }
+                    lanes[g] = d.mul_add(lo_sum as f32, lanes[g]);
+                    lanes[4 + g] = d.mul_add(hi_sum as f32, lanes[4 + g]);
                 }
-                *s += sumi as f32 * (f16_le(&blk[2 * r..]) * yb.d.to_f32());
             }
         }
-        o.copy_from_slice(&sumf);
+        for (o, lanes) in o.iter_mut().zip(&acc) {
+            *o = crate::dot::scalar::hsum8(lanes);
+        }
     }
 }
 
 /// Plain-Rust [`gemv_q8_0x4_q8_0`]: the layout's definition and the fallback without `dotprod`;
-/// bit for bit the scalar per-row `vec_dot` on the unpacked rows.
+/// bit for bit the scalar per-row `vec_dot` on the unpacked rows (lane `g` holds elements
+/// `4g..4g + 4`).
 pub fn gemv_q8_0x4_q8_0_scalar(n: usize, packed: &[u8], act: &[u8], out: &mut [f32]) {
     let y = gemv_args(n, packed, Q8_0X4_BLOCK, act, out);
     let group = y.len() * Q8_0X4_BLOCK;
     for (w, o) in packed.chunks_exact(group).zip(out.chunks_exact_mut(4)) {
-        let mut sumf = [0f32; 4];
+        let mut acc = [[0f32; 8]; 4];
         for (blk, yb) in w.chunks_exact(Q8_0X4_BLOCK).zip(y) {
             let qs = &blk[8..];
-            for (r, s) in sumf.iter_mut().enumerate() {
-                let mut sumi = 0i32;
-                for g in 0..8 {
+            for (r, lanes) in acc.iter_mut().enumerate() {
+                let d = f16_le(&blk[2 * r..]) * yb.d.to_f32();
+                for (g, lane) in lanes.iter_mut().enumerate() {
+                    let mut sumi = 0i32;
                     for k in 0..4 {
                         sumi += qs[16 * g + 4 * r + k] as i8 as i32 * yb.qs[4 * g + k] as i32;
                     }
+                    *lane = d.mul_add(sumi as f32, *lane);
                 }
-                *s += sumi as f32 * (f16_le(&blk[2 * r..]) * yb.d.to_f32());
             }
         }
-        o.copy_from_slice(&sumf);
+        for (o, lanes) in o.iter_mut().zip(&acc) {
+            *o = crate::dot::scalar::hsum8(lanes);
+        }
     }
 }
