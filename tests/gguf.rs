@@ -32,18 +32,33 @@ fn sample_writer() -> GgufWriter {
     s(&mut w, "t.i64", MetaValue::I64(i64::MIN + 7));
     s(&mut w, "t.f64", MetaValue::F64(-1.0e300));
     s(&mut w, "t.empty", MetaValue::str(""));
-    s(&mut w, "t.strs", MetaValue::str_array(["a", "", "päter", "<|im_end|>"]));
+    s(
+        &mut w,
+        "t.strs",
+        MetaValue::str_array(["a", "", "päter", "<|im_end|>"]),
+    );
     s(&mut w, "t.f32s", MetaValue::f32_array([1.5, -2.0, 0.0]));
     s(&mut w, "t.i32s", MetaValue::i32_array([1, -2, 3]));
-    s(&mut w, "t.empty_arr", MetaValue::Array(ValueType::U8, vec![]));
-    let f32s: Vec<u8> = (0..8 * 3).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+    s(
+        &mut w,
+        "t.empty_arr",
+        MetaValue::Array(ValueType::U8, vec![]),
+    );
+    let f32s: Vec<u8> = (0..8 * 3)
+        .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
+        .collect();
     w.add_tensor("a.f32", GgmlType::F32, &[8, 3], f32s).unwrap();
-    let q: Vec<u8> = (0..GgmlType::Q4_0.row_size(64).unwrap() * 2).map(|i| (i * 7) as u8).collect();
+    let q: Vec<u8> = (0..GgmlType::Q4_0.row_size(64).unwrap() * 2)
+        .map(|i| (i * 7) as u8)
+        .collect();
     w.add_tensor("b.q4_0", GgmlType::Q4_0, &[64, 2], q).unwrap();
-    let k: Vec<u8> = (0..GgmlType::Q6_K.row_size(256).unwrap()).map(|i| (i * 13) as u8).collect();
+    let k: Vec<u8> = (0..GgmlType::Q6_K.row_size(256).unwrap())
+        .map(|i| (i * 13) as u8)
+        .collect();
     w.add_tensor("c.q6_k", GgmlType::Q6_K, &[256], k).unwrap();
     let v: Vec<u8> = (0..5 * 2).map(|i| i as u8).collect();
-    w.add_tensor("d.f16.4d", GgmlType::F16, &[1, 5, 1, 1], v).unwrap();
+    w.add_tensor("d.f16.4d", GgmlType::F16, &[1, 5, 1, 1], v)
+        .unwrap();
     w
 }
 
@@ -61,10 +76,13 @@ fn write_then_read_gives_back_every_value_and_byte() {
     assert!(g.get_bool("t.bool").unwrap());
     assert_eq!(g.get_str("general.name").unwrap(), "nib test ✓ ünïcødé");
     assert_eq!(g.get_str("t.empty").unwrap(), "");
-    assert_eq!(g.get(("t.f64")), Some(&Value::F64(-1.0e300)));
+    assert_eq!(g.get("t.f64"), Some(&Value::F64(-1.0e300)));
     assert_eq!(g.get("t.i64"), Some(&Value::I64(i64::MIN + 7)));
     let strs: Vec<&[u8]> = g.get_str_array("t.strs").unwrap().collect();
-    assert_eq!(strs, vec![&b"a"[..], b"", "päter".as_bytes(), b"<|im_end|>"]);
+    assert_eq!(
+        strs,
+        vec![&b"a"[..], b"", "päter".as_bytes(), b"<|im_end|>"]
+    );
     assert_eq!(g.get_f32_array("t.f32s").unwrap(), vec![1.5, -2.0, 0.0]);
     assert_eq!(g.get_int_array("t.i32s").unwrap(), vec![1, -2, 3]);
     assert_eq!(g.get_array("t.empty_arr").unwrap().len, 0);
@@ -77,7 +95,13 @@ fn write_then_read_gives_back_every_value_and_byte() {
     assert_eq!(g.tensors().len(), 4);
     let (t, data) = g.tensor("b.q4_0").unwrap();
     assert_eq!((t.ty, t.dims.clone()), (GgmlType::Q4_0, vec![64, 2]));
-    assert_eq!(data, (0..72).map(|i| (i * 7) as u8).collect::<Vec<_>>().as_slice());
+    assert_eq!(
+        data,
+        (0..72)
+            .map(|i| (i * 7) as u8)
+            .collect::<Vec<_>>()
+            .as_slice()
+    );
     for t in g.tensors() {
         assert_eq!(t.offset % 32, 0, "{}", t.name);
     }
@@ -87,7 +111,8 @@ fn write_then_read_gives_back_every_value_and_byte() {
         w2.set(k, g.to_owned_value(v)).unwrap();
     }
     for t in g.tensors() {
-        w2.add_tensor(&t.name, t.ty, &t.dims, g.tensor_data(t).to_vec()).unwrap();
+        w2.add_tensor(&t.name, t.ty, &t.dims, g.tensor_data(t).to_vec())
+            .unwrap();
     }
     assert_eq!(w2.to_bytes().unwrap(), bytes);
 }
@@ -103,9 +128,15 @@ fn sample_meta(key: &str) -> (String, MetaValue) {
 fn errors_name_the_key_and_the_types() {
     let g = Gguf::from_bytes(sample_writer().to_bytes().unwrap()).unwrap();
     let e = g.get_u32("llama.block_count").unwrap_err().to_string();
-    assert!(e.contains("llama.block_count") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("llama.block_count") && e.contains("missing"),
+        "{e}"
+    );
     let e = g.get_u32("general.name").unwrap_err().to_string();
-    assert!(e.contains("general.name") && e.contains("string") && e.contains("u32"), "{e}");
+    assert!(
+        e.contains("general.name") && e.contains("string") && e.contains("u32"),
+        "{e}"
+    );
     let e = g.get_u32("t.i32").unwrap_err().to_string();
     assert!(e.contains("does not fit"), "{e}");
     let e = g.get_f32_array("t.strs").unwrap_err().to_string();
@@ -139,8 +170,16 @@ json.dump({"metadata": meta, "tensors": tensors, "alignment": r.alignment}, sys.
 
 fn python_dump(path: &Path) -> Json {
     let py = python_with_gguf();
-    let out = Command::new(&py).args(["-c", PY_DUMP]).arg(path).output().unwrap();
-    assert!(out.status.success(), "python reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&py)
+        .args(["-c", PY_DUMP])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -172,7 +211,12 @@ fn assert_same_as_python(path: &Path) {
     let g = Gguf::open(path).unwrap();
     let py = python_dump(path);
     let meta = py["metadata"].as_object().unwrap();
-    assert_eq!(meta.len(), g.metadata_len(), "{}: metadata count", path.display());
+    assert_eq!(
+        meta.len(),
+        g.metadata_len(),
+        "{}: metadata count",
+        path.display()
+    );
     for (k, v) in g.metadata() {
         let p = &meta[k];
         let mine = json_of_value(&g, v);
@@ -198,8 +242,21 @@ fn assert_same_as_python(path: &Path) {
     for (p, t) in tensors.iter().zip(g.tensors()) {
         assert_eq!(p["name"], t.name.as_str());
         assert_eq!(p["type"].as_u64(), Some(t.ty.id() as u64), "{}", t.name);
-        assert_eq!(p["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect::<Vec<_>>(), t.dims);
-        assert_eq!(p["offset"].as_u64(), Some(g.data_offset() as u64 + t.offset), "{}", t.name);
+        assert_eq!(
+            p["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            t.dims
+        );
+        assert_eq!(
+            p["offset"].as_u64(),
+            Some(g.data_offset() as u64 + t.offset),
+            "{}",
+            t.name
+        );
         assert_eq!(p["bytes"].as_u64(), Some(t.size), "{}", t.name);
     }
 }
@@ -225,7 +282,12 @@ fn inspect_reports_the_facts_python_sees() {
         (common::GEMMA3, "gemma3", 18, 262144, false),
     ] {
         let path = common::model_path(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_nib")).arg("inspect").arg("--json").arg(&path).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
+            .arg("inspect")
+            .arg("--json")
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let v: Json = serde_json::from_slice(&out.stdout).unwrap();
         let py = python_dump(&path);
@@ -233,11 +295,30 @@ fn inspect_reports_the_facts_python_sees() {
         assert_eq!(v["block_count"], layers);
         assert_eq!(v["vocab_size"], vocab);
         assert_eq!(v["has_chat_template"], template);
-        assert_eq!(v["tensors"].as_array().unwrap().len(), py["tensors"].as_array().unwrap().len());
-        let params: u64 =
-            py["tensors"].as_array().unwrap().iter().map(|t| t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>()).sum();
+        assert_eq!(
+            v["tensors"].as_array().unwrap().len(),
+            py["tensors"].as_array().unwrap().len()
+        );
+        let params: u64 = py["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap())
+                    .product::<u64>()
+            })
+            .sum();
         assert_eq!(v["n_params"].as_u64(), Some(params));
-        for (a, b) in v["tensors"].as_array().unwrap().iter().zip(py["tensors"].as_array().unwrap()) {
+        for (a, b) in v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(py["tensors"].as_array().unwrap())
+        {
             assert_eq!(a["name"], b["name"]);
             assert_eq!(a["offset"], b["offset"]);
             assert_eq!(a["bytes"], b["bytes"]);
@@ -258,14 +339,21 @@ struct Layout {
 
 fn small_file() -> Layout {
     let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::str("llama")).unwrap();
+    w.set("general.architecture", MetaValue::str("llama"))
+        .unwrap();
     w.set("a.count", MetaValue::U32(7)).unwrap();
     w.set("a.list", MetaValue::str_array(["x", "yy"])).unwrap();
-    w.add_tensor("w", GgmlType::Q8_0, &[32, 2], vec![1; 68]).unwrap();
+    w.add_tensor("w", GgmlType::Q8_0, &[32, 2], vec![1; 68])
+        .unwrap();
     w.add_tensor("v", GgmlType::F32, &[4], vec![2; 16]).unwrap();
     let bytes = w.to_bytes().unwrap();
     // Walk the header by hand to find the boundaries.
-    let mut b = vec![(0, "magic".to_string()), (4, "version".into()), (8, "tensor count".into()), (16, "kv count".into())];
+    let mut b = vec![
+        (0, "magic".to_string()),
+        (4, "version".into()),
+        (8, "tensor count".into()),
+        (16, "kv count".into()),
+    ];
     let mut p = 24;
     let kv_start = p;
     let rd64 = |p: usize| u64::from_le_bytes(bytes[p..p + 8].try_into().unwrap()) as usize;
@@ -307,9 +395,19 @@ fn small_file() -> Layout {
     b.push((p, "padding".into()));
     let g = Gguf::from_bytes(bytes.clone()).unwrap();
     b.push((g.data_offset(), "tensor data".into()));
-    let last = g.tensors().iter().map(|t| g.data_offset() + (t.offset + t.size) as usize).max().unwrap();
+    let last = g
+        .tensors()
+        .iter()
+        .map(|t| g.data_offset() + (t.offset + t.size) as usize)
+        .max()
+        .unwrap();
     b.push((last - 8, "end of the last tensor".into()));
-    Layout { bytes, boundaries: b, kv_start, tensor_info_start }
+    Layout {
+        bytes,
+        boundaries: b,
+        kv_start,
+        tensor_info_start,
+    }
 }
 
 fn patch(bytes: &[u8], at: usize, with: &[u8]) -> Vec<u8> {
@@ -327,7 +425,10 @@ fn malformed_corpus() -> Vec<(String, Vec<u8>)> {
     for (off, what) in &l.boundaries {
         for cut in [*off, off + 1] {
             if cut < l.bytes.len() {
-                c.push((format!("truncated at {what} (+{})", cut - off), l.bytes[..cut].to_vec()));
+                c.push((
+                    format!("truncated at {what} (+{})", cut - off),
+                    l.bytes[..cut].to_vec(),
+                ));
             }
         }
     }
@@ -335,35 +436,86 @@ fn malformed_corpus() -> Vec<(String, Vec<u8>)> {
     c.push(("bad magic".into(), patch(&l.bytes, 0, b"GGML")));
     c.push(("version 1".into(), patch(&l.bytes, 4, &1u32.to_le_bytes())));
     c.push(("version 4".into(), patch(&l.bytes, 4, &4u32.to_le_bytes())));
-    c.push(("huge tensor count".into(), patch(&l.bytes, 8, &u64::MAX.to_le_bytes())));
-    c.push(("huge kv count".into(), patch(&l.bytes, 16, &(1u64 << 40).to_le_bytes())));
-    c.push(("huge key length".into(), patch(&l.bytes, l.kv_start, &(1u64 << 62).to_le_bytes())));
+    c.push((
+        "huge tensor count".into(),
+        patch(&l.bytes, 8, &u64::MAX.to_le_bytes()),
+    ));
+    c.push((
+        "huge kv count".into(),
+        patch(&l.bytes, 16, &(1u64 << 40).to_le_bytes()),
+    ));
+    c.push((
+        "huge key length".into(),
+        patch(&l.bytes, l.kv_start, &(1u64 << 62).to_le_bytes()),
+    ));
     let kv0_type = l.kv_start + 8 + "general.architecture".len();
-    c.push(("unknown value type".into(), patch(&l.bytes, kv0_type, &13u32.to_le_bytes())));
-    c.push(("value type 255".into(), patch(&l.bytes, kv0_type, &255u32.to_le_bytes())));
-    c.push(("huge string length".into(), patch(&l.bytes, kv0_type + 4, &(u64::MAX - 3).to_le_bytes())));
+    c.push((
+        "unknown value type".into(),
+        patch(&l.bytes, kv0_type, &13u32.to_le_bytes()),
+    ));
+    c.push((
+        "value type 255".into(),
+        patch(&l.bytes, kv0_type, &255u32.to_le_bytes()),
+    ));
+    c.push((
+        "huge string length".into(),
+        patch(&l.bytes, kv0_type + 4, &(u64::MAX - 3).to_le_bytes()),
+    ));
     // The array: key "a.list" follows "a.count" (u32).
     let kv2 = kv0_type + 4 + 8 + "llama".len() + 8 + "a.count".len() + 4 + 4;
     let arr = kv2 + 8 + "a.list".len() + 4;
-    c.push(("unknown array element type".into(), patch(&l.bytes, arr, &99u32.to_le_bytes())));
-    c.push(("huge array length".into(), patch(&l.bytes, arr + 4, &(1u64 << 40).to_le_bytes())));
-    c.push(("array length past the end".into(), patch(&l.bytes, arr + 4, &1_000_000u64.to_le_bytes())));
+    c.push((
+        "unknown array element type".into(),
+        patch(&l.bytes, arr, &99u32.to_le_bytes()),
+    ));
+    c.push((
+        "huge array length".into(),
+        patch(&l.bytes, arr + 4, &(1u64 << 40).to_le_bytes()),
+    ));
+    c.push((
+        "array length past the end".into(),
+        patch(&l.bytes, arr + 4, &1_000_000u64.to_le_bytes()),
+    ));
     let t0 = l.tensor_info_start + 8 + 1; // after name "w"
     c.push(("n_dims 5".into(), patch(&l.bytes, t0, &5u32.to_le_bytes())));
     c.push(("n_dims 0".into(), patch(&l.bytes, t0, &0u32.to_le_bytes())));
-    c.push(("negative dimension".into(), patch(&l.bytes, t0 + 4, &u64::MAX.to_le_bytes())));
+    c.push((
+        "negative dimension".into(),
+        patch(&l.bytes, t0 + 4, &u64::MAX.to_le_bytes()),
+    ));
     c.push(("dims overflow".into(), {
         let v = patch(&l.bytes, t0 + 4, &(1u64 << 40).to_le_bytes());
         patch(&v, t0 + 12, &(1u64 << 40).to_le_bytes())
     }));
-    c.push(("dim 0 not a multiple of the block".into(), patch(&l.bytes, t0 + 4, &33u64.to_le_bytes())));
-    c.push(("unknown tensor type 4 (removed)".into(), patch(&l.bytes, t0 + 20, &4u32.to_le_bytes())));
-    c.push(("unknown tensor type 9999".into(), patch(&l.bytes, t0 + 20, &9999u32.to_le_bytes())));
-    c.push(("misaligned tensor offset".into(), patch(&l.bytes, t0 + 24, &3u64.to_le_bytes())));
-    c.push(("tensor data past the end".into(), patch(&l.bytes, t0 + 24, &(1u64 << 20).to_le_bytes())));
+    c.push((
+        "dim 0 not a multiple of the block".into(),
+        patch(&l.bytes, t0 + 4, &33u64.to_le_bytes()),
+    ));
+    c.push((
+        "unknown tensor type 4 (removed)".into(),
+        patch(&l.bytes, t0 + 20, &4u32.to_le_bytes()),
+    ));
+    c.push((
+        "unknown tensor type 9999".into(),
+        patch(&l.bytes, t0 + 20, &9999u32.to_le_bytes()),
+    ));
+    c.push((
+        "misaligned tensor offset".into(),
+        patch(&l.bytes, t0 + 24, &3u64.to_le_bytes()),
+    ));
+    c.push((
+        "tensor data past the end".into(),
+        patch(&l.bytes, t0 + 24, &(1u64 << 20).to_le_bytes()),
+    ));
     let t1_off = t0 + 28 + 8 + 1 + 4 + 8 + 4;
-    c.push(("overlapping tensors".into(), patch(&l.bytes, t1_off, &0u64.to_le_bytes())));
-    c.push(("duplicate tensor name".into(), patch(&l.bytes, t0 + 28 + 8, b"w")));
+    c.push((
+        "overlapping tensors".into(),
+        patch(&l.bytes, t1_off, &0u64.to_le_bytes()),
+    ));
+    c.push((
+        "duplicate tensor name".into(),
+        patch(&l.bytes, t0 + 28 + 8, b"w"),
+    ));
     c.push(("duplicate key".into(), {
         let mut w = GgufWriter::new();
         w.set("k.aaa", MetaValue::U32(1)).unwrap();
@@ -376,11 +528,16 @@ fn malformed_corpus() -> Vec<(String, Vec<u8>)> {
         let mut w = GgufWriter::new();
         w.set("general.alignment", MetaValue::U32(32)).unwrap();
         let b = w.to_bytes().unwrap();
-        let at = b.len() - 4 - (b.len() % 32 == 0) as usize * 0;
-        let pos = b.windows(4).rposition(|x| x == 32u32.to_le_bytes()).unwrap_or(at);
+        let pos = b
+            .windows(4)
+            .rposition(|x| x == 32u32.to_le_bytes())
+            .expect("the alignment value");
         patch(&b, pos, &3u32.to_le_bytes())
     }));
-    c.push(("not UTF-8 key".into(), patch(&l.bytes, l.kv_start + 8, &[0xff, 0xfe])));
+    c.push((
+        "not UTF-8 key".into(),
+        patch(&l.bytes, l.kv_start + 8, &[0xff, 0xfe]),
+    ));
     drop(g);
     c
 }
@@ -402,10 +559,21 @@ fn malformed_files_get_a_one_line_error_and_exit_code_1() {
         // Through the binary: exit code 1 and one line on stderr.
         let path = dir.path(&format!("bad{i}.gguf"));
         std::fs::write(&path, bytes).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_nib")).arg("inspect").arg(&path).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
+            .arg("inspect")
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.code() != Some(1) || err.trim().lines().count() != 1 || !err.starts_with("error: ") || err.contains("panicked") {
-            failures.push(format!("{what}: exit {:?}, stderr {err:?}", out.status.code()));
+        if out.status.code() != Some(1)
+            || err.trim().lines().count() != 1
+            || !err.starts_with("error: ")
+            || err.contains("panicked")
+        {
+            failures.push(format!(
+                "{what}: exit {:?}, stderr {err:?}",
+                out.status.code()
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -468,6 +636,9 @@ fn mutated_headers_never_panic() {
             }
         }
         let r = std::panic::catch_unwind(|| Gguf::from_bytes(v.clone()).map(|g| g.metadata_len()));
-        assert!(r.is_ok(), "iteration {i}: the parser panicked on a mutated header");
+        assert!(
+            r.is_ok(),
+            "iteration {i}: the parser panicked on a mutated header"
+        );
     }
 }
