@@ -15,7 +15,7 @@ pub mod reference;
 pub mod traits;
 
 pub use ggml_type::{GgmlType, ALL_TYPES, QK_K};
-pub use traits::{kernels, Kernels, Level, TypeTraits};
+pub use traits::{kernels, DotKind, DotTile, Kernels, Level, TypeTraits};
 pub mod matmul;
 pub mod pool;
 pub mod vec;

@@ -3,7 +3,7 @@
 //! rows and multiplies it with every activation row, so a loaded weight block serves the whole
 //! batch while it is in cache.
 
-use crate::traits::{Kernels, VecDot};
+use crate::traits::{DotTile, Kernels, VecDot};
 use crate::GgmlType;
 
 /// A weight matrix in a GGUF layout: `rows` rows of `cols` elements of type `ty`, row-major.
@@ -81,29 +81,57 @@ fn matmul_multi_on(
     act: &[u8],
     n_tokens: usize,
 ) {
+    /// Tokens `t0..t1` use summation order `kind` (a batch has at most two such runs).
+    #[derive(Clone, Copy)]
+    struct Run {
+        t0: usize,
+        t1: usize,
+        dot: VecDot,
+        tile: Option<DotTile>,
+    }
     struct Job<'a> {
         w: MatRef<'a>,
-        /// Per token: the kernel llama.cpp would use for this shape (float orders differ).
-        dots: Vec<VecDot>,
+        runs: [Option<Run>; 2],
         act_row: usize,
         out: SharedOut,
         chunk: usize,
         first_task: usize,
     }
+    const MAX_JOBS: usize = 4;
+    assert!(
+        mats.len() <= MAX_JOBS,
+        "at most {MAX_JOBS} matrices per step"
+    );
     let threads = pool.n_threads();
-    let mut jobs = Vec::with_capacity(mats.len());
+    let mut jobs: [Option<Job<'_>>; MAX_JOBS] = [None, None, None, None];
     let mut n_tasks = 0;
-    for (w, out) in mats.iter_mut() {
+    for (slot, (w, out)) in jobs.iter_mut().zip(mats.iter_mut()) {
         let traits = k
             .get(w.ty)
             .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
-        let dots: Vec<VecDot> = (0..n_tokens)
-            .map(|t| {
-                traits
-                    .dot_for(w.rows, n_tokens, t)
-                    .unwrap_or_else(|| panic!("no dot product for {}", w.ty))
-            })
-            .collect();
+        let mut runs = [None, None];
+        let mut t0 = 0;
+        for run in runs.iter_mut() {
+            if t0 == n_tokens {
+                break;
+            }
+            let kind = traits
+                .kind_for(w.rows, n_tokens, t0)
+                .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
+            let mut t1 = t0 + 1;
+            while t1 < n_tokens && traits.kind_for(w.rows, n_tokens, t1) == Some(kind) {
+                t1 += 1;
+            }
+            let dot = traits.dot(kind).expect("a kind has its dot product");
+            *run = Some(Run {
+                t0,
+                t1,
+                dot,
+                tile: traits.tile(kind),
+            });
+            t0 = t1;
+        }
+        assert_eq!(t0, n_tokens, "a batch changes summation order at most once");
         let act_row = traits
             .vec_dot_type
             .row_size(w.cols)
@@ -118,9 +146,9 @@ fn matmul_multi_on(
             "weight buffer too small"
         );
         let chunk = rows_per_task(w.rows, w.cols, n_tokens, threads);
-        jobs.push(Job {
+        *slot = Some(Job {
             w: *w,
-            dots,
+            runs,
             act_row,
             out: SharedOut(out.as_mut_ptr()),
             chunk,
@@ -128,25 +156,50 @@ fn matmul_multi_on(
         });
         n_tasks += w.rows.div_ceil(chunk);
     }
+    let jobs = &jobs[..mats.len()];
     let run = |task: usize| {
         let j = jobs
             .iter()
             .rev()
+            .flatten()
             .find(|j| j.first_task <= task)
             .expect("task belongs to a job");
         let rows = j.w.rows;
+        let rb = j.w.row_bytes();
         let r0 = (task - j.first_task) * j.chunk;
         let r1 = (r0 + j.chunk).min(rows);
-        for t in 0..n_tokens {
-            let a = &act[t * j.act_row..(t + 1) * j.act_row];
-            let vec_dot = j.dots[t];
-            for r in r0..r1 {
-                let v = vec_dot(j.w.cols, j.w.row(r), a);
-                // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above); the
-                // row ranges of different tasks of one matrix are disjoint and different
-                // matrices have different outputs, so no element is written twice; the outputs
-                // are borrowed mutably for the whole call, which returns after every task.
-                unsafe { *j.out.0.add(t * rows + r) = v };
+        for run in j.runs.iter().flatten() {
+            if let Some(tile) = run.tile {
+                // SAFETY: the tile writes `out[t * rows + r]` for `t` in `run.t0..run.t1` and `r`
+                // in `r0..r1` only (its contract): in bounds (asserted above) and disjoint from
+                // every other task's elements (other row ranges, other matrices' outputs), and
+                // the outputs stay mutably borrowed until every task is done.
+                unsafe {
+                    tile(
+                        j.w.cols,
+                        &j.w.data[r0 * rb..r1 * rb],
+                        rb,
+                        r1 - r0,
+                        &act[run.t0 * j.act_row..run.t1 * j.act_row],
+                        j.act_row,
+                        run.t1 - run.t0,
+                        j.out.0.add(run.t0 * rows + r0),
+                        rows,
+                    )
+                };
+                continue;
+            }
+            for t in run.t0..run.t1 {
+                let a = &act[t * j.act_row..(t + 1) * j.act_row];
+                for r in r0..r1 {
+                    let v = (run.dot)(j.w.cols, j.w.row(r), a);
+                    // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above); the
+                    // row ranges of different tasks of one matrix are disjoint and different
+                    // matrices have different outputs, so no element is written twice; the
+                    // outputs are borrowed mutably for the whole call, which returns after every
+                    // task.
+                    unsafe { *j.out.0.add(t * rows + r) = v };
+                }
             }
         }
     };

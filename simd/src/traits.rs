@@ -117,6 +117,40 @@ pub const TILED_MIN_TOKENS: usize = 8;
 /// their type has a repacked layout (`ggml_repack_get_optimal_repack_type`).
 pub const REPACK_ROWS: usize = 8;
 
+/// Which of llama.cpp's summation orders a dot product follows (see [`TypeTraits::kind_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DotKind {
+    /// `ggml_vec_dot_*` (and llamafile's tinyBLAS for the 32-element formats).
+    Plain = 0,
+    /// The tiled K-quant matmul.
+    Tiled = 1,
+    /// The x86 repacked layout's `gemv`.
+    Repacked = 2,
+    /// The x86 repacked layout's `gemm` (tokens in groups of four).
+    RepackedGemm = 3,
+}
+
+/// A block of a matrix product: `nr` weight rows (row `r` at byte `r * w_stride` of `w`) times
+/// `nc` activation rows (row `c` at byte `c * a_stride` of `a`), each of `n` elements, writing
+/// `out[c * out_stride + r]`. Every element must equal, bit for bit, the [`VecDot`] of the same
+/// [`DotKind`]; a tile only saves work (a weight block unpacked once serves several tokens, an
+/// activation block several rows).
+///
+/// # Safety
+/// `out` must be valid for writes at `c * out_stride + r` for every `c < nc`, `r < nr`, and no
+/// other thread may access those elements during the call.
+pub type DotTile = unsafe fn(
+    n: usize,
+    w: &[u8],
+    w_stride: usize,
+    nr: usize,
+    a: &[u8],
+    a_stride: usize,
+    nc: usize,
+    out: *mut f32,
+    out_stride: usize,
+);
+
 /// What the kernels know about one tensor type.
 ///
 /// llama.cpp's x86 backend multiplies a matrix with one of up to three kernels whose float
@@ -142,29 +176,50 @@ pub struct TypeTraits {
     /// `vec_dot_repacked` for the first `n - n % 4` tokens of a batch of `n` (llama.cpp runs those
     /// through `gemm` in groups of four and the rest through `gemv`).
     pub vec_dot_repacked_gemm: Option<VecDot>,
+    /// Optional multi-row, multi-token kernels per [`DotKind`] (indexed by `kind as usize`);
+    /// where absent, matrix products loop over the `VecDot` of that kind.
+    pub tiles: [Option<DotTile>; 4],
 }
 
 impl TypeTraits {
+    /// The summation order llama.cpp's x86 backend effectively uses for token `token` of a batch
+    /// of `n_tokens` activation rows multiplied by a matrix of `rows` rows; `None` if the type
+    /// has no dot product. For a given matrix and batch the kind changes at most once along the
+    /// tokens (repacked: `RepackedGemm` for the first `n - n % 4`, then `Repacked`).
+    pub fn kind_for(&self, rows: usize, n_tokens: usize, token: usize) -> Option<DotKind> {
+        if self.vec_dot_repacked.is_some() && rows.is_multiple_of(REPACK_ROWS) {
+            if self.vec_dot_repacked_gemm.is_some() && token < n_tokens - n_tokens % 4 {
+                return Some(DotKind::RepackedGemm);
+            }
+            return Some(DotKind::Repacked);
+        }
+        if self.vec_dot_tiled.is_some() && n_tokens >= TILED_MIN_TOKENS {
+            return Some(DotKind::Tiled);
+        }
+        self.vec_dot.map(|_| DotKind::Plain)
+    }
+
+    /// The dot product of a kind.
+    pub fn dot(&self, kind: DotKind) -> Option<VecDot> {
+        match kind {
+            DotKind::Plain => self.vec_dot,
+            DotKind::Tiled => self.vec_dot_tiled,
+            DotKind::Repacked => self.vec_dot_repacked,
+            DotKind::RepackedGemm => self.vec_dot_repacked_gemm,
+        }
+    }
+
+    /// The tile kernel of a kind, if this level has one.
+    pub fn tile(&self, kind: DotKind) -> Option<DotTile> {
+        self.tiles[kind as usize]
+    }
+
     /// The dot product llama.cpp's x86 backend effectively uses for token `token` of a batch of
     /// `n_tokens` activation rows multiplied by a matrix of `rows` rows. `None` if the type has no
     /// dot product.
     pub fn dot_for(&self, rows: usize, n_tokens: usize, token: usize) -> Option<VecDot> {
-        if let Some(d) = self.vec_dot_repacked {
-            if rows.is_multiple_of(REPACK_ROWS) {
-                if let Some(g) = self.vec_dot_repacked_gemm {
-                    if token < n_tokens - n_tokens % 4 {
-                        return Some(g);
-                    }
-                }
-                return Some(d);
-            }
-        }
-        if let Some(d) = self.vec_dot_tiled {
-            if n_tokens >= TILED_MIN_TOKENS {
-                return Some(d);
-            }
-        }
-        self.vec_dot
+        self.kind_for(rows, n_tokens, token)
+            .and_then(|k| self.dot(k))
     }
 }
 
@@ -182,6 +237,7 @@ impl fmt::Debug for TypeTraits {
                 "vec_dot_repacked_gemm",
                 &self.vec_dot_repacked_gemm.is_some(),
             )
+            .field("tiles", &self.tiles.map(|t| t.is_some()))
             .finish()
     }
 }
@@ -318,6 +374,7 @@ fn entry(
         vec_dot_tiled: None,
         vec_dot_repacked: None,
         vec_dot_repacked_gemm: None,
+        tiles: [None; 4],
     }
 }
 
