@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod model;
 pub mod ops;
 pub mod perplexity;
+pub mod quantize;
 pub mod sample;
 #[cfg(feature = "server")]
 pub mod serve;

@@ -112,23 +112,8 @@ fn random_rows(seed: u64, name: &str, rows: usize, cols: usize, mean: f32, std: 
 
 /// Convert f32 rows (each `cols` long) into `ty`'s bytes.
 pub fn quantize_weights(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
-    use nib_simd::quantize as q;
-    let f: fn(&[f32], &mut [u8]) = match ty {
-        GgmlType::F32 => nib_simd::reference::quantize_row_f32,
-        GgmlType::F16 => nib_simd::reference::quantize_row_f16,
-        GgmlType::BF16 => nib_simd::reference::quantize_row_bf16,
-        GgmlType::Q4_0 => q::quantize_row_q4_0,
-        GgmlType::Q4_1 => q::quantize_row_q4_1,
-        GgmlType::Q5_0 => q::quantize_row_q5_0,
-        GgmlType::Q5_1 => q::quantize_row_q5_1,
-        GgmlType::Q8_0 => q::quantize_row_q8_0,
-        GgmlType::Q2_K => q::quantize_row_q2_k,
-        GgmlType::Q3_K => q::quantize_row_q3_k,
-        GgmlType::Q4_K => q::quantize_row_q4_k,
-        GgmlType::Q5_K => q::quantize_row_q5_k,
-        GgmlType::Q6_K => q::quantize_row_q6_k,
-        other => bail!("nib cannot quantize weights to {other}"),
-    };
+    let f = nib_simd::quantize::weight_quantizer(ty)
+        .ok_or_else(|| anyhow::anyhow!("nib cannot quantize weights to {ty}"))?;
     let rb = ty
         .row_size(cols)
         .ok_or_else(|| anyhow::anyhow!("{cols} columns do not fit {ty} blocks"))?;

@@ -205,34 +205,45 @@ fn gemma3_q4_k_m_matches_llama_cpp() {
     ));
 }
 
-/// The requantized SmolLM2 copies are made with llama.cpp's `llama-quantize`, which CI does not
-/// have: these two tests skip (saying so) when the file is absent, and only then.
-fn requantized(name: &str, golden: &str) {
-    let path = common::models_dir().join(name);
-    if !path.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent. Make it with `llama-quantize --allow-requantize {} {} {}` \
-             (nib cannot requantize byte-identically yet).",
-            path.display(),
-            common::SMOLLM2,
-            name,
-            if name.contains("Q4_0") {
-                "Q4_0"
-            } else {
-                "Q8_0"
-            }
-        );
-        return;
-    }
+/// The requantized SmolLM2 copies: `nib quantize` writes them byte for byte as
+/// `llama-quantize --allow-requantize SmolLM2-135M-Instruct.Q4_1.gguf OUT Q4_0|Q8_0` does (the
+/// sha256 sums are those of llama.cpp's files the goldens were made from), then the logits are
+/// checked like the others.
+fn requantized(target: &str, sha256: &str, golden: &str) {
+    let dir = common::Scratch::new("requant");
+    let path = dir.path(&format!("smollm2-135m-{target}.gguf"));
+    let ty = nib_simd::GgmlType::from_name(target).unwrap();
+    nib::quantize::quantize_file(&common::model_path(common::SMOLLM2), &path, ty, true).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("sha256sum");
+    let got = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        got, sha256,
+        "nib quantize {target} differs from llama-quantize's file"
+    );
     assert_meets_bar(&check(&path, golden));
 }
 
 #[test]
 fn smollm2_q4_0_matches_llama_cpp() {
-    requantized(common::SMOLLM2_Q4_0, "smollm2-135m-Q4_0.logits.json");
+    requantized(
+        "Q4_0",
+        "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",
+        "smollm2-135m-Q4_0.logits.json",
+    );
 }
 
 #[test]
 fn smollm2_q8_0_matches_llama_cpp() {
-    requantized(common::SMOLLM2_Q8_0, "smollm2-135m-Q8_0.logits.json");
+    requantized(
+        "Q8_0",
+        "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508",
+        "smollm2-135m-Q8_0.logits.json",
+    );
 }

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod perplexity;
+pub mod quantize;
 pub mod run;
 pub mod serve;
 pub mod synth;
@@ -37,6 +38,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Serve the model over HTTP with an OpenAI-compatible API (chat, completions, streaming).
     Serve(serve::ServeArgs),
+    /// Re-quantize a model as llama-quantize does (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16, F32).
+    Quantize(quantize::QuantizeArgs),
     /// Show what a GGUF file holds: architecture, shapes, tokenizer, tensors.
     Inspect {
         /// The GGUF file.
@@ -63,6 +66,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Perplexity(a) => perplexity::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Synth(a) => synth::run(&a),
+        Command::Quantize(a) => quantize::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Tokenize(o) => tokenize::run(&o),
         Command::Inspect {

@@ -26,8 +26,6 @@ pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 /// SmolLM2 requantized by llama.cpp's `llama-quantize --allow-requantize` from [`SMOLLM2`]
 /// (not fetched: nib cannot make it yet).
-pub const SMOLLM2_Q4_0: &str = "smollm2-135m-Q4_0.gguf";
-pub const SMOLLM2_Q8_0: &str = "smollm2-135m-Q8_0.gguf";
 
 /// A file under `tests/golden/`.
 pub fn golden_path(name: &str) -> PathBuf {
