@@ -24,9 +24,6 @@ pub fn model_path(name: &str) -> PathBuf {
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
-/// SmolLM2 requantized by llama.cpp's `llama-quantize --allow-requantize` from [`SMOLLM2`]
-/// (not fetched: nib cannot make it yet).
-
 /// A file under `tests/golden/`.
 pub fn golden_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
