@@ -112,15 +112,17 @@ pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(p.to_path_buf());
     }
+    // $NIB_MODELS, when set, is the only place looked in; else ./models, then the repository's
+    // models/ next to the binary (target/release/nib → <repo>/models).
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::var_os("NIB_MODELS") {
         candidates.push(PathBuf::from(dir).join(DEFAULT_MODEL));
-    }
-    candidates.push(PathBuf::from("models").join(DEFAULT_MODEL));
-    if let Ok(exe) = std::env::current_exe() {
-        // target/release/nib → <repo>/models
-        if let Some(repo) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
-            candidates.push(repo.join("models").join(DEFAULT_MODEL));
+    } else {
+        candidates.push(PathBuf::from("models").join(DEFAULT_MODEL));
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(repo) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+                candidates.push(repo.join("models").join(DEFAULT_MODEL));
+            }
         }
     }
     candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
