@@ -166,7 +166,10 @@ fn running_without_a_model_says_how_to_fetch_one() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("tools/fetch-models.sh") && err.contains("/nonexistent"), "{err}");
+    assert!(
+        err.contains("tools/fetch-models.sh") && err.contains("/nonexistent"),
+        "{err}"
+    );
 }
 
 #[test]
