@@ -94,7 +94,7 @@ fn main() {
             let mut act = vec![0u8; at.row_size(cols).unwrap()];
             (k.get(at).unwrap().from_float.unwrap())(&x, &mut act);
             let mut out = vec![0f32; rows];
-            for t in 1..=max_threads {
+            for (t, &bw_t) in bw.iter().enumerate().skip(1) {
                 let pool = Pool::new(t);
                 let secs = with_pool(&pool, || {
                     let mut best = f64::MAX;
@@ -117,7 +117,7 @@ fn main() {
                 println!(
                     "| {ty} {rows}x{cols} matvec ({n_mats} matrices, {:.2} GiB) | {t} | {gbs:.1} | {:.0}% |",
                     (bytes * n_mats) as f64 / GIB as f64,
-                    100.0 * gbs / bw[t]
+                    100.0 * gbs / bw_t
                 );
             }
         }
