@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The aarch64 side of the test suite, under qemu-user, once per emulated CPU: neoverse-n1
 # (NEON + dotprod) and cortex-a72 (plain NEON). Emulation proves correctness, never speed.
-#  1. the kernel crate's tests (every kernel against the scalar reference, the level asserted);
+#  1. the kernel crate's tests (every kernel and tile bit for bit against the scalar reference,
+#     llama.cpp's kernel goldens at every level, the level asserted);
 #  2. the whole ARM path on SmolLM2: a short `nib bench`, and a greedy `nib run` of 8 tokens
 #     whose tokens must equal the x86-64 build's.
 set -euo pipefail
@@ -29,7 +30,14 @@ echo "x86-64 greedy tokens: $want" >&2
 for cpu_level in neoverse-n1:neon-dotprod cortex-a72:neon; do
   cpu=${cpu_level%%:*}
   level=${cpu_level#*:}
-  QEMU_CPU=$cpu "${arm[@]}" info | grep -q "kernels: $level" || { echo "error: QEMU_CPU=$cpu did not select $level" >&2; exit 1; }
+  # Capture first: `nib info | grep -q` lets grep exit at the first match and close the pipe, so
+  # nib can die of SIGPIPE and, under pipefail, fail the check at random.
+  info=$(QEMU_CPU=$cpu "${arm[@]}" info)
+  if ! grep -q "kernels: $level" <<<"$info"; then
+    echo "error: QEMU_CPU=$cpu did not select $level:" >&2
+    echo "$info" >&2
+    exit 1
+  fi
   QEMU_CPU=$cpu "${arm[@]}" bench -m "$model" -p 16 -n 4 -r 1 -t 2
   got=$(QEMU_CPU=$cpu "${arm[@]}" run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
   echo "aarch64 ($cpu) greedy tokens: $got" >&2
