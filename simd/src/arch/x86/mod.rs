@@ -201,8 +201,16 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
             nc,
             out,
             os,
-            |rows, toks| legacy::tile::<I, W, R, C>(rows.map(wr), toks.map(ar)),
-            |rows, c| legacy::tile::<I, W, RD, 1>(rows.map(wr), [ar(c)]).map(|v| v[0]),
+            |rows, toks| {
+                legacy::tile::<I, W, R, C>(
+                    std::array::from_fn(|i| wr(rows[i])),
+                    std::array::from_fn(|j| ar(toks[j])),
+                )
+            },
+            |rows, c| {
+                let v = legacy::tile::<I, W, RD, 1>(std::array::from_fn(|i| wr(rows[i])), [ar(c)]);
+                std::array::from_fn(|i| v[i][0])
+            },
         )
     };
     true
@@ -240,7 +248,7 @@ unsafe fn kquant_run<W: Pod>(
             nc,
             out,
             os,
-            |rows, toks| [tile(wr(rows[0]), toks.map(ar))],
+            |rows, toks| [tile(wr(rows[0]), std::array::from_fn(|j| ar(toks[j])))],
             |rows, c| [one(wr(rows[0]), ar(c))],
         )
     };

@@ -16,6 +16,7 @@ use super::legacy::nibbles;
 use super::util::*;
 use crate::blocks::*;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Longest row (in blocks) the tiles keep per-token tables for; longer rows go row by row.
 pub(super) const MAX_BLOCKS: usize = 1024;
@@ -52,18 +53,18 @@ pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     acc
 }
 
-/// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`:
-/// `out[c]` lane `r` = row `r` · token `c`.
+/// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`
+/// (initialised for `b < nb`): `out[c]` lane `r` = row `r` · token `c`.
 #[inline(always)]
 unsafe fn tile<I: Isa, const C: usize>(
     w: [&[BlockQ4_0]; 8],
     a: [&[BlockQ8_0]; C],
-    offs: [&[i32]; C],
+    offs: [&[MaybeUninit<i32>]; C],
 ) -> [__m256; C] {
     let nb = w[0].len();
     let w: [&[BlockQ4_0]; 8] = std::array::from_fn(|r| &w[r][..nb]);
     let a: [&[BlockQ8_0]; C] = std::array::from_fn(|c| &a[c][..nb]);
-    let offs: [&[i32]; C] = std::array::from_fn(|c| &offs[c][..nb]);
+    let offs: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|c| &offs[c][..nb]);
     let mut acc = [_mm256_setzero_ps(); C];
     let m4 = _mm256_set1_epi8(0x0F);
     for b in 0..nb {
@@ -111,7 +112,8 @@ unsafe fn tile<I: Isa, const C: usize>(
                     q[4 * k + 3] as u8,
                 ]))
             };
-            let mut s0 = _mm256_set1_epi32(offs[c][b]);
+            // SAFETY: the caller initialised `offs[c][..nb]`.
+            let mut s0 = _mm256_set1_epi32(unsafe { offs[c][b].assume_init() });
             let mut s1 = _mm256_setzero_si256();
             for k in (0..8).step_by(2) {
                 s0 = I::dot_u8_i8(s0, v[k], group(k));
@@ -159,13 +161,14 @@ pub(super) unsafe fn run<I: Isa>(
     }
     let wrow = |r: usize| row::<BlockQ4_0>(w, w_stride, r.min(nr - 1), nb);
     let arow = |c: usize| row::<BlockQ8_0>(a, a_stride, c.min(nc - 1), nb);
-    let mut offs = [[0i32; MAX_BLOCKS]; C];
+    // The offset terms of the current tokens; only `..nb` is written and read.
+    let mut offs = [[MaybeUninit::<i32>::uninit(); MAX_BLOCKS]; C];
     let mut c0 = 0;
     while c0 < nc {
         let cn = (nc - c0).min(C);
         for (j, o) in offs.iter_mut().enumerate().take(cn) {
             for (b, blk) in arow(c0 + j).iter().enumerate() {
-                o[b] = offset_term::<I>(blk);
+                o[b].write(offset_term::<I>(blk));
             }
         }
         let mut r0 = 0;
@@ -174,7 +177,7 @@ pub(super) unsafe fn run<I: Isa>(
             let mut lanes = [[0f32; 8]; C];
             if cn == C {
                 let toks: [&[BlockQ8_0]; C] = std::array::from_fn(|j| arow(c0 + j));
-                let o: [&[i32]; C] = std::array::from_fn(|j| &offs[j][..nb]);
+                let o: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|j| &offs[j][..nb]);
                 let v = tile::<I, C>(rows, toks, o);
                 for (l, v) in lanes.iter_mut().zip(v) {
                     store_f32x8(l, v);
