@@ -333,20 +333,48 @@ unsafe fn q4k_row(b: &BlockQ4K) -> Q4kRow {
     let (sc, mn) = k4_scales_mins(&b.scales);
     let (q, _) = b.qs.as_chunks::<32>();
     let m4 = _mm256_set1_epi8(0x0F);
+    // Plain loops, not `array::from_fn`: its closures would not get the target features and
+    // would not be inlined.
+    let mut w = [_mm256_setzero_si256(); 8];
+    let mut scv = [_mm256_setzero_si256(); 8];
+    for p in 0..4 {
+        let v = load_256(&q[p]);
+        w[2 * p] = _mm256_and_si256(v, m4);
+        w[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+    }
+    for j in 0..8 {
+        scv[j] = _mm256_set1_epi16(sc[j] as i16);
+    }
     Q4kRow {
-        w: std::array::from_fn(|j| {
-            let v = load_256(&q[j / 2]);
-            if j % 2 == 0 {
-                _mm256_and_si256(v, m4)
-            } else {
-                _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4)
-            }
-        }),
-        sc: std::array::from_fn(|j| _mm256_set1_epi16(sc[j] as i16)),
+        w,
+        sc: scv,
         mn: _mm_cvtepu8_epi16(load_64(&mn)),
         d: f16_to_f32(b.d),
         dmin: f16_to_f32(b.dmin),
     }
+}
+
+/// The integers of one Q4_K super-block times one Q8_K block: per pair `p` of sub-blocks the
+/// eight lanes `Σ_{j ∈ {2p, 2p+1}} sc[j]·(quad l of sub-block j)`, and the four min lanes
+/// `mn[2p]·s[2p] + mn[2p+1]·s[2p+1]` (`s` = per-32 sums of the activations).
+#[inline(always)]
+unsafe fn q4k_ints(r: &Q4kRow, t: &BlockQ8K) -> ([__m256i; 4], __m128i) {
+    let (q, _) = t.qs.as_chunks::<32>();
+    let mut pairs = [_mm256_setzero_si256(); 4];
+    for p in 0..4 {
+        let mut v = _mm256_setzero_si256();
+        for j in [2 * p, 2 * p + 1] {
+            let m = _mm256_maddubs_epi16(r.w[j], load_256_i8(&q[j]));
+            v = _mm256_add_epi32(v, _mm256_madd_epi16(m, r.sc[j]));
+        }
+        pairs[p] = v;
+    }
+    let bs = load_256_i16(&t.bsums);
+    let s32 = _mm_hadd_epi16(
+        _mm256_castsi256_si128(bs),
+        _mm256_extracti128_si256::<1>(bs),
+    );
+    (pairs, _mm_madd_epi16(s32, r.mn))
 }
 
 /// Adds one Q4_K super-block times one Q8_K block to `st` in the order of `KIND`:
@@ -358,18 +386,7 @@ unsafe fn q4k_row(b: &BlockQ4K) -> Q4kRow {
 /// * `GEMM` (`..._repacked_gemm`): the same per pair of sub-blocks.
 #[inline(always)]
 unsafe fn q4k_add<const KIND: u8>(st: &mut State, r: &Q4kRow, t: &BlockQ8K) {
-    let (q, _) = t.qs.as_chunks::<32>();
-    let l: [__m256i; 8] = std::array::from_fn(|j| {
-        let p = _mm256_maddubs_epi16(r.w[j], load_256_i8(&q[j]));
-        _mm256_madd_epi16(p, r.sc[j])
-    });
-    let pairs: [__m256i; 4] = std::array::from_fn(|p| _mm256_add_epi32(l[2 * p], l[2 * p + 1]));
-    let bs = load_256_i16(&t.bsums);
-    let s32 = _mm_hadd_epi16(
-        _mm256_castsi256_si128(bs),
-        _mm256_extracti128_si256::<1>(bs),
-    );
-    let mins = _mm_madd_epi16(s32, r.mn);
+    let (pairs, mins) = q4k_ints(r, t);
     let yd = t.d;
     match KIND {
         PLAIN => {
@@ -424,6 +441,12 @@ pub(super) unsafe fn q4k_tile<const KIND: u8, const C: usize>(
     w: &[BlockQ4K],
     a: [&[BlockQ8K]; C],
 ) -> [f32; C] {
+    if C == 4 && KIND != PLAIN {
+        let v = q4k_tile4::<KIND>(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
+        let mut out = [0f32; C];
+        out.copy_from_slice(&v[..C]);
+        return out;
+    }
     let nb = w.len();
     let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
     let mut st = [State::new(); C];
@@ -433,7 +456,11 @@ pub(super) unsafe fn q4k_tile<const KIND: u8, const C: usize>(
             q4k_add::<KIND>(&mut st[c], &r, &a[c][b]);
         }
     }
-    std::array::from_fn(|c| q4k_finish::<KIND>(&st[c]))
+    let mut out = [0f32; C];
+    for c in 0..C {
+        out[c] = q4k_finish::<KIND>(&st[c]);
+    }
+    out
 }
 
 /// A Q6_K super-block ready for several tokens: its 256 unsigned 6-bit values as eight 32-byte
@@ -453,17 +480,32 @@ unsafe fn q6k_row(b: &BlockQ6K) -> Q6kRow {
     let h0 = q6_k_quarter_values(&ql[0], &qh[0]);
     let h1 = q6_k_quarter_values(&ql[1], &qh[1]);
     let sc = &b.scales;
+    let mut sp = [_mm256_setzero_si256(); 8];
+    for g in 0..8 {
+        sp[g] = _mm256_setr_m128i(
+            _mm_set1_epi16(sc[2 * g] as i16),
+            _mm_set1_epi16(sc[2 * g + 1] as i16),
+        );
+    }
     Q6kRow {
         u: [h0[0], h0[1], h0[2], h0[3], h1[0], h1[1], h1[2], h1[3]],
-        sp: std::array::from_fn(|g| {
-            _mm256_setr_m128i(
-                _mm_set1_epi16(sc[2 * g] as i16),
-                _mm_set1_epi16(sc[2 * g + 1] as i16),
-            )
-        }),
+        sp,
         sc16: _mm256_cvtepi8_epi16(load_128(bytemuck::cast_ref(sc))),
         d: f16_to_f32(b.d),
     }
+}
+
+/// The eight integer lanes of one Q6_K super-block times one Q8_K block (see [`q6k_add`]).
+#[inline(always)]
+unsafe fn q6k_lanes(r: &Q6kRow, t: &BlockQ8K) -> __m256i {
+    let (q, _) = t.qs.as_chunks::<32>();
+    let mut lanes = _mm256_madd_epi16(r.sc16, load_256_i16(&t.bsums));
+    lanes = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(lanes));
+    for g in 0..8 {
+        let p = _mm256_maddubs_epi16(r.u[g], load_256_i8(&q[g]));
+        lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(p, r.sp[g]));
+    }
+    lanes
 }
 
 /// Adds one Q6_K super-block times one Q8_K block to `st` in the order of `KIND`:
@@ -474,16 +516,7 @@ unsafe fn q6k_row(b: &BlockQ6K) -> Q6kRow {
 ///   exact `Σ sc·(u - 32)·q8`).
 #[inline(always)]
 unsafe fn q6k_add<const KIND: u8>(st: &mut State, r: &Q6kRow, t: &BlockQ8K) {
-    let (q, _) = t.qs.as_chunks::<32>();
-    let mut lanes = _mm256_madd_epi16(r.sc16, load_256_i16(&t.bsums));
-    lanes = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(lanes));
-    let l: [__m256i; 8] = std::array::from_fn(|g| {
-        let p = _mm256_maddubs_epi16(r.u[g], load_256_i8(&q[g]));
-        _mm256_madd_epi16(p, r.sp[g])
-    });
-    for v in l {
-        lanes = _mm256_add_epi32(lanes, v);
-    }
+    let lanes = q6k_lanes(r, t);
     if KIND == PLAIN {
         st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(t.d * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
     } else {
@@ -500,6 +533,12 @@ pub(super) unsafe fn q6k_tile<const KIND: u8, const C: usize>(
     w: &[BlockQ6K],
     a: [&[BlockQ8K]; C],
 ) -> [f32; C] {
+    if C == 4 && KIND == TILED {
+        let v = q6k_tiled4(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
+        let mut out = [0f32; C];
+        out.copy_from_slice(&v[..C]);
+        return out;
+    }
     let nb = w.len();
     let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
     let mut st = [State::new(); C];
@@ -509,11 +548,131 @@ pub(super) unsafe fn q6k_tile<const KIND: u8, const C: usize>(
             q6k_add::<KIND>(&mut st[c], &r, &a[c][b]);
         }
     }
-    std::array::from_fn(|c| {
-        if KIND == PLAIN {
+    let mut out = [0f32; C];
+    for c in 0..C {
+        out[c] = if KIND == PLAIN {
             hsum_f32x8(st[c].v8)
         } else {
             st[c].s
+        };
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Four tokens at once for the orders with scalar accumulators: the per-token integers are reduced
+// together (lane `c` = token `c`) and the f32 updates of the four tokens, which are independent,
+// run as one vector operation each, every lane doing exactly its token's scalar arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+/// Lane `c`: the sum of the eight lanes of `v[c]`.
+#[inline(always)]
+unsafe fn reduce4(v: [__m256i; 4]) -> __m128i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h = _mm256_hadd_epi32(h01, h23);
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// Lane `c`: the sum of the four lanes of `v[c]`.
+#[inline(always)]
+unsafe fn reduce4x4(v: [__m128i; 4]) -> __m128i {
+    _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]))
+}
+
+/// The 4 × 4 transpose: lane `c` of result `p` is lane `p` of `v[c]`.
+#[inline(always)]
+unsafe fn transpose4(v: [__m128i; 4]) -> [__m128i; 4] {
+    let t0 = _mm_unpacklo_epi32(v[0], v[1]);
+    let t1 = _mm_unpackhi_epi32(v[0], v[1]);
+    let t2 = _mm_unpacklo_epi32(v[2], v[3]);
+    let t3 = _mm_unpackhi_epi32(v[2], v[3]);
+    [
+        _mm_unpacklo_epi64(t0, t2),
+        _mm_unpackhi_epi64(t0, t2),
+        _mm_unpacklo_epi64(t1, t3),
+        _mm_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// `[a[0][b].d, .., a[3][b].d]`.
+#[inline(always)]
+unsafe fn token_scales(a: &[&[BlockQ8K]; 4], b: usize) -> __m128 {
+    _mm_setr_ps(a[0][b].d, a[1][b].d, a[2][b].d, a[3][b].d)
+}
+
+/// [`q4k_tile`] for four tokens and the orders other than `PLAIN`.
+#[inline(always)]
+unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = w.len();
+    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
+    let mut acc = _mm_setzero_ps();
+    let mut accm = _mm_setzero_ps();
+    for (b, blk) in w.iter().enumerate() {
+        let r = q4k_row(blk);
+        let mut pairs = [[_mm256_setzero_si256(); 4]; 4];
+        let mut mins = [_mm_setzero_si128(); 4];
+        for c in 0..4 {
+            (pairs[c], mins[c]) = q4k_ints(&r, &a[c][b]);
         }
-    })
+        let yd = token_scales(&a, b);
+        if KIND == GEMM {
+            let d = _mm_mul_ps(_mm_set1_ps(r.d), yd);
+            let dmin = _mm_mul_ps(_mm_set1_ps(r.dmin), yd);
+            let m = transpose4(mins);
+            for p in 0..4 {
+                let isum = reduce4([pairs[0][p], pairs[1][p], pairs[2][p], pairs[3][p]]);
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(m[p]), dmin, accm);
+            }
+        } else {
+            let mut lanes = [_mm256_setzero_si256(); 4];
+            for c in 0..4 {
+                let p = &pairs[c];
+                lanes[c] =
+                    _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+            }
+            let isum = _mm_cvtepi32_ps(reduce4(lanes));
+            let imin = _mm_cvtepi32_ps(reduce4x4(mins));
+            if KIND == TILED {
+                let v = _mm_fmadd_ps(
+                    _mm_set1_ps(-r.dmin),
+                    imin,
+                    _mm_mul_ps(isum, _mm_set1_ps(r.d)),
+                );
+                acc = _mm_fmadd_ps(v, yd, acc);
+            } else {
+                acc = _mm_fmadd_ps(isum, _mm_mul_ps(_mm_set1_ps(r.d), yd), acc);
+                accm = _mm_fmadd_ps(imin, _mm_mul_ps(_mm_set1_ps(r.dmin), yd), accm);
+            }
+        }
+    }
+    let v = if KIND == TILED {
+        acc
+    } else {
+        _mm_sub_ps(acc, accm)
+    };
+    let mut out = [0f32; 4];
+    _mm_storeu_ps(out.as_mut_ptr(), v);
+    out
+}
+
+/// [`q6k_tile`] for four tokens in the `TILED` order.
+#[inline(always)]
+unsafe fn q6k_tiled4(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = w.len();
+    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
+    let mut acc = _mm_setzero_ps();
+    for (b, blk) in w.iter().enumerate() {
+        let r = q6k_row(blk);
+        let mut lanes = [_mm256_setzero_si256(); 4];
+        for c in 0..4 {
+            lanes[c] = q6k_lanes(&r, &a[c][b]);
+        }
+        let isum = _mm_cvtepi32_ps(reduce4(lanes));
+        acc = _mm_fmadd_ps(_mm_mul_ps(isum, _mm_set1_ps(r.d)), token_scales(&a, b), acc);
+    }
+    let mut out = [0f32; 4];
+    _mm_storeu_ps(out.as_mut_ptr(), acc);
+    out
 }

@@ -70,9 +70,10 @@ unsafe fn tile<I: Isa, const C: usize>(
     for b in 0..nb {
         // y[j] = [row j | row j+4] as 4 × u32 each; a 4×4 transpose per 128-bit half leaves
         // group g of every row in g4[g], lane r = row r.
-        let y: [__m256i; 4] = std::array::from_fn(|j| {
-            _mm256_set_m128i(load_128(&w[j + 4][b].qs), load_128(&w[j][b].qs))
-        });
+        let mut y = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            y[j] = _mm256_set_m128i(load_128(&w[j + 4][b].qs), load_128(&w[j][b].qs));
+        }
         let t0 = _mm256_unpacklo_epi32(y[0], y[1]);
         let t1 = _mm256_unpackhi_epi32(y[0], y[1]);
         let t2 = _mm256_unpacklo_epi32(y[2], y[3]);
@@ -84,13 +85,13 @@ unsafe fn tile<I: Isa, const C: usize>(
             _mm256_unpackhi_epi64(t1, t3),
         ];
         // Elements 4g..4g+4 are the low nibbles of group g, elements 16+4g.. its high nibbles.
-        let v: [__m256i; 8] = std::array::from_fn(|k| {
-            if k < 4 {
-                _mm256_and_si256(g4[k], m4)
-            } else {
-                _mm256_and_si256(_mm256_srli_epi32::<4>(g4[k - 4]), m4)
-            }
-        });
+        // (Plain loops, not closures: closures here would not get the target features and
+        // would not be inlined.)
+        let mut v = [_mm256_setzero_si256(); 8];
+        for g in 0..4 {
+            v[g] = _mm256_and_si256(g4[g], m4);
+            v[g + 4] = _mm256_and_si256(_mm256_srli_epi32::<4>(g4[g]), m4);
+        }
         let xd = _mm256_cvtph_ps(_mm_setr_epi16(
             w[0][b].d.to_bits() as i16,
             w[1][b].d.to_bits() as i16,
