@@ -6,7 +6,8 @@
 //! for at least 16 tokens. nib's reference arithmetic reproduces llama.cpp's bit for bit, so the
 //! tests also require every stored logit to equal nib's at the 6 significant digits the goldens
 //! keep, and the whole greedy continuation to match; each test prints the figures it reached.
-//! They run at the scalar reference level unless `NIB_KERNELS` names another.
+//! They run at the kernel level detected for this CPU (every level returns the scalar reference's
+//! bits), or the one `NIB_KERNELS` names.
 
 mod common;
 
@@ -55,20 +56,7 @@ fn six_digits(v: f32) -> f64 {
     format!("{:.5e}", v as f64).parse().unwrap()
 }
 
-/// The kernel level under test: `NIB_KERNELS` when set, else the scalar reference, which is what
-/// reproduces llama.cpp today (the SIMD levels must return its bits; `NIB_GOLDEN_ALL_LEVELS=1
-/// cargo test -p nib-simd --test llama_cpp_golden` shows where they do not yet).
-fn pin_kernel_level() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("NIB_KERNELS").is_none() {
-            std::env::set_var("NIB_KERNELS", "scalar");
-        }
-    });
-}
-
 fn check(model_path: &Path, golden: &str) -> Report {
-    pin_kernel_level();
     let model = Arc::new(Model::load(model_path, &LoadOptions::default()).unwrap());
     let n_vocab = model.hp.n_vocab;
     let cases = common::read_json(golden);

@@ -38,5 +38,12 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "x86-64 tests (release)"
 cargo test --workspace --release
 
+# The logits tests run at the detected level; where that is AVX-512 VNNI, run them at AVX2 as well
+# (both must reproduce llama.cpp bit for bit; the kernel tests already cover every level).
+if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
+  step "x86-64 logits at the AVX2 level"
+  NIB_KERNELS=avx2 cargo test --release --test logits
+fi
+
 step "aarch64 tests under qemu"
 tools/cross-test.sh

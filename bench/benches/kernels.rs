@@ -2,8 +2,13 @@
 //! supports, in GB/s of weight bytes (the weights of a few rows stay in L2, so this measures the
 //! kernel, not DRAM). Also the activation quantizers and dequantization, in GB/s of f32 handled.
 //!
+//! `matmul/...` measures whole matrix products on one thread through the tile kernels, per
+//! summation order: a decode step (1 token, GB/s of weights) and a prompt batch (64 tokens, in
+//! multiply-adds per second, shown as "elements").
+//!
 //!   cargo bench -p nib-bench --bench kernels            # all
 //!   cargo bench -p nib-bench --bench kernels -- q4_k    # one format
+//!   cargo bench -p nib-bench --bench kernels -- matmul  # the matrix products
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
@@ -67,7 +72,12 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 
 /// `rows` rows of `ty` with random quants and sane scales (or random floats).
 fn weights(ty: GgmlType, rows: usize, rng: &mut Rng) -> Buf {
-    let row = ty.row_size(N).unwrap();
+    weights_n(ty, rows, N, rng)
+}
+
+/// `rows` rows of `n` elements of `ty`, as [`weights`].
+fn weights_n(ty: GgmlType, rows: usize, n: usize, rng: &mut Rng) -> Buf {
+    let row = ty.row_size(n).unwrap();
     let mut buf = Buf::new(rows * row);
     let b = buf.bytes_mut();
     match ty {
@@ -182,5 +192,59 @@ fn to_float(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, vec_dot, from_float, to_float);
+/// Matrix products on one thread: `ROWS_MM` × `COLS_MM` weights times 1 or 64 tokens, for each
+/// summation order a model can use (the repacked orders need a multiple of 8 rows, which this is).
+fn matmul(c: &mut Criterion) {
+    const ROWS_MM: usize = 1536;
+    const COLS_MM: usize = 2048;
+    let pool = nib_simd::pool::Pool::new(1);
+    let mut rng = Rng(0xA5A5);
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        let w = weights_n(ty, ROWS_MM, COLS_MM, &mut rng);
+        for tokens in [1usize, 64] {
+            let mut g = configure(c, &format!("matmul/{}/t{tokens}", ty.name()));
+            let bytes = ROWS_MM * ty.row_size(COLS_MM).unwrap();
+            g.throughput(if tokens == 1 {
+                Throughput::Bytes(bytes as u64)
+            } else {
+                Throughput::Elements((ROWS_MM * COLS_MM * tokens) as u64)
+            });
+            for level in levels() {
+                let k = Kernels::for_level(level);
+                let t = k.get(ty).unwrap();
+                let kind = t.kind_for(ROWS_MM, tokens, 0).unwrap();
+                // The order is what llama.cpp would use here (repacked for Q4_0/Q4_K).
+                let at = t.vec_dot_type;
+                let x: Vec<f32> = (0..COLS_MM * tokens).map(|_| rng.f32()).collect();
+                let mut a = Buf::new(at.row_size(COLS_MM).unwrap() * tokens);
+                nib_simd::quantize_rows(&k, at, &x, COLS_MM, tokens, a.bytes_mut());
+                let m = nib_simd::MatRef {
+                    ty,
+                    rows: ROWS_MM,
+                    cols: COLS_MM,
+                    data: w.bytes(),
+                };
+                let mut out = vec![0f32; ROWS_MM * tokens];
+                let id = format!("{}/{:?}", level.name(), kind);
+                g.bench_function(BenchmarkId::from_parameter(id), |b| {
+                    b.iter(|| {
+                        nib_simd::pool::with_pool(&pool, || {
+                            nib_simd::matmul(&k, m, black_box(a.bytes()), tokens, &mut out)
+                        })
+                    })
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(benches, vec_dot, from_float, to_float, matmul);
 criterion_main!(benches);

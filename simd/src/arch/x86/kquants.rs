@@ -1,15 +1,21 @@
-//! The K-quants (Q2_K..Q6_K) with AVX2: dot products with Q8_K activations, and dequantization.
+//! The K-quants (Q2_K..Q6_K) times Q8_K activations with AVX2, in the orders of the scalar
+//! reference (`crate::dot::scalar`), and the Q4_K / Q6_K tiles.
 //!
-//! Each super-block's integer sum is exact: the quants are expanded to unsigned bytes, multiplied
-//! with the activations by `maddubs` (never saturating for these ranges), and weighted by their
-//! sub-block scales with `madd`. Offsets (Q6_K's −32, Q3_K's −4, the Q2_K/Q4_K/Q5_K minimums)
-//! are folded in through Q8_K's per-16 sums `bsums`. One FMA per super-block adds the scale.
+//! A super-block's integers are exact: the quants are expanded to unsigned bytes, multiplied with
+//! the activations by `maddubs` (never saturating for these ranges) and weighted by their
+//! sub-block scales with `madd`; offsets (Q6_K's -32, Q3_K's -4) go through Q8_K's per-16 sums
+//! `bsums`, and so do the Q4_K/Q5_K minimums. Which integers are formed, and the f32 arithmetic
+//! that follows, is each reference function's: Q4_K and Q6_K have several (one per [`DotKind`]
+//! llama.cpp uses), computed from the same integer lanes by [`finish`]-style updates below.
+//!
+//! The tiles take one weight row and up to [`TILE_TOKENS`] tokens: each super-block is unpacked
+//! once (quants to bytes, scales to `i16` multipliers) and used for every token.
+//!
+//! [`DotKind`]: crate::traits::DotKind
 
-use super::legacy::i8x32_to_f32;
 use super::util::*;
 use crate::blocks::*;
 use std::arch::x86_64::*;
-
 /// The eight 6-bit scales and eight 6-bit minimums packed in the 12 scale bytes of Q4_K and
 /// Q5_K (the same values as `reference::get_scale_min_k4(0..8)`), unpacked 4 at a time.
 #[inline]
@@ -111,12 +117,13 @@ fn scale_pair(sc: &[__m256i; 2], k: usize, masks: &[[u8; 32]; 4]) -> __m256i {
     _mm256_shuffle_epi8(sc[k / 4], load_256(&masks[k % 4]))
 }
 
+/// Q2_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q2_k_q8_k`]: per super-block the
+/// exact integers, then `sumf += dall·isum - dmin·summs` in scalar f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let masks = opaque(&PAIR_MASKS);
     let m3 = _mm256_set1_epi8(3);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = _mm256_setzero_ps();
+    let mut sumf = 0f32;
     for (a, b) in x.iter().zip(y) {
         let packed = load_128(&a.scales);
         let scales = scales_i16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
@@ -140,19 +147,22 @@ pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
                 q = _mm256_srli_epi16::<2>(q);
             }
         }
-        let d = _mm256_mul_ps(f16_pair(a.d, a.dmin), _mm256_set1_ps(b.d));
-        acc = _mm256_fmadd_ps(even_lanes(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min = _mm256_fmadd_ps(odd_lanes(d), _mm256_cvtepi32_ps(mins), acc_min);
+        let (isum, summs) = (hsum_i32x8(sumi), hsum_i32x8(mins));
+        let dall = b.d * f16_to_f32(a.d);
+        let dmin = b.d * f16_to_f32(a.dmin);
+        sumf += dall * isum as f32 - dmin * summs as f32;
     }
-    hsum_f32x8(acc) - hsum_f32x8(acc_min)
+    sumf
 }
 
+/// Q3_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q3_k_q8_k`]: per super-block the
+/// exact integer, then `sumf += (x.d·y.d)·isum` in scalar f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let masks = opaque(&PAIR_MASKS);
     let m3 = _mm256_set1_epi8(3);
     let m4 = _mm256_set1_epi8(4);
-    let mut acc = _mm256_setzero_ps();
+    let mut sumf = 0f32;
     for (a, b) in x.iter().zip(y) {
         let scales = q3_k_scales(&a.scales);
         // Σ sc·(u − 4)·q8 = Σ sc·u·q8 − 4·Σ sc·bsum
@@ -179,10 +189,9 @@ pub(super) fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 hm = _mm256_srli_epi16::<1>(hm);
             }
         }
-        let d = _mm256_mul_ps(f16_splat(a.d), _mm256_set1_ps(b.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        sumf += f16_to_f32(a.d) * b.d * hsum_i32x8(sumi) as f32;
     }
-    hsum_f32x8(acc)
+    sumf
 }
 
 /// min·bsum over the 8 sub-blocks of 32 of a Q4_K / Q5_K super-block, in 4 partial sums.
@@ -197,49 +206,14 @@ fn k4_min_sums(mins: &[u8; 8], bsums: &[i16; 16]) -> __m128i {
     _mm_madd_epi16(per32, _mm_cvtepu8_epi16(load_64(mins)))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let masks = opaque(&LANE_MASKS);
-    let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = _mm_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let (sc, mn) = k4_scales_mins(&a.scales);
-        let mins = k4_min_sums(&mn, &b.bsums);
-        let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load_64(&sc)));
-        let mut sumi = _mm256_setzero_si256();
-        let (q4, _) = a.qs.as_chunks::<32>();
-        let (q8, _) = b.qs.as_chunks::<64>();
-        for (j, (q4, q8)) in q4.iter().zip(q8).enumerate() {
-            let q = load_256(q4);
-            let (y0, y1) = halves(q8);
-            let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), load_256_i8(y0));
-            let hi = _mm256_maddubs_epi16(
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                load_256_i8(y1),
-            );
-            let lo = _mm256_madd_epi16(lo, _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j])));
-            let hi = _mm256_madd_epi16(hi, _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j + 1])));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
-        }
-        let d = _mm256_mul_ps(f16_pair(a.d, a.dmin), _mm256_set1_ps(b.d));
-        acc = _mm256_fmadd_ps(even_lanes(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min = _mm_fmadd_ps(
-            _mm256_castps256_ps128(odd_lanes(d)),
-            _mm_cvtepi32_ps(mins),
-            acc_min,
-        );
-    }
-    hsum_f32x8(acc) - hsum_f32x4(acc_min)
-}
-
+/// Q5_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q5_k_q8_k`]: per super-block the
+/// exact integers, then `sumf += (x.d·y.d)·sum_q - (x.dmin·y.d)·sum_m` in scalar f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let masks = opaque(&LANE_MASKS);
     let m4 = _mm256_set1_epi8(0x0F);
     let bit4 = _mm256_set1_epi8(0x10);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = _mm_setzero_ps();
+    let mut sumf = 0f32;
     for (a, b) in x.iter().zip(y) {
         let (sc, mn) = k4_scales_mins(&a.scales);
         let mins = k4_min_sums(&mn, &b.bsums);
@@ -272,22 +246,18 @@ pub(super) fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             );
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
         }
-        let d = _mm256_mul_ps(f16_pair(a.d, a.dmin), _mm256_set1_ps(b.d));
-        acc = _mm256_fmadd_ps(even_lanes(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min = _mm_fmadd_ps(
-            _mm256_castps256_ps128(odd_lanes(d)),
-            _mm_cvtepi32_ps(mins),
-            acc_min,
-        );
+        let (sum_q, sum_m) = (hsum_i32x8(sumi), hsum_i32x4(mins));
+        let (xd, xmin) = (f16_to_f32(a.d), f16_to_f32(a.dmin));
+        sumf += xd * b.d * sum_q as f32 - xmin * b.d * sum_m as f32;
     }
-    hsum_f32x8(acc) - hsum_f32x4(acc_min)
+    sumf
 }
 
 /// The four 32-byte vectors of unsigned 6-bit values (0..64) of one 128-element half of a Q6_K
 /// block, in element order: `ql` is its 64 low-nibble bytes, `qh` its 32 high-bit bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] {
+pub(super) fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] {
     let m4 = _mm256_set1_epi8(0x0F);
     let m30 = _mm256_set1_epi8(0x30);
     let (l, _) = ql.as_chunks::<32>();
@@ -313,185 +283,396 @@ fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] {
     ]
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let masks = opaque(&PAIR_MASKS);
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let scales = load_128(bytemuck::cast_ref(&a.scales));
-        // Σ sc·(u − 32)·q8 = Σ sc·u·q8 − 32·Σ sc·bsum
-        let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load_256_i16(&b.bsums));
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offset));
-        let scales = scales_i16(scales);
-        let (ql, _) = a.ql.as_chunks::<64>();
-        let (qh, _) = a.qh.as_chunks::<32>();
-        let (q8, _) = b.qs.as_chunks::<128>();
-        for (n, ((ql, qh), q8)) in ql.iter().zip(qh).zip(q8).enumerate() {
-            let u = q6_k_quarter_values(ql, qh);
-            for (k, (u, q8)) in u.into_iter().zip(quarters(q8)).enumerate() {
-                let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(
-                    sumi,
-                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * n + k, masks)),
-                );
-            }
-        }
-        let d = _mm256_mul_ps(f16_splat(a.d), _mm256_set1_ps(b.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum_f32x8(acc)
+// ---------------------------------------------------------------------------------------------
+// Q4_K and Q6_K: every summation order llama.cpp uses, and tiles.
+// ---------------------------------------------------------------------------------------------
+
+/// The summation orders of Q4_K / Q6_K, as const parameters (`DotKind as u8`).
+pub(super) const PLAIN: u8 = 0;
+pub(super) const TILED: u8 = 1;
+pub(super) const REPACKED: u8 = 2;
+pub(super) const GEMM: u8 = 3;
+
+/// Tokens per tile.
+pub(super) const TILE_TOKENS: usize = 4;
+
+/// The float state of one output element: the eight (and four) lanes of the plain order, or the
+/// one or two scalar accumulators of the others.
+#[derive(Clone, Copy)]
+struct State {
+    v8: __m256,
+    v4: __m128,
+    s: f32,
+    m: f32,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Dequantization, bit-identical to the scalar reference (same f32 operations in the same order).
-// ---------------------------------------------------------------------------------------------
+impl State {
+    #[inline(always)]
+    unsafe fn new() -> State {
+        State {
+            v8: _mm256_setzero_ps(),
+            v4: _mm_setzero_ps(),
+            s: 0.0,
+            m: 0.0,
+        }
+    }
+}
 
-/// Stores 32 values from two 16-element sub-blocks: `q · d[i] − m[i]`, or `q · d[i]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn store_two_subblocks(out: &mut [f32; 32], q: __m256i, d: [__m256; 2], m: Option<[__m256; 2]>) {
-    let f = i8x32_to_f32(q);
-    for (i, (o, v)) in out.as_chunks_mut::<8>().0.iter_mut().zip(f).enumerate() {
-        let p = _mm256_mul_ps(v, d[i / 2]);
-        store_f32x8(
-            o,
-            if let Some(m) = m {
-                _mm256_sub_ps(p, m[i / 2])
+/// A Q4_K super-block ready for several tokens: its 256 nibbles as eight 32-byte vectors (vector
+/// `j` = sub-block `j`), each sub-block's scale as `i16` in every lane, the mins as 8 × `i16`.
+struct Q4kRow {
+    w: [__m256i; 8],
+    sc: [__m256i; 8],
+    mn: __m128i,
+    d: f32,
+    dmin: f32,
+}
+
+#[inline(always)]
+unsafe fn q4k_row(b: &BlockQ4K) -> Q4kRow {
+    let (sc, mn) = k4_scales_mins(&b.scales);
+    let (q, _) = b.qs.as_chunks::<32>();
+    let m4 = _mm256_set1_epi8(0x0F);
+    // Plain loops, not `array::from_fn`: its closures would not get the target features and
+    // would not be inlined.
+    let mut w = [_mm256_setzero_si256(); 8];
+    let mut scv = [_mm256_setzero_si256(); 8];
+    for p in 0..4 {
+        let v = load_256(&q[p]);
+        w[2 * p] = _mm256_and_si256(v, m4);
+        w[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+    }
+    for j in 0..8 {
+        scv[j] = _mm256_set1_epi16(sc[j] as i16);
+    }
+    Q4kRow {
+        w,
+        sc: scv,
+        mn: _mm_cvtepu8_epi16(load_64(&mn)),
+        d: f16_to_f32(b.d),
+        dmin: f16_to_f32(b.dmin),
+    }
+}
+
+/// The integers of one Q4_K super-block times one Q8_K block: per pair `p` of sub-blocks the
+/// eight lanes `Σ_{j ∈ {2p, 2p+1}} sc[j]·(quad l of sub-block j)`, and the four min lanes
+/// `mn[2p]·s[2p] + mn[2p+1]·s[2p+1]` (`s` = per-32 sums of the activations).
+#[inline(always)]
+unsafe fn q4k_ints(r: &Q4kRow, t: &BlockQ8K) -> ([__m256i; 4], __m128i) {
+    let (q, _) = t.qs.as_chunks::<32>();
+    let mut pairs = [_mm256_setzero_si256(); 4];
+    for p in 0..4 {
+        let mut v = _mm256_setzero_si256();
+        for j in [2 * p, 2 * p + 1] {
+            let m = _mm256_maddubs_epi16(r.w[j], load_256_i8(&q[j]));
+            v = _mm256_add_epi32(v, _mm256_madd_epi16(m, r.sc[j]));
+        }
+        pairs[p] = v;
+    }
+    let bs = load_256_i16(&t.bsums);
+    let s32 = _mm_hadd_epi16(
+        _mm256_castsi256_si128(bs),
+        _mm256_extracti128_si256::<1>(bs),
+    );
+    (pairs, _mm_madd_epi16(s32, r.mn))
+}
+
+/// Adds one Q4_K super-block times one Q8_K block to `st` in the order of `KIND`:
+/// * `PLAIN` ([`crate::dot::scalar::vec_dot_q4_k_q8_k`]): lane `l` of the integer vector is
+///   `Σ_j sc[j]·(quad l of sub-block j)`; `v8 = fma(y.d·x.d, lanes, v8)`, and the four min lanes
+///   `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]` go to `v4 = fma((-y.d)·x.dmin, mins, v4)`;
+/// * `TILED` (`..._tiled`): `s = fma(fma(-x.dmin, imin, isum·x.d), y.d, s)`;
+/// * `REPACKED` (`..._repacked`): `s = fma(isum, x.d·y.d, s)`, `m = fma(imin, x.dmin·y.d, m)`;
+/// * `GEMM` (`..._repacked_gemm`): the same per pair of sub-blocks.
+#[inline(always)]
+unsafe fn q4k_add<const KIND: u8>(st: &mut State, r: &Q4kRow, t: &BlockQ8K) {
+    let (pairs, mins) = q4k_ints(r, t);
+    let yd = t.d;
+    match KIND {
+        PLAIN => {
+            let lanes = _mm256_add_epi32(
+                _mm256_add_epi32(pairs[0], pairs[1]),
+                _mm256_add_epi32(pairs[2], pairs[3]),
+            );
+            st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(yd * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
+            st.v4 = _mm_fmadd_ps(_mm_set1_ps(-yd * r.dmin), _mm_cvtepi32_ps(mins), st.v4);
+        }
+        GEMM => {
+            let mut m = [0i32; 4];
+            store_128(bytemuck::cast_mut(&mut m), mins);
+            let (d, dmin) = (r.d * yd, r.dmin * yd);
+            for p in 0..4 {
+                st.s = (hsum_i32x8(pairs[p]) as f32).mul_add(d, st.s);
+                st.m = (m[p] as f32).mul_add(dmin, st.m);
+            }
+        }
+        _ => {
+            let lanes = _mm256_add_epi32(
+                _mm256_add_epi32(pairs[0], pairs[1]),
+                _mm256_add_epi32(pairs[2], pairs[3]),
+            );
+            let (isum, imin) = (hsum_i32x8(lanes) as f32, hsum_i32x4(mins) as f32);
+            if KIND == TILED {
+                let v = (-r.dmin).mul_add(imin, isum * r.d);
+                st.s = v.mul_add(yd, st.s);
             } else {
-                p
-            },
-        );
-    }
-}
-
-/// `d · s[i]` for 16 signed byte scales, as two vectors of 8 (the same f32 products as the
-/// reference).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scaled16(d: __m256, s: __m128i) -> [__m256; 2] {
-    let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s));
-    let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(s)));
-    [_mm256_mul_ps(d, lo), _mm256_mul_ps(d, hi)]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dequant_q2_k(x: &[BlockQ2K], y: &mut [f32]) {
-    let m3 = _mm256_set1_epi8(3);
-    for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        // Scales and minimums are 4-bit, so as i8 they are non-negative.
-        let packed = load_128(&b.scales);
-        let dl = scaled16(f16_splat(b.d), _mm_and_si128(packed, _mm_set1_epi8(0x0F)));
-        let ml = scaled16(
-            f16_splat(b.dmin),
-            _mm_and_si128(_mm_srli_epi16::<4>(packed), _mm_set1_epi8(0x0F)),
-        );
-        let (q2, _) = b.qs.as_chunks::<32>();
-        let (outs, _) = out.as_chunks_mut::<32>();
-        let mut outs = outs.iter_mut();
-        for (k, q2) in q2.iter().enumerate() {
-            let mut q = load_256(q2);
-            for s in 0..4 {
-                let d = [lane(dl[k], 2 * s), lane(dl[k], 2 * s + 1)];
-                let m = [lane(ml[k], 2 * s), lane(ml[k], 2 * s + 1)];
-                store_two_subblocks(outs.next().unwrap(), _mm256_and_si256(q, m3), d, Some(m));
-                q = _mm256_srli_epi16::<2>(q);
+                st.s = isum.mul_add(r.d * yd, st.s);
+                st.m = imin.mul_add(r.dmin * yd, st.m);
             }
         }
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dequant_q3_k(x: &[BlockQ3K], y: &mut [f32]) {
-    let m3 = _mm256_set1_epi8(3);
-    let m4 = _mm256_set1_epi8(4);
-    for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let sc = q3_k_scales(&b.scales);
-        let dl = scaled16(f16_splat(b.d), sc);
-        let mut hm = load_256(&b.hmask);
-        let (q3, _) = b.qs.as_chunks::<32>();
-        let (outs, _) = out.as_chunks_mut::<32>();
-        let mut outs = outs.iter_mut();
-        for (k, q3) in q3.iter().enumerate() {
-            let mut q = load_256(q3);
-            for s in 0..4 {
-                let u = _mm256_or_si256(
-                    _mm256_and_si256(q, m3),
-                    _mm256_and_si256(_mm256_slli_epi16::<2>(hm), m4),
+#[inline(always)]
+unsafe fn q4k_finish<const KIND: u8>(st: &State) -> f32 {
+    match KIND {
+        PLAIN => hsum_f32x8(st.v8) + hsum_f32x4(st.v4),
+        TILED => st.s,
+        _ => st.s - st.m,
+    }
+}
+
+/// One Q4_K row times `C` tokens in the order of `KIND`.
+///
+/// # Safety
+/// AVX2, FMA and F16C.
+#[inline(always)]
+pub(super) unsafe fn q4k_tile<const KIND: u8, const C: usize>(
+    w: &[BlockQ4K],
+    a: [&[BlockQ8K]; C],
+) -> [f32; C] {
+    if C == 4 && KIND != PLAIN {
+        let v = q4k_tile4::<KIND>(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
+        let mut out = [0f32; C];
+        out.copy_from_slice(&v[..C]);
+        return out;
+    }
+    let nb = w.len();
+    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    let mut st = [State::new(); C];
+    for (b, blk) in w.iter().enumerate() {
+        let r = q4k_row(blk);
+        for c in 0..C {
+            q4k_add::<KIND>(&mut st[c], &r, &a[c][b]);
+        }
+    }
+    let mut out = [0f32; C];
+    for c in 0..C {
+        out[c] = q4k_finish::<KIND>(&st[c]);
+    }
+    out
+}
+
+/// A Q6_K super-block ready for several tokens: its 256 unsigned 6-bit values as eight 32-byte
+/// vectors (vector `g` = elements `32g..32g+32`), the multipliers `[sc[2g] ×8 | sc[2g+1] ×8]`, and
+/// the 16 scales as `i16` for the `-32` correction.
+struct Q6kRow {
+    u: [__m256i; 8],
+    sp: [__m256i; 8],
+    sc16: __m256i,
+    d: f32,
+}
+
+#[inline(always)]
+unsafe fn q6k_row(b: &BlockQ6K) -> Q6kRow {
+    let (ql, _) = b.ql.as_chunks::<64>();
+    let (qh, _) = b.qh.as_chunks::<32>();
+    let h0 = q6_k_quarter_values(&ql[0], &qh[0]);
+    let h1 = q6_k_quarter_values(&ql[1], &qh[1]);
+    let sc = &b.scales;
+    let mut sp = [_mm256_setzero_si256(); 8];
+    for g in 0..8 {
+        sp[g] = _mm256_setr_m128i(
+            _mm_set1_epi16(sc[2 * g] as i16),
+            _mm_set1_epi16(sc[2 * g + 1] as i16),
+        );
+    }
+    Q6kRow {
+        u: [h0[0], h0[1], h0[2], h0[3], h1[0], h1[1], h1[2], h1[3]],
+        sp,
+        sc16: _mm256_cvtepi8_epi16(load_128(bytemuck::cast_ref(sc))),
+        d: f16_to_f32(b.d),
+    }
+}
+
+/// The eight integer lanes of one Q6_K super-block times one Q8_K block (see [`q6k_add`]).
+#[inline(always)]
+unsafe fn q6k_lanes(r: &Q6kRow, t: &BlockQ8K) -> __m256i {
+    let (q, _) = t.qs.as_chunks::<32>();
+    let mut lanes = _mm256_madd_epi16(r.sc16, load_256_i16(&t.bsums));
+    lanes = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(lanes));
+    for g in 0..8 {
+        let p = _mm256_maddubs_epi16(r.u[g], load_256_i8(&q[g]));
+        lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(p, r.sp[g]));
+    }
+    lanes
+}
+
+/// Adds one Q6_K super-block times one Q8_K block to `st` in the order of `KIND`:
+/// * `PLAIN` ([`crate::dot::scalar::vec_dot_q6_k_q8_k`]): lane `l` is
+///   `Σ_g Σ_{e ∈ quad l of group g} sc·u·q8 - 32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`,
+///   `v8 = fma(y.d·x.d, lanes, v8)`;
+/// * `TILED` (`..._tiled`): `s = fma(isum·x.d, y.d, s)`, `isum` the sum of those lanes (the
+///   exact `Σ sc·(u - 32)·q8`).
+#[inline(always)]
+unsafe fn q6k_add<const KIND: u8>(st: &mut State, r: &Q6kRow, t: &BlockQ8K) {
+    let lanes = q6k_lanes(r, t);
+    if KIND == PLAIN {
+        st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(t.d * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
+    } else {
+        st.s = (hsum_i32x8(lanes) as f32 * r.d).mul_add(t.d, st.s);
+    }
+}
+
+/// One Q6_K row times `C` tokens in the order of `KIND` (`PLAIN` or `TILED`).
+///
+/// # Safety
+/// AVX2, FMA and F16C.
+#[inline(always)]
+pub(super) unsafe fn q6k_tile<const KIND: u8, const C: usize>(
+    w: &[BlockQ6K],
+    a: [&[BlockQ8K]; C],
+) -> [f32; C] {
+    if C == 4 && KIND == TILED {
+        let v = q6k_tiled4(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
+        let mut out = [0f32; C];
+        out.copy_from_slice(&v[..C]);
+        return out;
+    }
+    let nb = w.len();
+    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    let mut st = [State::new(); C];
+    for (b, blk) in w.iter().enumerate() {
+        let r = q6k_row(blk);
+        for c in 0..C {
+            q6k_add::<KIND>(&mut st[c], &r, &a[c][b]);
+        }
+    }
+    let mut out = [0f32; C];
+    for c in 0..C {
+        out[c] = if KIND == PLAIN {
+            hsum_f32x8(st[c].v8)
+        } else {
+            st[c].s
+        };
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Four tokens at once for the orders with scalar accumulators: the per-token integers are reduced
+// together (lane `c` = token `c`) and the f32 updates of the four tokens, which are independent,
+// run as one vector operation each, every lane doing exactly its token's scalar arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+/// Lane `c`: the sum of the eight lanes of `v[c]`.
+#[inline(always)]
+unsafe fn reduce4(v: [__m256i; 4]) -> __m128i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h = _mm256_hadd_epi32(h01, h23);
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// Lane `c`: the sum of the four lanes of `v[c]`.
+#[inline(always)]
+unsafe fn reduce4x4(v: [__m128i; 4]) -> __m128i {
+    _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]))
+}
+
+/// The 4 × 4 transpose: lane `c` of result `p` is lane `p` of `v[c]`.
+#[inline(always)]
+unsafe fn transpose4(v: [__m128i; 4]) -> [__m128i; 4] {
+    let t0 = _mm_unpacklo_epi32(v[0], v[1]);
+    let t1 = _mm_unpackhi_epi32(v[0], v[1]);
+    let t2 = _mm_unpacklo_epi32(v[2], v[3]);
+    let t3 = _mm_unpackhi_epi32(v[2], v[3]);
+    [
+        _mm_unpacklo_epi64(t0, t2),
+        _mm_unpackhi_epi64(t0, t2),
+        _mm_unpacklo_epi64(t1, t3),
+        _mm_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// `[a[0][b].d, .., a[3][b].d]`.
+#[inline(always)]
+unsafe fn token_scales(a: &[&[BlockQ8K]; 4], b: usize) -> __m128 {
+    _mm_setr_ps(a[0][b].d, a[1][b].d, a[2][b].d, a[3][b].d)
+}
+
+/// [`q4k_tile`] for four tokens and the orders other than `PLAIN`.
+#[inline(always)]
+unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = w.len();
+    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
+    let mut acc = _mm_setzero_ps();
+    let mut accm = _mm_setzero_ps();
+    for (b, blk) in w.iter().enumerate() {
+        let r = q4k_row(blk);
+        let mut pairs = [[_mm256_setzero_si256(); 4]; 4];
+        let mut mins = [_mm_setzero_si128(); 4];
+        for c in 0..4 {
+            (pairs[c], mins[c]) = q4k_ints(&r, &a[c][b]);
+        }
+        let yd = token_scales(&a, b);
+        if KIND == GEMM {
+            let d = _mm_mul_ps(_mm_set1_ps(r.d), yd);
+            let dmin = _mm_mul_ps(_mm_set1_ps(r.dmin), yd);
+            let m = transpose4(mins);
+            for p in 0..4 {
+                let isum = reduce4([pairs[0][p], pairs[1][p], pairs[2][p], pairs[3][p]]);
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(m[p]), dmin, accm);
+            }
+        } else {
+            let mut lanes = [_mm256_setzero_si256(); 4];
+            for c in 0..4 {
+                let p = &pairs[c];
+                lanes[c] =
+                    _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+            }
+            let isum = _mm_cvtepi32_ps(reduce4(lanes));
+            let imin = _mm_cvtepi32_ps(reduce4x4(mins));
+            if KIND == TILED {
+                let v = _mm_fmadd_ps(
+                    _mm_set1_ps(-r.dmin),
+                    imin,
+                    _mm_mul_ps(isum, _mm_set1_ps(r.d)),
                 );
-                let d = [lane(dl[k], 2 * s), lane(dl[k], 2 * s + 1)];
-                store_two_subblocks(outs.next().unwrap(), _mm256_sub_epi8(u, m4), d, None);
-                q = _mm256_srli_epi16::<2>(q);
-                hm = _mm256_srli_epi16::<1>(hm);
+                acc = _mm_fmadd_ps(v, yd, acc);
+            } else {
+                acc = _mm_fmadd_ps(isum, _mm_mul_ps(_mm_set1_ps(r.d), yd), acc);
+                accm = _mm_fmadd_ps(imin, _mm_mul_ps(_mm_set1_ps(r.dmin), yd), accm);
             }
         }
     }
+    let v = if KIND == TILED {
+        acc
+    } else {
+        _mm_sub_ps(acc, accm)
+    };
+    let mut out = [0f32; 4];
+    _mm_storeu_ps(out.as_mut_ptr(), v);
+    out
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dequant_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
-    let m4 = _mm256_set1_epi8(0x0F);
-    for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let (sc, mn) = k4_scales_mins(&b.scales);
-        let dl = _mm256_mul_ps(f16_splat(b.d), u8x8_to_f32(&sc));
-        let ml = _mm256_mul_ps(f16_splat(b.dmin), u8x8_to_f32(&mn));
-        let (q4, _) = b.qs.as_chunks::<32>();
-        let (outs, _) = out.as_chunks_mut::<32>();
-        for (j, (q4, o)) in q4.iter().zip(outs.chunks_exact_mut(2)).enumerate() {
-            let q = load_256(q4);
-            let lo = _mm256_and_si256(q, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            let (d1, m1) = (lane(dl, 2 * j), lane(ml, 2 * j));
-            let (d2, m2) = (lane(dl, 2 * j + 1), lane(ml, 2 * j + 1));
-            store_two_subblocks(&mut o[0], lo, [d1; 2], Some([m1; 2]));
-            store_two_subblocks(&mut o[1], hi, [d2; 2], Some([m2; 2]));
+/// [`q6k_tile`] for four tokens in the `TILED` order.
+#[inline(always)]
+unsafe fn q6k_tiled4(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = w.len();
+    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
+    let mut acc = _mm_setzero_ps();
+    for (b, blk) in w.iter().enumerate() {
+        let r = q6k_row(blk);
+        let mut lanes = [_mm256_setzero_si256(); 4];
+        for c in 0..4 {
+            lanes[c] = q6k_lanes(&r, &a[c][b]);
         }
+        let isum = _mm_cvtepi32_ps(reduce4(lanes));
+        acc = _mm_fmadd_ps(_mm_mul_ps(isum, _mm_set1_ps(r.d)), token_scales(&a, b), acc);
     }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dequant_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
-    let m4 = _mm256_set1_epi8(0x0F);
-    let bit4 = _mm256_set1_epi8(0x10);
-    for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let (sc, mn) = k4_scales_mins(&b.scales);
-        let dl = _mm256_mul_ps(f16_splat(b.d), u8x8_to_f32(&sc));
-        let ml = _mm256_mul_ps(f16_splat(b.dmin), u8x8_to_f32(&mn));
-        let mut qh = load_256(&b.qh);
-        let (q5, _) = b.qs.as_chunks::<32>();
-        let (outs, _) = out.as_chunks_mut::<32>();
-        for (j, (q5, o)) in q5.iter().zip(outs.chunks_exact_mut(2)).enumerate() {
-            let q = load_256(q5);
-            let lo = _mm256_or_si256(
-                _mm256_and_si256(q, m4),
-                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4),
-            );
-            let hi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit4),
-            );
-            qh = _mm256_srli_epi16::<2>(qh);
-            let (d1, m1) = (lane(dl, 2 * j), lane(ml, 2 * j));
-            let (d2, m2) = (lane(dl, 2 * j + 1), lane(ml, 2 * j + 1));
-            store_two_subblocks(&mut o[0], lo, [d1; 2], Some([m1; 2]));
-            store_two_subblocks(&mut o[1], hi, [d2; 2], Some([m2; 2]));
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dequant_q6_k(x: &[BlockQ6K], y: &mut [f32]) {
-    let m32 = _mm256_set1_epi8(32);
-    for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
-        let dl = scaled16(f16_splat(b.d), load_128(bytemuck::cast_ref(&b.scales)));
-        let (ql, _) = b.ql.as_chunks::<64>();
-        let (qh, _) = b.qh.as_chunks::<32>();
-        let (outs, _) = out.as_chunks_mut::<32>();
-        let mut outs = outs.iter_mut();
-        for (n, (ql, qh)) in ql.iter().zip(qh).enumerate() {
-            for (k, u) in q6_k_quarter_values(ql, qh).into_iter().enumerate() {
-                let d = [lane(dl[n], 2 * k), lane(dl[n], 2 * k + 1)];
-                store_two_subblocks(outs.next().unwrap(), _mm256_sub_epi8(u, m32), d, None);
-            }
-        }
-    }
+    let mut out = [0f32; 4];
+    _mm_storeu_ps(out.as_mut_ptr(), acc);
+    out
 }

@@ -74,10 +74,18 @@ pub(super) fn store_128(o: &mut [u8; 16], v: __m128i) {
     unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), v) }
 }
 
-// f16 scales are converted as broadcasts with every lane used. Converting one value into lane 0
-// of an otherwise "don't care" vector lets LLVM pick any live register for the other lanes, and it
-// picked the accumulator: each block's scale then waited for the previous block's FMA, which
-// serialised the dot-product loops (half the speed). Hence no scalar f16 → f32 helper here.
+// f16 scales are converted as broadcasts with every lane used, or (for a scalar) from a vector
+// whose other lanes are defined zeros. Converting one value into lane 0 of an otherwise "don't
+// care" vector lets LLVM pick any live register for the other lanes, and it picked the
+// accumulator: each block's scale then waited for the previous block's FMA, which serialised the
+// dot-product loops (half the speed).
+
+/// An f16 as f32 (exact), converted from a vector whose other lanes are zero.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn f16_to_f32(h: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
 
 /// An f16 in all 8 lanes, as f32 (exact).
 #[inline]
@@ -185,22 +193,4 @@ pub(super) fn bits_to_bytes(bits: u32) -> __m256i {
     );
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
-}
-
-/// Products of unsigned bytes `u` with signed bytes `s`, summed in groups of four: 8 × i32.
-/// Exact as long as no adjacent pair of products exceeds `i16` (`maddubs` saturates): true for
-/// `u ≤ 128` with `s ≠ -128`, which every caller guarantees.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-}
-
-/// Products of signed bytes `w` with signed bytes `a` (`a` never -128, as the 8-bit activation
-/// quantizers guarantee), summed in groups of four: 8 × i32. `|w|` moves to the unsigned side
-/// and its sign onto `a`, so `maddubs` pairs stay below 2·128·127 and never saturate.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_i8_i8(w: __m256i, a: __m256i) -> __m256i {
-    dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
 }

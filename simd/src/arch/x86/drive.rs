@@ -1,0 +1,93 @@
+//! How a tile kernel covers a block of a matrix product.
+//!
+//! A tile kernel computes an `R × C` block of outputs (`R` weight rows times `C` tokens) in one
+//! pass over the blocks of a row, every element with exactly the arithmetic of its `VecDot`. The
+//! driver walks an `nr × nc` block with such tiles. Where rows or tokens run out, a tile is filled
+//! up with copies of the last row or token and only the real elements are stored, so one kernel
+//! shape serves every size (the elements are independent, so this changes no bits).
+
+use bytemuck::Pod;
+
+/// Rows (or tokens) `i..i + N`, clamped to the last one, `n`.
+#[inline(always)]
+fn indices<const N: usize>(i: usize, n: usize) -> [usize; N] {
+    std::array::from_fn(|k| (i + k).min(n - 1))
+}
+
+/// Runs `pp` (`R` rows × `C` tokens) and `one` (`RD` rows × 1 token) over `nr` rows × `nc`
+/// tokens, storing element `(r, c)` at `out[c * out_stride + r]`: batches in `pp` tiles, with
+/// `one` for the tokens left over (or all of them when there is one); each kernel gets the row
+/// and token indices of its tile.
+///
+/// # Safety
+/// `out` must be valid for writes at `c * out_stride + r` for all `r < nr`, `c < nc`.
+#[inline(always)]
+pub(super) unsafe fn drive<const R: usize, const C: usize, const RD: usize>(
+    nr: usize,
+    nc: usize,
+    out: *mut f32,
+    out_stride: usize,
+    mut pp: impl FnMut([usize; R], [usize; C]) -> [[f32; C]; R],
+    mut one: impl FnMut([usize; RD], usize) -> [f32; RD],
+) {
+    if nr == 0 || nc == 0 {
+        return;
+    }
+    let store = |r: usize, c: usize, v: f32| {
+        if r < nr && c < nc {
+            // SAFETY: `r < nr` and `c < nc`, for which the caller guarantees `out` is writable.
+            unsafe { *out.add(c * out_stride + r) = v };
+        }
+    };
+    let mut c0 = 0;
+    // Whole tiles, and a last partial one if it is at least half full (else token by token).
+    while C > 1 && (nc - c0 >= C || 2 * (nc - c0) >= C && nc - c0 > 1) {
+        let toks = indices::<C>(c0, nc);
+        let mut r0 = 0;
+        while r0 < nr {
+            let v = pp(indices::<R>(r0, nr), toks);
+            for (i, row) in v.iter().enumerate() {
+                for (j, &x) in row.iter().enumerate() {
+                    store(r0 + i, c0 + j, x);
+                }
+            }
+            r0 += R;
+        }
+        c0 += C;
+        if c0 >= nc {
+            return;
+        }
+    }
+    for c in c0..nc {
+        let mut r0 = 0;
+        while r0 < nr {
+            let v = one(indices::<RD>(r0, nr), c);
+            for (i, &x) in v.iter().enumerate() {
+                store(r0 + i, c, x);
+            }
+            r0 += RD;
+        }
+    }
+}
+
+/// `count` blocks of `T` at byte `offset` of `bytes`, or `None` if they are out of bounds or
+/// misaligned.
+#[inline(always)]
+pub(super) fn blocks_at<T: Pod>(bytes: &[u8], offset: usize, count: usize) -> Option<&[T]> {
+    let b = bytes.get(offset..offset + count * size_of::<T>())?;
+    bytemuck::try_cast_slice(b).ok()
+}
+
+/// Whether every row `r < n` of `stride` bytes at `bytes` holds `count` aligned blocks of `T`.
+pub(super) fn all_rows_typed<T: Pod>(bytes: &[u8], stride: usize, n: usize, count: usize) -> bool {
+    n == 0
+        || ((bytes.as_ptr() as usize).is_multiple_of(align_of::<T>())
+            && (n == 1 || stride.is_multiple_of(align_of::<T>()))
+            && blocks_at::<T>(bytes, (n - 1) * stride, count).is_some())
+}
+
+/// Row `r` of a matrix already checked with [`all_rows_typed`].
+#[inline(always)]
+pub(super) fn row<T: Pod>(bytes: &[u8], stride: usize, r: usize, count: usize) -> &[T] {
+    bytemuck::cast_slice(&bytes[r * stride..r * stride + count * size_of::<T>()])
+}

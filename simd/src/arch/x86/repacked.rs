@@ -1,0 +1,204 @@
+//! Q4_0 · Q8_0 in the order of llama.cpp's repacked Q4_0 layout
+//! ([`crate::dot::scalar::vec_dot_q4_0_q8_0_repacked`]): per element one f32 accumulator,
+//! `acc = fma(f32(isum), f32(x.d) * f32(y.d), acc)` block by block, `isum` the block's exact
+//! integer dot product.
+//!
+//! The tile keeps eight weight rows in the eight lanes of a vector, as llama.cpp's kernel does,
+//! but reads nib's ordinary row-major blocks: per block it transposes the eight rows' 16 quant
+//! bytes (4 × 4-byte groups per row) into vectors whose lane `r` holds row `r`'s group, splits
+//! the nibbles, and feeds `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd`) with each 4-byte group of the
+//! activations broadcast: lane `r` then accumulates exactly row `r`'s block sum, and one FMA
+//! updates eight rows. The activations' `-8·Σy` term is computed once per token and block.
+
+use super::drive::{all_rows_typed, row};
+use super::isa::Isa;
+use super::legacy::nibbles;
+use super::util::*;
+use crate::blocks::*;
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+/// Longest row (in blocks) the tiles keep per-token tables for; longer rows go row by row.
+pub(super) const MAX_BLOCKS: usize = 1024;
+
+/// `-8 · Σ y.qs` of an activation block: the offset of the nibbles, applied on the activation side.
+#[inline(always)]
+unsafe fn offset_term<I: Isa>(a: &BlockQ8_0) -> i32 {
+    let s = I::dot_u8_i8(
+        _mm256_setzero_si256(),
+        _mm256_set1_epi8(8),
+        load_256_i8(&a.qs),
+    );
+    -hsum_i32x8(s)
+}
+
+/// One row, the order of the module doc.
+///
+/// # Safety
+/// AVX2, FMA, F16C and the features of `I`.
+#[inline(always)]
+pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let av = load_256_i8(&b.qs);
+        let corr = I::dot_u8_i8(_mm256_setzero_si256(), _mm256_set1_epi8(8), av);
+        let q = I::dot_u8_i8(
+            _mm256_sub_epi32(_mm256_setzero_si256(), corr),
+            nibbles(&a.qs),
+            av,
+        );
+        let isum = hsum_i32x8(q);
+        acc = (isum as f32).mul_add(f16_to_f32(a.d) * f16_to_f32(b.d), acc);
+    }
+    acc
+}
+
+/// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`
+/// (initialised for `b < nb`): `out[c]` lane `r` = row `r` · token `c`.
+#[inline(always)]
+unsafe fn tile<I: Isa, const C: usize>(
+    w: [&[BlockQ4_0]; 8],
+    a: [&[BlockQ8_0]; C],
+    offs: [&[MaybeUninit<i32>]; C],
+) -> [__m256; C] {
+    let nb = w[0].len();
+    let w: [&[BlockQ4_0]; 8] = std::array::from_fn(|r| &w[r][..nb]);
+    let a: [&[BlockQ8_0]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    let offs: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|c| &offs[c][..nb]);
+    let mut acc = [_mm256_setzero_ps(); C];
+    let m4 = _mm256_set1_epi8(0x0F);
+    for b in 0..nb {
+        // y[j] = [row j | row j+4] as 4 × u32 each; a 4×4 transpose per 128-bit half leaves
+        // group g of every row in g4[g], lane r = row r.
+        let mut y = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            y[j] = _mm256_set_m128i(load_128(&w[j + 4][b].qs), load_128(&w[j][b].qs));
+        }
+        let t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+        let t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+        let t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+        let t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+        let g4 = [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ];
+        // Elements 4g..4g+4 are the low nibbles of group g, elements 16+4g.. its high nibbles.
+        // (Plain loops, not closures: closures here would not get the target features and
+        // would not be inlined.)
+        let mut v = [_mm256_setzero_si256(); 8];
+        for g in 0..4 {
+            v[g] = _mm256_and_si256(g4[g], m4);
+            v[g + 4] = _mm256_and_si256(_mm256_srli_epi32::<4>(g4[g]), m4);
+        }
+        let xd = _mm256_cvtph_ps(_mm_setr_epi16(
+            w[0][b].d.to_bits() as i16,
+            w[1][b].d.to_bits() as i16,
+            w[2][b].d.to_bits() as i16,
+            w[3][b].d.to_bits() as i16,
+            w[4][b].d.to_bits() as i16,
+            w[5][b].d.to_bits() as i16,
+            w[6][b].d.to_bits() as i16,
+            w[7][b].d.to_bits() as i16,
+        ));
+        for c in 0..C {
+            let blk = &a[c][b];
+            let q = &blk.qs;
+            let group = |k: usize| {
+                _mm256_set1_epi32(i32::from_le_bytes([
+                    q[4 * k] as u8,
+                    q[4 * k + 1] as u8,
+                    q[4 * k + 2] as u8,
+                    q[4 * k + 3] as u8,
+                ]))
+            };
+            // SAFETY: the caller initialised `offs[c][..nb]`.
+            let mut s0 = _mm256_set1_epi32(unsafe { offs[c][b].assume_init() });
+            let mut s1 = _mm256_setzero_si256();
+            for k in (0..8).step_by(2) {
+                s0 = I::dot_u8_i8(s0, v[k], group(k));
+                s1 = I::dot_u8_i8(s1, v[k + 1], group(k + 1));
+            }
+            let isum = _mm256_add_epi32(s0, s1);
+            let d = _mm256_mul_ps(xd, f16_splat(blk.d));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[c]);
+        }
+    }
+    acc
+}
+
+/// Tokens per tile of a batch.
+const C: usize = 4;
+
+/// The matrix block `nr` rows × `nc` tokens (see `DotTile`), in tiles of 8 rows × [`C`] tokens.
+/// Returns `false` (having written nothing) if the rows are misaligned or longer than
+/// [`MAX_BLOCKS`] blocks; the caller then takes the row-by-row path.
+///
+/// # Safety
+/// AVX2, FMA, F16C and the features of `I`; `out` as for `DotTile`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn run<I: Isa>(
+    n: usize,
+    w: &[u8],
+    w_stride: usize,
+    nr: usize,
+    a: &[u8],
+    a_stride: usize,
+    nc: usize,
+    out: *mut f32,
+    out_stride: usize,
+) -> bool {
+    let nb = n / QK;
+    if nb > MAX_BLOCKS
+        || !all_rows_typed::<BlockQ4_0>(w, w_stride, nr, nb)
+        || !all_rows_typed::<BlockQ8_0>(a, a_stride, nc, nb)
+    {
+        return false;
+    }
+    if nr == 0 || nc == 0 {
+        return true;
+    }
+    let wrow = |r: usize| row::<BlockQ4_0>(w, w_stride, r.min(nr - 1), nb);
+    let arow = |c: usize| row::<BlockQ8_0>(a, a_stride, c.min(nc - 1), nb);
+    // The offset terms of the current tokens; only `..nb` is written and read.
+    let mut offs = [[MaybeUninit::<i32>::uninit(); MAX_BLOCKS]; C];
+    let mut c0 = 0;
+    while c0 < nc {
+        let cn = (nc - c0).min(C);
+        for (j, o) in offs.iter_mut().enumerate().take(cn) {
+            for (b, blk) in arow(c0 + j).iter().enumerate() {
+                o[b].write(offset_term::<I>(blk));
+            }
+        }
+        let mut r0 = 0;
+        while r0 < nr {
+            let rows: [&[BlockQ4_0]; 8] = std::array::from_fn(|i| wrow(r0 + i));
+            let mut lanes = [[0f32; 8]; C];
+            if cn == C {
+                let toks: [&[BlockQ8_0]; C] = std::array::from_fn(|j| arow(c0 + j));
+                let o: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|j| &offs[j][..nb]);
+                let v = tile::<I, C>(rows, toks, o);
+                for (l, v) in lanes.iter_mut().zip(v) {
+                    store_f32x8(l, v);
+                }
+            } else {
+                for (j, l) in lanes.iter_mut().enumerate().take(cn) {
+                    let v = tile::<I, 1>(rows, [arow(c0 + j)], [&offs[j][..nb]]);
+                    store_f32x8(l, v[0]);
+                }
+            }
+            for (j, l) in lanes.iter().enumerate().take(cn) {
+                for (i, &v) in l.iter().enumerate().take(nr - r0) {
+                    // SAFETY: row `r0 + i < nr` and token `c0 + j < nc`, which the caller's
+                    // `DotTile` contract makes writable.
+                    unsafe { *out.add((c0 + j) * out_stride + r0 + i) = v };
+                }
+            }
+            r0 += 8;
+        }
+        c0 += cn;
+    }
+    true
+}
