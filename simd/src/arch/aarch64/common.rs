@@ -8,24 +8,32 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-/// A 16-byte signed integer dot product accumulated into four i32 lanes.
-///
-/// The contract is only on the *sum of the four lanes*: it grows by `sum(a[i] * b[i])` over the
-/// 16 bytes. How that sum is spread over the lanes depends on the implementation (SDOT puts bytes
-/// `4l..4l+4` in lane `l`; the emulation does not), so callers reduce all four lanes of a result
-/// together before weighting them by anything lane-specific.
+/// A 16-byte signed integer dot product accumulated into four i32 lanes, **lane by lane**: lane
+/// `l` gains exactly `Σ_{k<4} a[4l+k]·b[4l+k]` (the quad sums of [`crate::dot::scalar`]), which
+/// is what SDOT does and what llama.cpp's x86 kernels leave in their 32-bit lanes. The exact
+/// kernels depend on it: they convert these per-lane integers to f32 one lane at a time.
 pub(crate) trait Dot {
+    /// `acc` plus the quad sums of `a·b`, for any bytes.
+    ///
     /// # Safety
     /// The CPU must support the instructions of the implementation (see each type).
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+
+    /// As [`Dot::dot`], for `a` in `-127..=127` (the weight quants of every format but Q8_0),
+    /// which lets the emulation add product pairs in 16 bits.
+    ///
+    /// # Safety
+    /// As [`Dot::dot`].
+    #[inline(always)]
+    unsafe fn dot_small(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        Self::dot(acc, a, b)
+    }
 }
 
 /// SDOT (`FEAT_DotProd`). Only valid where `is_aarch64_feature_detected!("dotprod")`.
 pub(crate) struct Sdot;
 
-/// Plain Advanced SIMD: widening multiplies into i16, pairwise-accumulated into i32. Exact for
-/// every pair of i8 inputs (one product is at most 2^14 in magnitude, two of them fit an i16 sum
-/// only barely, so each product pair is widened to i32 before any addition).
+/// Plain Advanced SIMD: widening multiplies into i16, then pairwise additions into the quads.
 pub(crate) struct Emul;
 
 impl Dot for Sdot {
@@ -38,9 +46,20 @@ impl Dot for Sdot {
 impl Dot for Emul {
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // Products p0..p15 (each fits i16); pairs widened to i32 before any sum, since two
+        // products of -128·-128 overflow an i16; then adjacent pairs make the quads.
         let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
         let hi = vmull_high_s8(a, b);
-        vpadalq_s16(vpadalq_s16(acc, lo), hi)
+        vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+    }
+
+    #[inline(always)]
+    unsafe fn dot_small(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // With |a| <= 127 and |b| <= 128 a pair of products is at most 32512 in magnitude: the
+        // pairs fit i16, and the pairwise accumulate widens them into the quads.
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vpadalq_s16(acc, vpaddq_s16(lo, hi))
     }
 }
 
@@ -171,10 +190,91 @@ pub(crate) fn f32x8_to_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
     out
 }
 
-/// The horizontal sum of each of four vectors, as the four lanes of one vector.
+/// The horizontal sum of each of four vectors, as the four lanes of one vector (exact).
 #[inline(always)]
-pub(crate) unsafe fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+pub(crate) unsafe fn rowsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
     vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d))
+}
+
+/// [`rowsum4`] of the first `R` (at most 4) vectors of `p`, zero in the other lanes.
+#[inline(always)]
+pub(crate) unsafe fn rowsum<const R: usize>(p: &[int32x4_t; R]) -> int32x4_t {
+    const { assert!(R >= 1 && R <= 4) };
+    let z = vdupq_n_s32(0);
+    let g = |i: usize| if i < R { p[i] } else { z };
+    rowsum4(g(0), g(1), g(2), g(3))
+}
+
+/// Eight f32 lanes (`lo` = lanes 0..4, `hi` = lanes 4..8) reduced as llama.cpp's x86
+/// `hsum_float_8`: `((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7))` ([`crate::dot::scalar::hsum8`]).
+#[inline(always)]
+pub(crate) unsafe fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    hsum4(vaddq_f32(lo, hi))
+}
+
+/// Four f32 lanes reduced as `(l0+l2) + (l1+l3)` ([`crate::dot::scalar::hsum4`]).
+#[inline(always)]
+pub(crate) unsafe fn hsum4(v: float32x4_t) -> f32 {
+    let t = vaddq_f32(v, vextq_f32::<2>(v, v));
+    vpadds_f32(vget_low_f32(t))
+}
+
+/// `acc + p · s[lane]` (lane-indexed multiply-accumulate; `lane` folds to a constant once the
+/// caller's loops are unrolled).
+#[inline(always)]
+pub(crate) unsafe fn mla_lane(
+    acc: int32x4_t,
+    p: int32x4_t,
+    s: int32x4_t,
+    lane: usize,
+) -> int32x4_t {
+    match lane & 3 {
+        0 => vmlaq_laneq_s32::<0>(acc, p, s),
+        1 => vmlaq_laneq_s32::<1>(acc, p, s),
+        2 => vmlaq_laneq_s32::<2>(acc, p, s),
+        _ => vmlaq_laneq_s32::<3>(acc, p, s),
+    }
+}
+
+/// The f16 at byte pointer `p` (any alignment) as f32, exactly.
+///
+/// # Safety
+/// `p` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f16(p: *const u8) -> f32 {
+    f16_to_f32(u16::from_le((p as *const u16).read_unaligned()))
+}
+
+/// The f32 at byte pointer `p` (any alignment).
+///
+/// # Safety
+/// `p` must be valid for reading 4 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f32(p: *const u8) -> f32 {
+    f32::from_bits(u32::from_le((p as *const u32).read_unaligned()))
+}
+
+/// The f16 at `p[r] + off` for `r < R` as the lanes of an f32 vector, zero in lanes `R..4`.
+///
+/// # Safety
+/// Each `p[r] + off` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f16_rows<const R: usize>(p: &[*const u8; R], off: usize) -> float32x4_t {
+    const { assert!(R >= 1 && R <= 4) };
+    let mut h = [0u16; 4];
+    for r in 0..R {
+        h[r] = u16::from_le((p[r].add(off) as *const u16).read_unaligned());
+    }
+    f16x4_to_f32(vld1_u16(h.as_ptr()))
+}
+
+/// Sixteen signed bytes at byte pointer `p`.
+///
+/// # Safety
+/// `p` must be valid for reading 16 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_s8(p: *const u8) -> int8x16_t {
+    vld1q_s8(p as *const i8)
 }
 
 /// Low nibbles of 16 bytes, as i8 (0..15).
