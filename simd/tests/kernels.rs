@@ -3,8 +3,14 @@
 //! Under qemu these run once per emulated CPU (`QEMU_CPU=neoverse-n1`, `cortex-a72`).
 
 use half::f16;
-use nib_simd::traits::{Kernels, Level};
+use nib_simd::traits::{DotKind, Kernels, Level};
 use nib_simd::GgmlType;
+
+/// Bitwise equality of two results (two NaNs count as equal: payloads are not part of the
+/// contract).
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
 
 /// xorshift64*: deterministic, dependency-free randomness for tests.
 struct Rng(u64);
@@ -154,7 +160,7 @@ fn vec_dot_matches_scalar_at_every_level() {
                         "scalar {ty} n={n} s={scale}: {want} vs exact {exact}"
                     );
                     assert!(
-                        (got - want).abs() <= tol,
+                        same(got as f32, want as f32),
                         "{level} {ty} n={n} s={scale}: {got} vs scalar {want}"
                     );
                 }
@@ -194,24 +200,7 @@ fn activation_quantizers_match_scalar_at_every_level() {
                     let (mut want, mut got) = (vec![0u8; size], vec![0u8; size]);
                     (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut want);
                     (k.get(at).unwrap().from_float.unwrap())(&x, &mut got);
-                    if at == GgmlType::F16 || at == GgmlType::BF16 {
-                        assert_eq!(want, got, "{level} {at} n={n}");
-                        continue;
-                    }
-                    let (mut wf, mut gf) = (vec![0f32; n], vec![0f32; n]);
-                    (scalar.get(at).unwrap().to_float.unwrap())(&want, &mut wf);
-                    (scalar.get(at).unwrap().to_float.unwrap())(&got, &mut gf);
-                    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    for i in 0..n {
-                        // Rounding of exact halves may differ by one step between levels.
-                        let step = amax / 127.0 * 1.01 + f32::MIN_POSITIVE;
-                        assert!(
-                            (wf[i] - gf[i]).abs() <= step,
-                            "{level} {at} n={n} i={i}: {} vs {}",
-                            gf[i],
-                            wf[i]
-                        );
-                    }
+                    assert_eq!(want, got, "{level} {at} n={n}");
                 }
             }
         }
@@ -259,10 +248,8 @@ fn vec_dot_on_extreme_quants_matches_scalar() {
                         (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
                         let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
                         let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
-                        let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
-                        let tol = 2e-3 * mag + 1e-6;
                         assert!(
-                            (got - want).abs() <= tol,
+                            same(got as f32, want as f32),
                             "{level} {ty} fill={fill:#04x} n={n}: {got} vs scalar {want}"
                         );
                     }
@@ -288,9 +275,8 @@ fn float_kernels_handle_every_tail_length() {
                 let a = random_row(ty, n, &mut rng, 2.0);
                 let want = (st.vec_dot.unwrap())(n, &w, &a) as f64;
                 let got = (t.vec_dot.unwrap())(n, &w, &a) as f64;
-                let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
                 assert!(
-                    (got - want).abs() <= 1e-5 * mag + 1e-6,
+                    same(got as f32, want as f32),
                     "{level} {ty} n={n}: {got} vs {want}"
                 );
 
@@ -311,7 +297,8 @@ fn float_kernels_handle_every_tail_length() {
 }
 
 /// On aarch64 the levels must really install their own kernels (a level that silently kept the
-/// scalar entries would pass every comparison above), and dotprod must differ from plain NEON.
+/// scalar entries would pass every comparison above): every kind of every quantized format, with a
+/// tile, and dotprod's differ from plain NEON's.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn aarch64_levels_install_their_own_kernels() {
@@ -326,27 +313,49 @@ fn aarch64_levels_install_their_own_kernels() {
             t.vec_dot.map(|f| f as usize),
         )
     };
+    let kind = |k: &Kernels, ty: GgmlType, kind: DotKind| {
+        let t = k.get(ty).unwrap();
+        (
+            t.dot(kind).map(|f| f as usize),
+            t.tile(kind).map(|f| f as usize),
+        )
+    };
     let quant_dots = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
-    for ty in quant_dots.into_iter().chain([F32, F16]) {
+    for ty in quant_dots.into_iter().chain([F32, F16, BF16]) {
         assert_ne!(addr(&neon, ty).2, addr(&scalar, ty).2, "neon vec_dot {ty}");
     }
     for ty in [
-        F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
+        F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
     ] {
         assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
     }
-    for ty in [F16, Q8_0, Q8_1, Q8_K] {
+    for ty in [F16, BF16, Q8_0, Q8_1, Q8_K] {
         assert_ne!(
             addr(&neon, ty).1,
             addr(&scalar, ty).1,
             "neon from_float {ty}"
         );
     }
-    if Level::NeonDotprod.is_supported() {
-        let dp = Kernels::for_level(Level::NeonDotprod);
-        for ty in quant_dots {
-            assert_ne!(addr(&dp, ty).2, addr(&neon, ty).2, "dotprod vec_dot {ty}");
-            assert_ne!(addr(&dp, ty).2, addr(&scalar, ty).2, "dotprod vec_dot {ty}");
+    let dp = Level::NeonDotprod
+        .is_supported()
+        .then(|| Kernels::for_level(Level::NeonDotprod));
+    for ty in quant_dots {
+        for kd in KINDS {
+            let s = kind(&scalar, ty, kd);
+            if s.0.is_none() {
+                continue;
+            }
+            let n = kind(&neon, ty, kd);
+            assert!(n.0.is_some() && n.0 != s.0, "neon {ty} {kd:?} dot");
+            assert!(n.1.is_some(), "neon {ty} {kd:?} tile");
+            if let Some(dp) = &dp {
+                let d = kind(dp, ty, kd);
+                assert!(
+                    d.0.is_some() && d.0 != s.0 && d.0 != n.0,
+                    "dotprod {ty} {kd:?}"
+                );
+                assert!(d.1.is_some() && d.1 != n.1, "dotprod {ty} {kd:?} tile");
+            }
         }
     }
 }
@@ -458,12 +467,8 @@ fn probe_rows(n: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
 }
 
 #[test]
-fn activation_quantizers_give_the_reference_bytes_on_x86() {
-    // The x86 quantizers replicate the reference's arithmetic exactly; other architectures are
-    // held to the one-step tolerance above.
-    if !cfg!(target_arch = "x86_64") {
-        return;
-    }
+fn activation_quantizers_give_the_reference_bytes() {
+    // Every level replicates the reference's arithmetic exactly.
     let scalar = Kernels::for_level(Level::Scalar);
     let mut rng = Rng(7);
     for level in optimised_levels() {
@@ -546,15 +551,13 @@ fn vec_dot_is_exact_at_the_extremes_of_the_integer_ranges() {
                         let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a);
                         let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a);
                         let (exact, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
-                        // Against the scalar kernel: float rounding only. Against the exact value:
-                        // also the f16 rounding of Q8_1's `s` (for Q4_1, Q5_1).
-                        let tol = 1e-5 * mag + 1e-6;
+                        // Against the exact value: the f16 rounding of Q8_1's `s` (Q4_1, Q5_1).
                         assert!(
                             (want as f64 - exact).abs() <= 2e-3 * mag,
                             "scalar {ty} {byte:#x} {pattern}: {want} vs {exact}"
                         );
                         assert!(
-                            (got - want).abs() as f64 <= tol,
+                            same(got, want),
                             "{level} {ty} n={n} {byte:#x} {pattern}: {got} vs {want}"
                         );
                     }
@@ -589,18 +592,10 @@ fn vec_dot_handles_tiny_subnormal_and_huge_scales() {
                     (scalar.get(at).unwrap().from_float.unwrap())(&x, &mut a);
                     let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
                     let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
-                    let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
                     assert!(
-                        got.is_finite() == want.is_finite(),
+                        same(got as f32, want as f32),
                         "{level} {ty} d={d} xs={xs}: {got} vs {want}"
                     );
-                    if want.is_finite() {
-                        let tol = 2e-3 * mag + f32::MIN_POSITIVE as f64;
-                        assert!(
-                            (got - want).abs() <= tol,
-                            "{level} {ty} d={d} xs={xs}: {got} vs {want}"
-                        );
-                    }
                 }
             }
         }
@@ -619,9 +614,8 @@ fn float_formats_at_lengths_that_are_not_a_multiple_of_the_vector_width() {
                 let a = random_row(ty, n, &mut rng, 2.0);
                 let want = (scalar.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
                 let got = (k.get(ty).unwrap().vec_dot.unwrap())(n, &w, &a) as f64;
-                let (_, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
                 assert!(
-                    (got - want).abs() <= 1e-5 * mag + 1e-6,
+                    same(got as f32, want as f32),
                     "{level} {ty} n={n}: {got} vs {want}"
                 );
                 let (mut fw, mut fg) = (vec![0f32; n], vec![0f32; n]);
@@ -661,6 +655,157 @@ fn dequantize_is_exact_for_extreme_scales() {
                     .zip(&got)
                     .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
                 assert!(same, "{level} {ty} d={d}");
+            }
+        }
+    }
+}
+
+const KINDS: [DotKind; 4] = [
+    DotKind::Plain,
+    DotKind::Tiled,
+    DotKind::Repacked,
+    DotKind::RepackedGemm,
+];
+
+/// `nc` activation rows of `n` elements converted to `at` with the scalar quantizer.
+fn activations(scalar: &Kernels, at: GgmlType, n: usize, nc: usize, rng: &mut Rng) -> Vec<u8> {
+    let ab = at.row_size(n).unwrap();
+    let mut a = vec![0u8; ab * nc];
+    for o in a.chunks_exact_mut(ab) {
+        let x: Vec<f32> = (0..n)
+            .map(|i| rng.f32() * if i % 17 == 3 { 8.0 } else { 1.0 })
+            .collect();
+        (scalar.get(at).unwrap().from_float.unwrap())(&x, o);
+    }
+    a
+}
+
+/// Every kind's dot product, and its tile where the level has one, against the scalar kind,
+/// element by element: row and token counts around the tiles' shapes, several row lengths, tiles
+/// at offsets inside larger matrices, writing exactly their elements of a strided output.
+#[test]
+fn every_kind_and_tile_is_bit_exact_at_every_level() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0x7113_5eed);
+    let (nr, nc) = (9, 9);
+    // (first row, rows, first token, tokens) of each tile call.
+    let tiles = [
+        (0, 9, 0, 9),
+        (0, 1, 0, 1),
+        (1, 4, 2, 3),
+        (3, 5, 1, 7),
+        (0, 8, 0, 8),
+        (2, 7, 0, 2),
+        (5, 2, 4, 5),
+    ];
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES {
+            let (st, lt) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
+            let at = st.vec_dot_type;
+            assert_eq!(lt.vec_dot_type, at, "{level} {ty}");
+            for nb in [1, 3, 8] {
+                let n = nb * ty.block_size().max(32);
+                let (rb, ab) = (ty.row_size(n).unwrap(), at.row_size(n).unwrap());
+                let w: Vec<u8> = (0..nr)
+                    .flat_map(|_| random_row(ty, n, &mut rng, 1.0))
+                    .collect();
+                let a = activations(&scalar, at, n, nc, &mut rng);
+                let (wr, ar) = (|r: usize| &w[r * rb..][..rb], |t: usize| &a[t * ab..][..ab]);
+                for kind in KINDS {
+                    let Some(want_dot) = st.dot(kind) else {
+                        assert!(lt.dot(kind).is_none() && lt.tile(kind).is_none());
+                        continue;
+                    };
+                    let got_dot = lt
+                        .dot(kind)
+                        .unwrap_or_else(|| panic!("{level} {ty} has no {kind:?} dot"));
+                    let mut want = vec![0f32; nr * nc];
+                    for t in 0..nc {
+                        for r in 0..nr {
+                            want[t * nr + r] = want_dot(n, wr(r), ar(t));
+                            let got = got_dot(n, wr(r), ar(t));
+                            assert!(
+                                same(got, want[t * nr + r]),
+                                "{level} {ty} {kind:?} n={n} row {r} token {t}: {got} vs {}",
+                                want[t * nr + r]
+                            );
+                        }
+                    }
+                    let Some(tile) = lt.tile(kind) else { continue };
+                    for (r0, tr, t0, tc) in tiles {
+                        let stride = tr + 3;
+                        let sentinel = -12345.0f32;
+                        let mut out = vec![sentinel; stride * tc + 2];
+                        // SAFETY: `out` holds `c * stride + r` for every `c < tc`, `r < tr`.
+                        unsafe {
+                            tile(
+                                n,
+                                &w[r0 * rb..(r0 + tr) * rb],
+                                rb,
+                                tr,
+                                &a[t0 * ab..(t0 + tc) * ab],
+                                ab,
+                                tc,
+                                out.as_mut_ptr(),
+                                stride,
+                            )
+                        };
+                        for (i, &got) in out.iter().enumerate() {
+                            let (c, r) = (i / stride, i % stride);
+                            if c < tc && r < tr {
+                                let e = want[(t0 + c) * nr + r0 + r];
+                                assert!(
+                                    same(got, e),
+                                    "{level} {ty} {kind:?} tile {tr}x{tc} at ({r0}, {t0}) n={n} \
+                                     row {r} token {c}: {got} vs {e}"
+                                );
+                            } else {
+                                assert_eq!(got, sentinel, "{level} {ty} {kind:?}: wrote [{i}]");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whole matrix products (the kind each token takes, the tiles over thread chunks) equal the
+/// scalar level's bit for bit, for row counts that are and are not repacked by llama.cpp and
+/// batch sizes around the tiled threshold and the gemm groups of four.
+#[test]
+fn matmul_is_bit_exact_at_every_level() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0xa11_70c5);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in WEIGHT_TYPES {
+            let at = scalar.get(ty).unwrap().vec_dot_type;
+            let n = 2 * ty.block_size().max(64);
+            for rows in [8, 13, 24] {
+                let w: Vec<u8> = (0..rows)
+                    .flat_map(|_| random_row(ty, n, &mut rng, 1.0))
+                    .collect();
+                let m = nib_simd::MatRef {
+                    ty,
+                    rows,
+                    cols: n,
+                    data: &w,
+                };
+                for toks in [1, 3, 4, 6, 8, 9] {
+                    let a = activations(&scalar, at, n, toks, &mut rng);
+                    let mut want = vec![0f32; rows * toks];
+                    let mut got = vec![0f32; rows * toks];
+                    nib_simd::matmul(&scalar, m, &a, toks, &mut want);
+                    nib_simd::matmul(&k, m, &a, toks, &mut got);
+                    for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            same(g, e),
+                            "{level} {ty} {rows} rows {toks} tokens [{i}]: {g} vs {e}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -4,8 +4,8 @@
 //! and Q4_K layouts), RMSNorm, SwiGLU and GeGLU (all 65,536 f16 inputs of its GELU table).
 //!
 //! The inputs and llama.cpp's outputs live in `tests/golden/kernels/` (see `common/records.rs`).
-//! The scalar level is always checked; `NIB_GOLDEN_ALL_LEVELS=1` also checks every other level
-//! this CPU supports, which must give the same bits.
+//! Every level this CPU supports is checked (they must all give llama.cpp's bits);
+//! `NIB_GOLDEN_LEVELS=scalar` (or any comma-separated list of level names) checks only those.
 
 #[path = "common/records.rs"]
 mod records;
@@ -20,13 +20,16 @@ fn dir() -> PathBuf {
 }
 
 fn levels() -> Vec<Level> {
-    if std::env::var("NIB_GOLDEN_ALL_LEVELS").as_deref() == Ok("1") {
-        Level::ALL
-            .into_iter()
-            .filter(|l| l.is_supported())
-            .collect()
-    } else {
-        vec![Level::Scalar]
+    let supported = Level::ALL.into_iter().filter(|l| l.is_supported());
+    match std::env::var("NIB_GOLDEN_LEVELS") {
+        Ok(names) if !names.trim().is_empty() => {
+            let want: Vec<Level> = names
+                .split(',')
+                .map(|n| Level::from_name(n).unwrap_or_else(|| panic!("unknown level {n}")))
+                .collect();
+            supported.filter(|l| want.contains(l)).collect()
+        }
+        _ => supported.collect(),
     }
 }
 
