@@ -810,3 +810,48 @@ fn matmul_is_bit_exact_at_every_level() {
         }
     }
 }
+
+/// Tiles over batches whose activations exceed what a tile keeps in cache at once (long rows, many
+/// tokens, leftover rows and tokens): the tile's own blocking of the batch changes no element.
+#[test]
+fn tiles_over_long_rows_and_batches_are_bit_exact() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0xb10c);
+    let (nr, nc) = (6, 23);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let (st, lt) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
+            let at = st.vec_dot_type;
+            let n = 4096;
+            let (rb, ab) = (ty.row_size(n).unwrap(), at.row_size(n).unwrap());
+            let w: Vec<u8> = (0..nr)
+                .flat_map(|_| random_row(ty, n, &mut rng, 1.0))
+                .collect();
+            let a = activations(&scalar, at, n, nc, &mut rng);
+            for kind in KINDS {
+                let (Some(dot), Some(tile)) = (st.dot(kind), lt.tile(kind)) else {
+                    continue;
+                };
+                let mut out = vec![0f32; nr * nc];
+                // SAFETY: `out` holds `c * nr + r` for every `c < nc`, `r < nr`.
+                unsafe { tile(n, &w, rb, nr, &a, ab, nc, out.as_mut_ptr(), nr) };
+                for t in 0..nc {
+                    for r in 0..nr {
+                        let want = dot(n, &w[r * rb..][..rb], &a[t * ab..][..ab]);
+                        let got = out[t * nr + r];
+                        assert!(
+                            same(got, want),
+                            "{level} {ty} {kind:?} row {r} token {t}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

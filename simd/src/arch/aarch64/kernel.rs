@@ -44,8 +44,9 @@ pub(crate) unsafe fn vec_dot<K: Kernel, D: Dot>(n: usize, x: &[u8], y: &[u8]) ->
     K::run::<D, 1, 1>(nb, &[x.as_ptr()], &[y.as_ptr()])[0][0]
 }
 
-/// The table's `DotTile` (see its contract): rows in groups of `R`, and for each group the tokens
-/// in groups of `T`; leftover rows one at a time, leftover tokens one at a time.
+/// The table's `DotTile` (see its contract): tokens in blocks that fit L1, and for each block the
+/// rows in groups of `R` against the tokens in groups of `T`; leftover rows one at a time,
+/// leftover tokens one at a time.
 ///
 /// # Safety
 /// The CPU must support `D`'s instructions, and `out` must satisfy `DotTile`'s contract. Panics
@@ -75,19 +76,30 @@ pub(crate) unsafe fn tile<K: Kernel, D: Dot, const R: usize, const T: usize>(
         a.len() >= (nc - 1) * a_stride + nb * K::YB,
         "activation rows shorter than the tile"
     );
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let mut r = 0;
-    while r + R <= nr {
-        let x: [*const u8; R] = core::array::from_fn(|i| wp.add((r + i) * w_stride));
-        tokens::<K, D, R, T>(nb, &x, ap, a_stride, nc, out.add(r), out_stride);
-        r += R;
-    }
-    while r < nr {
-        let x = [wp.add(r * w_stride)];
-        tokens::<K, D, 1, T>(nb, &x, ap, a_stride, nc, out.add(r), out_stride);
-        r += 1;
+    let wp = w.as_ptr();
+    // Tokens in blocks whose activations stay in L1 while every row group passes over them.
+    let block = (TOKEN_BLOCK_BYTES / a_stride.max(1) / T).max(1) * T;
+    let mut c0 = 0;
+    while c0 < nc {
+        let cn = block.min(nc - c0);
+        let (ap, out) = (a.as_ptr().add(c0 * a_stride), out.add(c0 * out_stride));
+        let mut r = 0;
+        while r + R <= nr {
+            let x: [*const u8; R] = core::array::from_fn(|i| wp.add((r + i) * w_stride));
+            tokens::<K, D, R, T>(nb, &x, ap, a_stride, cn, out.add(r), out_stride);
+            r += R;
+        }
+        while r < nr {
+            let x = [wp.add(r * w_stride)];
+            tokens::<K, D, 1, T>(nb, &x, ap, a_stride, cn, out.add(r), out_stride);
+            r += 1;
+        }
+        c0 += cn;
     }
 }
+
+/// Activation bytes per token block of [`tile`]: half of a Neoverse-N1 core's 64 KiB L1D.
+const TOKEN_BLOCK_BYTES: usize = 32 * 1024;
 
 /// `R` rows against every token, `T` tokens at a time.
 #[inline(always)]

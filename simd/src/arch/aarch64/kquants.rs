@@ -21,7 +21,6 @@
 
 use super::common::*;
 use super::kernel::Kernel;
-use super::legacy::lanes;
 use core::arch::aarch64::*;
 
 /// Bytes of a Q8_K block: `d` (f32) at 0, 256 quants at 4, sixteen i16 `bsums` at 260.
@@ -457,10 +456,10 @@ unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T
     let z = vdupq_n_s32(0);
     let m = F::MAP[P];
     let mut w = [[vdupq_n_s8(0); 4]; R];
-    for r in 0..R {
+    unroll4!(r in 0..R => {
         w[r] = F::weights::<P>(p[r]);
-    }
-    for t in 0..T {
+    });
+    unroll4!(t in 0..T => {
         let a = q[t].add(4);
         let av = [
             ld_s8(a.add(m[0].0)),
@@ -468,7 +467,7 @@ unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T
             ld_s8(a.add(m[2].0)),
             ld_s8(a.add(m[3].0)),
         ];
-        for r in 0..R {
+        unroll4!(r in 0..R => {
             let (w, s) = (&w[r], &sc[r]);
             let mut acc = isum[t][r];
             if F::PAIRED {
@@ -483,8 +482,8 @@ unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T
                 acc = mla_lane(acc, D::dot_small(z, w[3], av[3]), s[m[3].1], m[3].2);
             }
             isum[t][r] = acc;
-        }
-    }
+        });
+    });
 }
 
 /// Pass `P` in the eight-lane order: `isum[t][r][h]` (x86 lanes `4h..4h+4`) gains
@@ -502,10 +501,10 @@ unsafe fn pass_lanes<F: KFormat, D: Dot, const P: usize, const R: usize, const T
     let z = vdupq_n_s32(0);
     let m = F::MAP[P];
     let mut w = [[vdupq_n_s8(0); 4]; R];
-    for r in 0..R {
+    unroll4!(r in 0..R => {
         w[r] = F::weights::<P>(p[r]);
-    }
-    for t in 0..T {
+    });
+    unroll4!(t in 0..T => {
         let a = q[t].add(4);
         let av = [
             ld_s8(a.add(m[0].0)),
@@ -513,14 +512,14 @@ unsafe fn pass_lanes<F: KFormat, D: Dot, const P: usize, const R: usize, const T
             ld_s8(a.add(m[2].0)),
             ld_s8(a.add(m[3].0)),
         ];
-        for r in 0..R {
+        unroll4!(r in 0..R => {
             let (w, s, acc) = (&w[r], &sc[r], &mut isum[t][r]);
             acc[m[0].3] = mla_lane(acc[m[0].3], D::dot_small(z, w[0], av[0]), s[m[0].1], m[0].2);
             acc[m[1].3] = mla_lane(acc[m[1].3], D::dot_small(z, w[1], av[1]), s[m[1].1], m[1].2);
             acc[m[2].3] = mla_lane(acc[m[2].3], D::dot_small(z, w[2], av[2]), s[m[2].1], m[2].2);
             acc[m[3].3] = mla_lane(acc[m[3].3], D::dot_small(z, w[3], av[3]), s[m[3].1], m[3].2);
-        }
-    }
+        });
+    });
 }
 
 /// All four passes of [`pass_total`].
@@ -568,9 +567,9 @@ unsafe fn at<const N: usize>(base: &[*const u8; N], b: usize, size: usize) -> [*
 #[inline(always)]
 unsafe fn scales_of<F: KFormat, const R: usize>(p: &[*const u8; R]) -> [[int32x4_t; 4]; R] {
     let mut sc = [[vdupq_n_s32(0); 4]; R];
-    for r in 0..R {
-        sc[r] = F::scales(p[r]);
-    }
+    unroll4!(r in 0..R => {
+        sc[r] = F::scales(p[r]).map(opaque);
+    });
     sc
 }
 
@@ -598,10 +597,10 @@ impl Kernel for Q4KPlain {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q4K, R>(&p);
             let isum = block_lanes::<Q4K, D, R, T>(&p, &q, &sc);
-            for t in 0..T {
+            unroll4!(t in 0..T => {
                 let yd = ld_f32(q[t]);
                 let s = bsums32(q[t]);
-                for r in 0..R {
+                unroll4!(r in 0..R => {
                     let mn = k4_header(p[r]).1;
                     let dmin = -yd * ld_f16(p[r].add(2));
                     let m = vcvtq_f32_s32(k4_min_pairs(&mn, &s));
@@ -609,34 +608,54 @@ impl Kernel for Q4KPlain {
                     let d = yd * ld_f16(p[r]);
                     lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(isum[t][r][0]), d);
                     hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(isum[t][r][1]), d);
-                }
-            }
+                });
+            });
         }
         let mut out = [[0f32; R]; T];
-        for t in 0..T {
-            for r in 0..R {
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
                 out[t][r] = hsum8(lo[t][r], hi[t][r]) + hsum4(accm[t][r]);
-            }
-        }
+            });
+        });
         out
     }
 }
 
-/// Each row's `Σ_j mn_j · s_j` (exact in the lanes' total).
+/// Each output's `mn·s` pair vector (lane `P` = pair `P`'s mins integer, see [`k4_min_pairs`]),
+/// from each row's mins and each token's per-32 sums.
 #[inline(always)]
-unsafe fn k4_min_totals<const R: usize>(p: &[*const u8; R], q: *const u8) -> int32x4_t {
-    let s = bsums32(q);
-    let mut m = [vdupq_n_s32(0); R];
-    for r in 0..R {
-        m[r] = k4_min_pairs(&k4_header(p[r]).1, &s);
-    }
-    rowsum(&m)
+unsafe fn k4_mins<const R: usize, const T: usize>(
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+) -> [[int32x4_t; R]; T] {
+    let mut mn = [[vdupq_n_s32(0); 2]; R];
+    unroll4!(r in 0..R => {
+        mn[r] = k4_header(p[r]).1;
+    });
+    let mut m = [[vdupq_n_s32(0); R]; T];
+    unroll4!(t in 0..T => {
+        let s = bsums32(q[t]);
+        unroll4!(r in 0..R => {
+            m[t][r] = k4_min_pairs(&mn[r], &s);
+        });
+    });
+    m
+}
+
+/// The f32 `d` of each token's Q8_K block.
+#[inline(always)]
+unsafe fn tok_d<const T: usize>(q: &[*const u8; T]) -> [f32; T] {
+    let mut d = [0f32; T];
+    unroll4!(t in 0..T => {
+        d[t] = ld_f32(q[t]);
+    });
+    d
 }
 
 /// Q4_K · Q8_K in the x86 repacked layout's `gemv` order
 /// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_repacked`]): per super-block
 /// `acc = fma(f32(isum), f32(x.d) * y.d, acc)`, `accm = fma(f32(imin), f32(x.dmin) * y.d, accm)`;
-/// `acc - accm`. Rows are lanes.
+/// `acc - accm`. Outputs are lanes ([`lane_vectors`]).
 pub(crate) struct Q4KRepacked;
 
 impl Kernel for Q4KRepacked {
@@ -656,19 +675,22 @@ impl Kernel for Q4KRepacked {
         for b in 0..nb {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q4K, R>(&p);
-            let isum = block_total::<Q4K, D, R, T>(&p, &q, &sc);
-            let (xd, xdmin) = (ld_f16_rows(&p, 0), ld_f16_rows(&p, 2));
-            for t in 0..T {
-                let yd = ld_f32(q[t]);
-                let imin = k4_min_totals(&p, q[t]);
-                acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(rowsum(&isum[t])), vmulq_n_f32(xd, yd));
-                accm[t] = vfmaq_f32(accm[t], vcvtq_f32_s32(imin), vmulq_n_f32(xdmin, yd));
-            }
+            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
+            let imin = totals_as_lanes(&k4_mins(&p, &q));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let d = vmulq_f32(xd[k], yd[k]);
+                let dmin = vmulq_f32(xdmin[k], yd[k]);
+                acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d);
+                accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k]), dmin);
+            });
         }
-        for t in 0..T {
-            acc[t] = vsubq_f32(acc[t], accm[t]);
-        }
-        lanes(&acc)
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vsubq_f32(acc[k], accm[k]);
+        });
+        lanes_out(&acc)
     }
 }
 
@@ -678,7 +700,8 @@ impl Kernel for Q4KRepacked {
 pub(crate) struct Q4KRepackedGemm;
 
 impl Q4KRepackedGemm {
-    /// Pass `P`: the integer of each output, rows as lanes, into the accumulators.
+    /// Pass `P`'s integers into the accumulators: `imin[k][P]` holds pass `P`'s mins integer of
+    /// the outputs of lane vector `k`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn pass<D: Dot, const P: usize, const R: usize, const T: usize>(
@@ -693,10 +716,11 @@ impl Q4KRepackedGemm {
     ) {
         let mut isum = [[vdupq_n_s32(0); R]; T];
         pass_total::<Q4K, D, P, R, T>(&mut isum, p, q, sc);
-        for t in 0..T {
-            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(rowsum(&isum[t])), d[t]);
-            accm[t] = vfmaq_f32(accm[t], vcvtq_f32_s32(imin[t][P]), dmin[t]);
-        }
+        let isum = totals_as_lanes(&isum);
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d[k]);
+            accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k][P]), dmin[k]);
+        });
     }
 }
 
@@ -718,39 +742,40 @@ impl Kernel for Q4KRepackedGemm {
         for b in 0..nb {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q4K, R>(&p);
-            let (xd, xdmin) = (ld_f16_rows(&p, 0), ld_f16_rows(&p, 2));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
             let mut d = [zf; T];
             let mut dmin = [zf; T];
-            // imin[t][P]: lane r = pair P's mins of row r (the rows' pair vectors transposed).
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                d[k] = vmulq_f32(xd[k], yd[k]);
+                dmin[k] = vmulq_f32(xdmin[k], yd[k]);
+            });
+            // Each output's pair vector, four outputs at a time transposed: imin[k][P] lane j
+            // is pass P's mins integer of output 4k + j.
+            let m = k4_mins(&p, &q);
+            let get = |l: usize| if l < R * T { m[l / R][l % R] } else { zi };
             let mut imin = [[zi; 4]; T];
-            for t in 0..T {
-                let yd = ld_f32(q[t]);
-                d[t] = vmulq_n_f32(xd, yd);
-                dmin[t] = vmulq_n_f32(xdmin, yd);
-                let s = bsums32(q[t]);
-                let mut m = [zi; 4];
-                for r in 0..R {
-                    m[r] = k4_min_pairs(&k4_header(p[r]).1, &s);
-                }
-                imin[t] = transpose4(m);
-            }
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                imin[k] = transpose4([get(4 * k), get(4 * k + 1), get(4 * k + 2), get(4 * k + 3)]);
+            });
             let (a, am) = (&mut acc, &mut accm);
             Self::pass::<D, 0, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
             Self::pass::<D, 1, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
             Self::pass::<D, 2, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
             Self::pass::<D, 3, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
         }
-        for t in 0..T {
-            acc[t] = vsubq_f32(acc[t], accm[t]);
-        }
-        lanes(&acc)
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vsubq_f32(acc[k], accm[k]);
+        });
+        lanes_out(&acc)
     }
 }
 
 /// Q4_K · Q8_K in the tiled K-quant matmul's order
 /// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_tiled`]): per super-block
-/// `r = fma(-f32(x.dmin), f32(imin), f32(isum) * f32(x.d))`, `acc = fma(r, y.d, acc)`. Rows are
-/// lanes.
+/// `r = fma(-f32(x.dmin), f32(imin), f32(isum) * f32(x.d))`, `acc = fma(r, y.d, acc)`. Outputs
+/// are lanes.
 pub(crate) struct Q4KTiled;
 
 impl Kernel for Q4KTiled {
@@ -768,17 +793,18 @@ impl Kernel for Q4KTiled {
         for b in 0..nb {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q4K, R>(&p);
-            let isum = block_total::<Q4K, D, R, T>(&p, &q, &sc);
-            let (xd, xdmin) = (ld_f16_rows(&p, 0), ld_f16_rows(&p, 2));
-            let nxdmin = vnegq_f32(xdmin);
-            for t in 0..T {
-                let imin = vcvtq_f32_s32(k4_min_totals(&p, q[t]));
-                let s = vmulq_f32(vcvtq_f32_s32(rowsum(&isum[t])), xd);
-                let r = vfmaq_f32(s, nxdmin, imin);
-                acc[t] = vfmaq_n_f32(acc[t], r, ld_f32(q[t]));
-            }
+            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
+            let imin = totals_as_lanes(&k4_mins(&p, &q));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
+                let r = vfmaq_f32(s, vnegq_f32(xdmin[k]), vcvtq_f32_s32(imin[k]));
+                acc[k] = vfmaq_f32(acc[k], r, yd[k]);
+            });
         }
-        lanes(&acc)
+        lanes_out(&acc)
     }
 }
 
@@ -806,10 +832,10 @@ impl Kernel for Q6KPlain {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q6K<false>, R>(&p);
             let isum = block_lanes::<Q6K<false>, D, R, T>(&p, &q, &sc);
-            for t in 0..T {
+            unroll4!(t in 0..T => {
                 let yd = ld_f32(q[t]);
                 let bs = bsums(q[t]);
-                for r in 0..R {
+                unroll4!(r in 0..R => {
                     let s = widen16(ld_s8(p[r].add(192)));
                     // corr lanes 0..4 from bsums/scales 0..8, lanes 4..8 from 8..16.
                     let c0 = vpaddq_s32(
@@ -825,22 +851,22 @@ impl Kernel for Q6KPlain {
                     let d = yd * ld_f16(p[r].add(208));
                     lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(l0), d);
                     hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(l1), d);
-                }
-            }
+                });
+            });
         }
         let mut out = [[0f32; R]; T];
-        for t in 0..T {
-            for r in 0..R {
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
                 out[t][r] = hsum8(lo[t][r], hi[t][r]);
-            }
-        }
+            });
+        });
         out
     }
 }
 
 /// Q6_K · Q8_K in the tiled K-quant matmul's order
 /// ([`crate::dot::scalar::vec_dot_q6_k_q8_k_tiled`]): per super-block
-/// `acc = fma(f32(isum) * f32(x.d), y.d, acc)` with the signed quants. Rows are lanes.
+/// `acc = fma(f32(isum) * f32(x.d), y.d, acc)` with the signed quants. Outputs are lanes.
 pub(crate) struct Q6KTiled;
 
 impl Kernel for Q6KTiled {
@@ -858,90 +884,120 @@ impl Kernel for Q6KTiled {
         for b in 0..nb {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<Q6K<true>, R>(&p);
-            let isum = block_total::<Q6K<true>, D, R, T>(&p, &q, &sc);
-            let xd = ld_f16_rows(&p, 208);
-            for t in 0..T {
-                let s = vmulq_f32(vcvtq_f32_s32(rowsum(&isum[t])), xd);
-                acc[t] = vfmaq_n_f32(acc[t], s, ld_f32(q[t]));
-            }
+            let isum = totals_as_lanes(&block_total::<Q6K<true>, D, R, T>(&p, &q, &sc));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 208);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
+                acc[k] = vfmaq_f32(acc[k], s, yd[k]);
+            });
         }
-        lanes(&acc)
+        lanes_out(&acc)
     }
 }
 
 /// Q2_K, Q3_K and Q5_K: one f32 sum per output, `sumf += ...` once per super-block, as their
-/// scalar definitions ([`SumfFormat::update`]). Rows are lanes.
+/// scalar definitions ([`SumfFormat::update`]). Outputs are lanes.
 pub(crate) struct Sumf<F>(core::marker::PhantomData<F>);
 
 /// The float step of a [`Sumf`] format.
 pub(crate) trait SumfFormat: KFormat {
-    /// `sumf` after one super-block: `isum` is each row's exact `Σ scale·quants·q8` (rows as
-    /// lanes, through [`block_total`]), `p` the rows' blocks and `q` the token's.
+    /// Byte offsets of the block's f16 `d` and `dmin` (`dmin` unused where there is none).
+    const D: usize;
+    const DMIN: usize;
+
+    /// The mins integer of one output (only the total of the lanes is meaningful).
     ///
     /// # Safety
-    /// `p[r]` and `q` point at whole blocks.
-    unsafe fn update<const R: usize>(
+    /// `p` and `q` point at whole blocks.
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t;
+
+    /// `sumf` after one super-block, lane by lane: `isum` is the exact `Σ scale·quants·q8`,
+    /// `imin` the mins integer, `xd`, `xdmin`, `yd` the scales.
+    unsafe fn update(
         sumf: float32x4_t,
         isum: int32x4_t,
-        p: &[*const u8; R],
-        q: *const u8,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
     ) -> float32x4_t;
 }
 
 impl SumfFormat for Q2K {
-    /// `sumf += dall * f32(isum) - dmin * f32(summs)`, `dall = y.d * f32(x.d)`,
-    /// `dmin = y.d * f32(x.dmin)`, `summs = Σ bsums[j]·(scales[j] >> 4)`.
+    const D: usize = 80;
+    const DMIN: usize = 82;
+
+    /// `Σ bsums[j]·(scales[j] >> 4)`.
     #[inline(always)]
-    unsafe fn update<const R: usize>(
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
+        dot16_i16(&bsums(q), &widen16(s8(vshrq_n_u8::<4>(vld1q_u8(p)))))
+    }
+
+    /// `sumf += dall * f32(isum) - dmin * f32(summs)`, `dall = y.d * f32(x.d)`,
+    /// `dmin = y.d * f32(x.dmin)`.
+    #[inline(always)]
+    unsafe fn update(
         sumf: float32x4_t,
         isum: int32x4_t,
-        p: &[*const u8; R],
-        q: *const u8,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
     ) -> float32x4_t {
-        let bs = bsums(q);
-        let mut m = [vdupq_n_s32(0); R];
-        for r in 0..R {
-            let mins = widen16(s8(vshrq_n_u8::<4>(vld1q_u8(p[r]))));
-            m[r] = dot16_i16(&bs, &mins);
-        }
-        let yd = ld_f32(q);
-        let dall = vmulq_n_f32(ld_f16_rows(p, 80), yd);
-        let dmin = vmulq_n_f32(ld_f16_rows(p, 82), yd);
         let t = vsubq_f32(
-            vmulq_f32(dall, vcvtq_f32_s32(isum)),
-            vmulq_f32(dmin, vcvtq_f32_s32(rowsum(&m))),
+            vmulq_f32(vmulq_f32(yd, xd), vcvtq_f32_s32(isum)),
+            vmulq_f32(vmulq_f32(yd, xdmin), vcvtq_f32_s32(imin)),
         );
         vaddq_f32(sumf, t)
     }
 }
 
 impl SumfFormat for Q3K {
+    const D: usize = 108;
+    const DMIN: usize = 108;
+
+    #[inline(always)]
+    unsafe fn mins(_: *const u8, _: *const u8) -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+
     /// `sumf += f32(x.d) * y.d * f32(isum)`.
     #[inline(always)]
-    unsafe fn update<const R: usize>(
+    unsafe fn update(
         sumf: float32x4_t,
         isum: int32x4_t,
-        p: &[*const u8; R],
-        q: *const u8,
+        _: int32x4_t,
+        xd: float32x4_t,
+        _: float32x4_t,
+        yd: float32x4_t,
     ) -> float32x4_t {
-        let d = vmulq_n_f32(ld_f16_rows(p, 108), ld_f32(q));
-        vaddq_f32(sumf, vmulq_f32(d, vcvtq_f32_s32(isum)))
+        vaddq_f32(sumf, vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum)))
     }
 }
 
 impl SumfFormat for Q5K {
+    const D: usize = 0;
+    const DMIN: usize = 2;
+
+    /// `Σ mn_j·s_j` over the eight sub-blocks.
+    #[inline(always)]
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
+        k4_min_pairs(&k4_header(p).1, &bsums32(q))
+    }
+
     /// `sumf += f32(x.d) * y.d * f32(sum_q) - f32(x.dmin) * y.d * f32(sum_m)`.
     #[inline(always)]
-    unsafe fn update<const R: usize>(
+    unsafe fn update(
         sumf: float32x4_t,
         isum: int32x4_t,
-        p: &[*const u8; R],
-        q: *const u8,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
     ) -> float32x4_t {
-        let yd = ld_f32(q);
-        let sm = vcvtq_f32_s32(k4_min_totals(p, q));
-        let a = vmulq_f32(vmulq_n_f32(ld_f16_rows(p, 0), yd), vcvtq_f32_s32(isum));
-        let b = vmulq_f32(vmulq_n_f32(ld_f16_rows(p, 2), yd), sm);
+        let a = vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum));
+        let b = vmulq_f32(vmulq_f32(xdmin, yd), vcvtq_f32_s32(imin));
         vaddq_f32(sumf, vsubq_f32(a, b))
     }
 }
@@ -961,12 +1017,22 @@ impl<F: SumfFormat> Kernel for Sumf<F> {
         for b in 0..nb {
             let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
             let sc = scales_of::<F, R>(&p);
-            let isum = block_total::<F, D, R, T>(&p, &q, &sc);
-            for t in 0..T {
-                sumf[t] = F::update(sumf[t], rowsum(&isum[t]), &p, q[t]);
-            }
+            let isum = totals_as_lanes(&block_total::<F, D, R, T>(&p, &q, &sc));
+            let mut m = [[vdupq_n_s32(0); R]; T];
+            unroll4!(t in 0..T => {
+                unroll4!(r in 0..R => {
+                    m[t][r] = F::mins(p[r], q[t]);
+                });
+            });
+            let imin = totals_as_lanes(&m);
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, F::D);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, F::DMIN);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                sumf[k] = F::update(sumf[k], isum[k], imin[k], xd[k], xdmin[k], yd[k]);
+            });
         }
-        lanes(&sumf)
+        lanes_out(&sumf)
     }
 }
 

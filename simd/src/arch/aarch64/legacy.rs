@@ -145,7 +145,8 @@ const fn act_layout(min: bool) -> (usize, usize) {
     }
 }
 
-/// llama.cpp's `ggml_vec_dot_*_q8_*` order (eight lanes), see [`crate::dot::scalar`].
+/// llama.cpp's `ggml_vec_dot_*_q8_*` order (eight lanes), see [`crate::dot::scalar`]. At most
+/// four tokens per call: their scales are the lanes of one vector.
 pub(crate) struct Plain<F>(PhantomData<F>);
 
 impl<F: Format> Kernel for Plain<F> {
@@ -159,54 +160,66 @@ impl<F: Format> Kernel for Plain<F> {
         x: &[*const u8; R],
         y: &[*const u8; T],
     ) -> [[f32; R]; T] {
+        const { assert!(T <= 4) };
         let qs = act_layout(F::MIN).1;
         let (zf, zi) = (vdupq_n_f32(0.0), vdupq_n_s32(0));
-        // Lanes 0..4 and 4..8 of each output's eight x86 lanes, and the Σ m·s chains.
+        // Lanes 0..4 and 4..8 of each output's eight x86 lanes, and per row the tokens' Σ m·s
+        // chains (lane t).
         let mut lo = [[zf; R]; T];
         let mut hi = [[zf; R]; T];
-        let mut summs = [[0f32; R]; T];
+        let mut summs = [zf; R];
         for b in 0..nb {
             let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
             let mut dx = [0f32; R];
             let mut mx = [0f32; R];
-            for r in 0..R {
+            unroll4!(r in 0..R => {
                 let p = x[r].add(b * F::XB);
                 w[r] = F::unpack(p);
                 dx[r] = ld_f16(p);
                 if F::MIN {
                     mx[r] = ld_f16(p.add(2));
                 }
+            });
+            let q = at(y, b * Self::YB);
+            // Lane t: token t's y.d (and y.s); then per row, lane t of d[r] = f32(x.d) * f32(y.d).
+            let dy = ld_f16_rows(&q, 0);
+            let mut d = [zf; R];
+            unroll4!(r in 0..R => {
+                d[r] = vmulq_n_f32(dy, dx[r]);
+            });
+            if F::MIN {
+                let sy = ld_f16_rows(&q, 2);
+                unroll4!(r in 0..R => {
+                    summs[r] = vfmaq_n_f32(summs[r], sy, mx[r]);
+                });
             }
-            for t in 0..T {
-                let q = y[t].add(b * Self::YB);
-                let (a0, a1) = (ld_s8(q.add(qs)), ld_s8(q.add(qs + 16)));
-                let dy = ld_f16(q);
-                let sy = if F::MIN { ld_f16(q.add(2)) } else { 0.0 };
-                for r in 0..R {
-                    if F::MIN {
-                        summs[t][r] = mx[r].mul_add(sy, summs[t][r]);
-                    }
-                    let d = dx[r] * dy;
+            unroll4!(t in 0..T => {
+                let (a0, a1) = (ld_s8(q[t].add(qs)), ld_s8(q[t].add(qs + 16)));
+                unroll4!(r in 0..R => {
                     let p0 = dot::<F, D>(zi, w[r].0, a0);
                     let p1 = dot::<F, D>(zi, w[r].1, a1);
-                    lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(p0), d);
-                    hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(p1), d);
-                }
-            }
+                    lo[t][r] = fma_lane(lo[t][r], vcvtq_f32_s32(p0), d[r], t);
+                    hi[t][r] = fma_lane(hi[t][r], vcvtq_f32_s32(p1), d[r], t);
+                });
+            });
         }
         let mut out = [[0f32; R]; T];
-        for t in 0..T {
-            for r in 0..R {
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
                 let s = hsum8(lo[t][r], hi[t][r]);
-                out[t][r] = if F::MIN { s + summs[t][r] } else { s };
-            }
-        }
+                out[t][r] = if F::MIN {
+                    s + get_lane(summs[r], t)
+                } else {
+                    s
+                };
+            });
+        });
         out
     }
 }
 
 /// The x86 repacked layout's order (one accumulator per output, whole-block integer sums), for
-/// the formats without a minimum. Up to four rows share a vector, one per lane.
+/// the formats without a minimum. Outputs are lanes ([`lane_vectors`]).
 pub(crate) struct Repacked<F>(PhantomData<F>);
 
 impl<F: Format> Kernel for Repacked<F> {
@@ -220,41 +233,53 @@ impl<F: Format> Kernel for Repacked<F> {
         x: &[*const u8; R],
         y: &[*const u8; T],
     ) -> [[f32; R]; T] {
-        const { assert!(!F::MIN && R <= 4) };
+        const { assert!(!F::MIN) };
         let zi = vdupq_n_s32(0);
         let mut acc = [vdupq_n_f32(0.0); T];
         for b in 0..nb {
+            let p = at(x, b * F::XB);
             let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
-            let mut p = [*x.as_ptr(); R];
-            for r in 0..R {
-                p[r] = x[r].add(b * F::XB);
+            unroll4!(r in 0..R => {
                 w[r] = F::unpack(p[r]);
-            }
-            let dx = ld_f16_rows(&p, 0);
-            for t in 0..T {
-                let q = y[t].add(b * Self::YB);
-                let (a0, a1) = (ld_s8(q.add(2)), ld_s8(q.add(18)));
-                let mut s = [zi; R];
-                for r in 0..R {
-                    s[r] = dot::<F, D>(dot::<F, D>(zi, w[r].0, a0), w[r].1, a1);
-                }
-                // Lane r: fma(f32(Σ block of row r), f32(x_r.d) * f32(y.d), acc).
-                let d = vmulq_n_f32(dx, ld_f16(q));
-                acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(rowsum(&s)), d);
-            }
+            });
+            let q = at(y, b * Self::YB);
+            let mut s = [[zi; R]; T];
+            unroll4!(t in 0..T => {
+                let (a0, a1) = (ld_s8(q[t].add(2)), ld_s8(q[t].add(18)));
+                unroll4!(r in 0..R => {
+                    s[t][r] = dot::<F, D>(dot::<F, D>(zi, w[r].0, a0), w[r].1, a1);
+                });
+            });
+            // Lane of output (t, r): fma(f32(Σ block), f32(x_r.d) * f32(y_t.d), acc).
+            let s = totals_as_lanes(&s);
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let yd: [float32x4_t; T] = if R == 4 {
+                let mut v = [vdupq_n_f32(0.0); T];
+                unroll4!(t in 0..T => {
+                    v[t] = vdupq_n_f32(ld_f16(q[t]));
+                });
+                v
+            } else {
+                let mut dy = [0f32; T];
+                unroll4!(t in 0..T => {
+                    dy[t] = ld_f16(q[t]);
+                });
+                tok_lanes::<R, T>(&dy)
+            };
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(s[k]), vmulq_f32(xd[k], yd[k]));
+            });
         }
-        lanes(&acc)
+        lanes_out(&acc)
     }
 }
 
-/// The first `R` lanes of each of `T` vectors.
+/// Each pointer advanced by `off` bytes.
 #[inline(always)]
-pub(crate) unsafe fn lanes<const R: usize, const T: usize>(v: &[float32x4_t; T]) -> [[f32; R]; T] {
-    let mut out = [[0f32; R]; T];
-    for t in 0..T {
-        let mut l = [0f32; 4];
-        vst1q_f32(l.as_mut_ptr(), v[t]);
-        out[t].copy_from_slice(&l[..R]);
+pub(crate) unsafe fn at<const N: usize>(base: &[*const u8; N], off: usize) -> [*const u8; N] {
+    let mut p = *base;
+    for v in p.iter_mut() {
+        *v = v.add(off);
     }
-    out
+    p
 }

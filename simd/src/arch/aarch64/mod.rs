@@ -34,25 +34,27 @@ use crate::GgmlType;
 use kquants::{Q4KPlain, Q4KRepacked, Q4KRepackedGemm, Q4KTiled, Q6KPlain, Q6KTiled, Sumf};
 use legacy::{Plain, Repacked};
 
-// Each kernel with the register tile its `DotTile` uses (rows x tokens). Eight-lane orders keep
-// two f32 accumulators per output, so they take few rows and several tokens; the orders with one
-// accumulator per output put four rows in the lanes of a vector.
+// Each kernel with the register tile its `DotTile` uses (rows x tokens). The eight-lane orders
+// keep two f32 accumulators per output and take a few rows and tokens; the orders with one
+// accumulator per output keep the outputs in the lanes of a vector: four rows for the decode
+// kinds, four tokens for the kinds that only prompts take (RepackedGemm, Tiled), so a weight
+// block is unpacked once for four tokens.
 kernel::entries! {
     q4_0: Plain<legacy::Q4_0>, 2 x 4;
     q4_0_repacked: Repacked<legacy::Q4_0>, 4 x 2;
-    q4_1: Plain<legacy::Q4_1>, 2 x 3;
+    q4_1: Plain<legacy::Q4_1>, 2 x 4;
     q5_0: Plain<legacy::Q5_0>, 2 x 4;
-    q5_1: Plain<legacy::Q5_1>, 2 x 3;
+    q5_1: Plain<legacy::Q5_1>, 2 x 4;
     q8_0: Plain<legacy::Q8_0>, 2 x 4;
-    q2_k: Sumf<kquants::Q2K>, 4 x 1;
-    q3_k: Sumf<kquants::Q3K>, 4 x 1;
+    q2_k: Sumf<kquants::Q2K>, 2 x 2;
+    q3_k: Sumf<kquants::Q3K>, 2 x 2;
     q4_k: Q4KPlain, 1 x 2;
     q4_k_repacked: Q4KRepacked, 4 x 1;
-    q4_k_repacked_gemm: Q4KRepackedGemm, 4 x 1;
-    q4_k_tiled: Q4KTiled, 4 x 1;
-    q5_k: Sumf<kquants::Q5K>, 4 x 1;
+    q4_k_repacked_gemm: Q4KRepackedGemm, 1 x 4;
+    q4_k_tiled: Q4KTiled, 1 x 4;
+    q5_k: Sumf<kquants::Q5K>, 2 x 2;
     q6_k: Q6KPlain, 1 x 2;
-    q6_k_tiled: Q6KTiled, 4 x 1;
+    q6_k_tiled: Q6KTiled, 1 x 4;
 }
 
 /// Overwrite the given functions of `ty`'s entry (`None` keeps what is there).
