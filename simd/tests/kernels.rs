@@ -535,9 +535,9 @@ fn activation_quantizers_match_scalar_at_every_level() {
     }
 }
 
-/// Quantized weight rows built from one repeated byte (all quants at an extreme or a pattern),
-/// against activations at ±127: every integer path at its largest magnitudes.
-
+/// On aarch64 the levels must really install their own kernels (a level that silently kept the
+/// scalar entries would pass every comparison above): every kind of every quantized format, with a
+/// tile, and dotprod's differ from plain NEON's.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn aarch64_levels_install_their_own_kernels() {
@@ -552,27 +552,49 @@ fn aarch64_levels_install_their_own_kernels() {
             t.vec_dot.map(|f| f as usize),
         )
     };
+    let kind = |k: &Kernels, ty: GgmlType, kind: DotKind| {
+        let t = k.get(ty).unwrap();
+        (
+            t.dot(kind).map(|f| f as usize),
+            t.tile(kind).map(|f| f as usize),
+        )
+    };
     let quant_dots = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
-    for ty in quant_dots.into_iter().chain([F32, F16]) {
+    for ty in quant_dots.into_iter().chain([F32, F16, BF16]) {
         assert_ne!(addr(&neon, ty).2, addr(&scalar, ty).2, "neon vec_dot {ty}");
     }
     for ty in [
-        F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
+        F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
     ] {
         assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
     }
-    for ty in [F16, Q8_0, Q8_1, Q8_K] {
+    for ty in [F16, BF16, Q8_0, Q8_1, Q8_K] {
         assert_ne!(
             addr(&neon, ty).1,
             addr(&scalar, ty).1,
             "neon from_float {ty}"
         );
     }
-    if Level::NeonDotprod.is_supported() {
-        let dp = Kernels::for_level(Level::NeonDotprod);
-        for ty in quant_dots {
-            assert_ne!(addr(&dp, ty).2, addr(&neon, ty).2, "dotprod vec_dot {ty}");
-            assert_ne!(addr(&dp, ty).2, addr(&scalar, ty).2, "dotprod vec_dot {ty}");
+    let dp = Level::NeonDotprod
+        .is_supported()
+        .then(|| Kernels::for_level(Level::NeonDotprod));
+    for ty in quant_dots {
+        for kd in KINDS {
+            let s = kind(&scalar, ty, kd);
+            if s.0.is_none() {
+                continue;
+            }
+            let n = kind(&neon, ty, kd);
+            assert!(n.0.is_some() && n.0 != s.0, "neon {ty} {kd:?} dot");
+            assert!(n.1.is_some(), "neon {ty} {kd:?} tile");
+            if let Some(dp) = &dp {
+                let d = kind(dp, ty, kd);
+                assert!(
+                    d.0.is_some() && d.0 != s.0 && d.0 != n.0,
+                    "dotprod {ty} {kd:?}"
+                );
+                assert!(d.1.is_some() && d.1 != n.1, "dotprod {ty} {kd:?} tile");
+            }
         }
     }
 }
@@ -633,7 +655,6 @@ fn aarch64_activation_quantizers_are_bit_exact() {
     }
 }
 
-/// Levels other than the scalar reference.
 /// Activation rows that probe rounding: exact ties at the quantization step, zeros, equal values,
 /// huge and tiny magnitudes, subnormals, a lone outlier.
 fn probe_rows(n: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
@@ -787,6 +808,56 @@ fn dequantize_is_exact_for_extreme_scales() {
                     .zip(&got)
                     .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
                 assert!(same, "{level} {ty} d={d}");
+            }
+        }
+    }
+}
+
+/// Tiles over batches whose activations exceed what a tile keeps in cache at once (long rows, many
+/// tokens, leftover rows and tokens): the tile's own blocking of the batch changes no element.
+#[test]
+fn tiles_over_long_rows_and_batches_are_bit_exact() {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0xb10c);
+    let (nr, nc) = (6, 23);
+    for level in optimised_levels() {
+        let k = Kernels::for_level(level);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let (st, lt) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
+            let at = st.vec_dot_type;
+            let n = 4096;
+            let (rb, ab) = (ty.row_size(n).unwrap(), at.row_size(n).unwrap());
+            let w: Vec<u8> = (0..nr)
+                .flat_map(|_| random_row(ty, n, &mut rng, 1.0))
+                .collect();
+            let a: Vec<u8> = (0..nc)
+                .flat_map(|_| {
+                    let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                    activations(&scalar, ty, &x)
+                })
+                .collect();
+            for kind in KINDS {
+                let (Some(dot), Some(tile)) = (st.dot(kind), lt.tile(kind)) else {
+                    continue;
+                };
+                let mut out = vec![0f32; nr * nc];
+                // SAFETY: `out` holds `c * nr + r` for every `c < nc`, `r < nr`.
+                unsafe { tile(n, &w, rb, nr, &a, ab, nc, out.as_mut_ptr(), nr) };
+                for t in 0..nc {
+                    for r in 0..nr {
+                        let want = dot(n, &w[r * rb..][..rb], &a[t * ab..][..ab]);
+                        let got = out[t * nr + r];
+                        assert!(
+                            same_bits(got, want),
+                            "{level} {ty} {kind:?} row {r} token {t}: {got} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -4,8 +4,8 @@
 //! and Q4_K layouts), RMSNorm, SwiGLU and GeGLU (all 65,536 f16 inputs of its GELU table).
 //!
 //! The inputs and llama.cpp's outputs live in `tests/golden/kernels/` (see `common/records.rs`).
-//! Every level this CPU supports is checked (they must all give the same bits);
-//! `NIB_GOLDEN_LEVELS=scalar` restricts the check to the named levels.
+//! Every level this CPU supports is checked (they must all give llama.cpp's bits);
+//! `NIB_GOLDEN_LEVELS=scalar` (or any comma-separated list of level names) checks only those.
 
 #[path = "common/records.rs"]
 mod records;
@@ -19,19 +19,18 @@ fn dir() -> PathBuf {
     golden_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
-/// Every level this CPU supports (all must give llama.cpp's bits); `NIB_GOLDEN_LEVELS=scalar`
-/// (or a comma-separated list of level names) restricts the check.
 fn levels() -> Vec<Level> {
-    let wanted: Option<Vec<Level>> = std::env::var("NIB_GOLDEN_LEVELS").ok().map(|s| {
-        s.split(',')
-            .map(|n| Level::from_name(n).unwrap_or_else(|| panic!("unknown level {n}")))
-            .collect()
-    });
-    Level::ALL
-        .into_iter()
-        .filter(|l| l.is_supported())
-        .filter(|l| wanted.as_ref().is_none_or(|w| w.contains(l)))
-        .collect()
+    let supported = Level::ALL.into_iter().filter(|l| l.is_supported());
+    match std::env::var("NIB_GOLDEN_LEVELS") {
+        Ok(names) if !names.trim().is_empty() => {
+            let want: Vec<Level> = names
+                .split(',')
+                .map(|n| Level::from_name(n).unwrap_or_else(|| panic!("unknown level {n}")))
+                .collect();
+            supported.filter(|l| want.contains(l)).collect()
+        }
+        _ => supported.collect(),
+    }
 }
 
 fn ty(r: &Records) -> GgmlType {

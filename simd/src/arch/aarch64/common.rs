@@ -8,24 +8,58 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-/// A 16-byte signed integer dot product accumulated into four i32 lanes.
-///
-/// The contract is only on the *sum of the four lanes*: it grows by `sum(a[i] * b[i])` over the
-/// 16 bytes. How that sum is spread over the lanes depends on the implementation (SDOT puts bytes
-/// `4l..4l+4` in lane `l`; the emulation does not), so callers reduce all four lanes of a result
-/// together before weighting them by anything lane-specific.
+/// A 16-byte signed integer dot product accumulated into four i32 lanes, **lane by lane**: lane
+/// `l` gains exactly `Σ_{k<4} a[4l+k]·b[4l+k]` (the quad sums of [`crate::dot::scalar`]), which
+/// is what SDOT does and what llama.cpp's x86 kernels leave in their 32-bit lanes. The exact
+/// kernels depend on it: they convert these per-lane integers to f32 one lane at a time.
 pub(crate) trait Dot {
+    /// `acc` plus the quad sums of `a·b`, for any bytes.
+    ///
     /// # Safety
     /// The CPU must support the instructions of the implementation (see each type).
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+
+    /// As [`Dot::dot`], for `a` in `-127..=127` (the weight quants of every format but Q8_0),
+    /// which lets the emulation add product pairs in 16 bits.
+    ///
+    /// # Safety
+    /// As [`Dot::dot`].
+    #[inline(always)]
+    unsafe fn dot_small(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        Self::dot(acc, a, b)
+    }
 }
+
+/// `for $i in 0..$n { $body }` for a constant `$n <= 4`, unrolled in the source: every copy of
+/// the body sees `$i` as a literal, so arrays indexed by it live in registers and lane-indexed
+/// instructions get constant lanes, whatever LLVM's unroller decides for larger bodies.
+macro_rules! unroll4 {
+    ($i:ident in 0..$n:expr => $body:block) => {{
+        const { assert!($n <= 4) };
+        if 0 < $n {
+            let $i: usize = 0;
+            $body
+        }
+        if 1 < $n {
+            let $i: usize = 1;
+            $body
+        }
+        if 2 < $n {
+            let $i: usize = 2;
+            $body
+        }
+        if 3 < $n {
+            let $i: usize = 3;
+            $body
+        }
+    }};
+}
+pub(crate) use unroll4;
 
 /// SDOT (`FEAT_DotProd`). Only valid where `is_aarch64_feature_detected!("dotprod")`.
 pub(crate) struct Sdot;
 
-/// Plain Advanced SIMD: widening multiplies into i16, pairwise-accumulated into i32. Exact for
-/// every pair of i8 inputs (one product is at most 2^14 in magnitude, two of them fit an i16 sum
-/// only barely, so each product pair is widened to i32 before any addition).
+/// Plain Advanced SIMD: widening multiplies into i16, then pairwise additions into the quads.
 pub(crate) struct Emul;
 
 impl Dot for Sdot {
@@ -38,9 +72,20 @@ impl Dot for Sdot {
 impl Dot for Emul {
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // Products p0..p15 (each fits i16); pairs widened to i32 before any sum, since two
+        // products of -128·-128 overflow an i16; then adjacent pairs make the quads.
         let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
         let hi = vmull_high_s8(a, b);
-        vpadalq_s16(vpadalq_s16(acc, lo), hi)
+        vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+    }
+
+    #[inline(always)]
+    unsafe fn dot_small(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // With |a| <= 127 and |b| <= 128 a pair of products is at most 32512 in magnitude: the
+        // pairs fit i16, and the pairwise accumulate widens them into the quads.
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vpadalq_s16(acc, vpaddq_s16(lo, hi))
     }
 }
 
@@ -171,10 +216,226 @@ pub(crate) fn f32x8_to_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
     out
 }
 
-/// The horizontal sum of each of four vectors, as the four lanes of one vector.
+/// The horizontal sum of each of four vectors, as the four lanes of one vector (exact).
 #[inline(always)]
-pub(crate) unsafe fn hsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+pub(crate) unsafe fn rowsum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
     vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d))
+}
+
+/// Where the kernels that keep one accumulator per output put the outputs of an `R × T` tile:
+/// output `(t, r)` is lane `(t·R + r) % 4` of vector `(t·R + r) / 4`, so `R·T` outputs fill
+/// `ceil(R·T / 4)` vectors (at most `T`, as `R <= 4`).
+#[inline(always)]
+pub(crate) const fn lane_vectors(r: usize, t: usize) -> usize {
+    (r * t).div_ceil(4)
+}
+
+/// `v` with lane `lane` set to `x` (`lane` folds to a constant once loops are unrolled).
+#[inline(always)]
+pub(crate) unsafe fn set_lane(v: float32x4_t, x: f32, lane: usize) -> float32x4_t {
+    match lane & 3 {
+        0 => vsetq_lane_f32::<0>(x, v),
+        1 => vsetq_lane_f32::<1>(x, v),
+        2 => vsetq_lane_f32::<2>(x, v),
+        _ => vsetq_lane_f32::<3>(x, v),
+    }
+}
+
+/// Each output's integer vector (only the total of its lanes is meaningful) reduced to one lane,
+/// in the output layout of [`lane_vectors`].
+#[inline(always)]
+pub(crate) unsafe fn totals_as_lanes<const R: usize, const T: usize>(
+    v: &[[int32x4_t; R]; T],
+) -> [int32x4_t; T] {
+    let z = vdupq_n_s32(0);
+    let get = |l: usize| if l < R * T { v[l / R][l % R] } else { z };
+    let mut out = [z; T];
+    unroll4!(k in 0..lane_vectors(R, T) => {
+        out[k] = rowsum4(get(4 * k), get(4 * k + 1), get(4 * k + 2), get(4 * k + 3));
+    });
+    out
+}
+
+/// A value per row, broadcast to the lanes of that row's outputs.
+#[inline(always)]
+pub(crate) unsafe fn row_lanes<const R: usize, const T: usize>(x: &[f32; R]) -> [float32x4_t; T] {
+    let mut out = [vdupq_n_f32(0.0); T];
+    if R == 1 {
+        out = [vdupq_n_f32(x[0]); T];
+    } else {
+        for l in 0..R * T {
+            out[l / 4] = set_lane(out[l / 4], x[l % R], l % 4);
+        }
+    }
+    out
+}
+
+/// [`row_lanes`] of the f16 at `p[r] + off`.
+///
+/// # Safety
+/// Each `p[r] + off` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn row_lanes_f16<const R: usize, const T: usize>(
+    p: &[*const u8; R],
+    off: usize,
+) -> [float32x4_t; T] {
+    if R == 4 {
+        // Four rows fill a vector: one gather and one conversion serve every token.
+        [ld_f16_rows(p, off); T]
+    } else {
+        let mut x = [0f32; R];
+        unroll4!(r in 0..R => {
+            x[r] = ld_f16(p[r].add(off));
+        });
+        row_lanes(&x)
+    }
+}
+
+/// A value per token, broadcast to the lanes of that token's outputs.
+#[inline(always)]
+pub(crate) unsafe fn tok_lanes<const R: usize, const T: usize>(y: &[f32; T]) -> [float32x4_t; T] {
+    let mut out = [vdupq_n_f32(0.0); T];
+    if R == 4 {
+        unroll4!(t in 0..T => {
+            out[t] = vdupq_n_f32(y[t]);
+        });
+    } else {
+        for l in 0..R * T {
+            out[l / 4] = set_lane(out[l / 4], y[l / R], l % 4);
+        }
+    }
+    out
+}
+
+/// The outputs of an `R × T` tile from the lanes of [`lane_vectors`].
+#[inline(always)]
+pub(crate) unsafe fn lanes_out<const R: usize, const T: usize>(
+    v: &[float32x4_t; T],
+) -> [[f32; R]; T] {
+    let mut all = [[0f32; 4]; T];
+    unroll4!(k in 0..lane_vectors(R, T) => {
+        vst1q_f32(all[k].as_mut_ptr(), v[k]);
+    });
+    let mut out = [[0f32; R]; T];
+    unroll4!(t in 0..T => {
+        unroll4!(r in 0..R => {
+            let l = t * R + r;
+            out[t][r] = all[l / 4][l % 4];
+        });
+    });
+    out
+}
+
+/// Eight f32 lanes (`lo` = lanes 0..4, `hi` = lanes 4..8) reduced as llama.cpp's x86
+/// `hsum_float_8`: `((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7))` ([`crate::dot::scalar::hsum8`]).
+#[inline(always)]
+pub(crate) unsafe fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    hsum4(vaddq_f32(lo, hi))
+}
+
+/// Four f32 lanes reduced as `(l0+l2) + (l1+l3)` ([`crate::dot::scalar::hsum4`]).
+#[inline(always)]
+pub(crate) unsafe fn hsum4(v: float32x4_t) -> f32 {
+    let t = vaddq_f32(v, vextq_f32::<2>(v, v));
+    vpadds_f32(vget_low_f32(t))
+}
+
+/// `acc + p · s[lane]` (lane-indexed multiply-accumulate; `lane` folds to a constant once the
+/// caller's loops are unrolled).
+#[inline(always)]
+pub(crate) unsafe fn mla_lane(
+    acc: int32x4_t,
+    p: int32x4_t,
+    s: int32x4_t,
+    lane: usize,
+) -> int32x4_t {
+    match lane & 3 {
+        0 => vmlaq_laneq_s32::<0>(acc, p, s),
+        1 => vmlaq_laneq_s32::<1>(acc, p, s),
+        2 => vmlaq_laneq_s32::<2>(acc, p, s),
+        _ => vmlaq_laneq_s32::<3>(acc, p, s),
+    }
+}
+
+/// `v`, unchanged, but opaque to the optimiser (an empty `asm!`, no instruction). Used on scale
+/// vectors that feed lane-indexed `mla`: seeing that they are zero-extended bytes, LLVM would
+/// otherwise rewrite each `mla v, p, s[i]` as a 16-bit `dup`, a widening and a full-vector `mla`.
+#[inline(always)]
+pub(crate) fn opaque(mut v: int32x4_t) -> int32x4_t {
+    // SAFETY: the template is empty; the register is only named, never changed.
+    unsafe {
+        asm!("/* {v:v} */", v = inout(vreg) v, options(pure, nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+/// `acc + v · d[lane]`, fused (lane-indexed `fmla`; `lane` folds to a constant once loops are
+/// unrolled).
+#[inline(always)]
+pub(crate) unsafe fn fma_lane(
+    acc: float32x4_t,
+    v: float32x4_t,
+    d: float32x4_t,
+    lane: usize,
+) -> float32x4_t {
+    match lane & 3 {
+        0 => vfmaq_laneq_f32::<0>(acc, v, d),
+        1 => vfmaq_laneq_f32::<1>(acc, v, d),
+        2 => vfmaq_laneq_f32::<2>(acc, v, d),
+        _ => vfmaq_laneq_f32::<3>(acc, v, d),
+    }
+}
+
+/// Lane `lane` of `v`.
+#[inline(always)]
+pub(crate) unsafe fn get_lane(v: float32x4_t, lane: usize) -> f32 {
+    match lane & 3 {
+        0 => vgetq_lane_f32::<0>(v),
+        1 => vgetq_lane_f32::<1>(v),
+        2 => vgetq_lane_f32::<2>(v),
+        _ => vgetq_lane_f32::<3>(v),
+    }
+}
+
+/// The f16 at byte pointer `p` (any alignment) as f32, exactly.
+///
+/// # Safety
+/// `p` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f16(p: *const u8) -> f32 {
+    f16_to_f32(u16::from_le((p as *const u16).read_unaligned()))
+}
+
+/// The f32 at byte pointer `p` (any alignment).
+///
+/// # Safety
+/// `p` must be valid for reading 4 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f32(p: *const u8) -> f32 {
+    f32::from_bits(u32::from_le((p as *const u32).read_unaligned()))
+}
+
+/// The f16 at `p[r] + off` for `r < R` as the lanes of an f32 vector, zero in lanes `R..4`.
+///
+/// # Safety
+/// Each `p[r] + off` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_f16_rows<const R: usize>(p: &[*const u8; R], off: usize) -> float32x4_t {
+    const { assert!(R >= 1 && R <= 4) };
+    let mut h = [0u16; 4];
+    unroll4!(r in 0..R => {
+        h[r] = u16::from_le((p[r].add(off) as *const u16).read_unaligned());
+    });
+    f16x4_to_f32(vld1_u16(h.as_ptr()))
+}
+
+/// Sixteen signed bytes at byte pointer `p`.
+///
+/// # Safety
+/// `p` must be valid for reading 16 bytes.
+#[inline(always)]
+pub(crate) unsafe fn ld_s8(p: *const u8) -> int8x16_t {
+    vld1q_s8(p as *const i8)
 }
 
 /// Low nibbles of 16 bytes, as i8 (0..15).

@@ -89,8 +89,8 @@ pub(crate) fn dequantize_row_q4_1(x: &[u8], y: &mut [f32]) {
 
 /// The 5-bit quants (0..31) of a Q5 block as two vectors of 16 (elements 0..16, 16..32).
 #[inline(always)]
-unsafe fn q5_quants(qs: &[u8; 16], qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
-    let (mlo, mhi) = q5_high_masks(qh);
+unsafe fn q5_quants(qs: &[u8; 16], qh: &[u8; 4]) -> (uint8x16_t, uint8x16_t) {
+    let (mlo, mhi) = q5_high_masks(qh.as_ptr());
     let sixteen = vdupq_n_u8(0x10);
     let q = vld1q_u8(qs.as_ptr());
     (
@@ -104,7 +104,7 @@ pub(crate) fn dequantize_row_q5_0(x: &[u8], y: &mut [f32]) {
         let d = h(b.d);
         // SAFETY: one 16-byte load from the 16 quant bytes, stores into the 32 outputs.
         unsafe {
-            let (lo, hi) = q5_quants(&b.qs, b.qh);
+            let (lo, hi) = q5_quants(&b.qs, &b.qh);
             let sixteen = vdupq_n_s8(16);
             store_i8_scaled(
                 out.as_mut_ptr(),
@@ -125,7 +125,7 @@ pub(crate) fn dequantize_row_q5_1(x: &[u8], y: &mut [f32]) {
         let (d, m) = (h(b.d), h(b.m));
         // SAFETY: as in `dequantize_row_q5_0`.
         unsafe {
-            let (lo, hi) = q5_quants(&b.qs, b.qh);
+            let (lo, hi) = q5_quants(&b.qs, &b.qh);
             store_u8_affine(out.as_mut_ptr(), lo, d, m);
             store_u8_affine(out.as_mut_ptr().add(16), hi, d, m);
         }

@@ -1,18 +1,30 @@
-//! Dot products of the K-quants (Q2_K .. Q6_K) with Q8_K activations, generic over the 16-byte
-//! integer dot ([`Dot`]).
+//! Dot products of the K-quants (Q2_K .. Q6_K) with Q8_K activations, bit-identical to
+//! [`crate::dot::scalar`] in every summation order the scalar table has:
 //!
-//! All integer sums are exact. Offsets in the weights (Q3_K's `-4`, Q6_K's `-32`) and the
-//! minimums (Q2_K, Q4_K, Q5_K) are applied through the activation block's per-16 sums `bsums`,
-//! so the quants are dotted unsigned and the offset costs one small dot per super-block.
-//! Where sub-blocks of 16 carry their own scale, four 16-byte dots are reduced to one vector of
-//! four sums (pairwise adds) and multiplied by four scales at once.
+//! * Q4_K: [`Q4KPlain`] (llama.cpp's eight f32 lanes plus four min lanes), [`Q4KRepacked`],
+//!   [`Q4KRepackedGemm`] and [`Q4KTiled`] (one or two f32 accumulators per output);
+//! * Q6_K: [`Q6KPlain`] (eight lanes, offset through `bsums`) and [`Q6KTiled`];
+//! * Q2_K, Q3_K, Q5_K: [`Sumf`], one f32 sum per output updated once per super-block.
 //!
-//! The activation blocks must be what `quantize_row_q8_k` produces: `bsums[j]` is the sum of
-//! `qs[16j..16j + 16]`.
+//! The integer part is shared: a block is consumed in four passes of four 16-byte weight vectors
+//! ([`KFormat`]), each dotted with its 16 activation bytes into per-lane quad sums (exact) and
+//! multiplied by its sub-block scale with a lane-indexed `mla`. Where the order keeps eight x86
+//! lanes, a vector's quads go to the accumulator of its half (lanes 0..4 or 4..8); where it keeps
+//! one accumulator per output, only the four lanes' total matters, and the outputs of up to four
+//! weight rows are the four lanes of one f32 vector (the row totals gathered with pairwise adds),
+//! so one `vfmaq` updates four outputs.
+//!
+//! Offsets in the scalar definitions that come from the activations' `bsums` (Q4_K's mins, Q6_K's
+//! `-32` in the eight-lane order, Q2_K's mins, Q5_K's mins) use `bsums` here too; the others
+//! (Q3_K's `-4`, Q6_K's `-32` in the tiled order) are applied to the weights, as the scalar code
+//! does, so every kernel returns the scalar bits for any bytes.
 
 use super::common::*;
-use crate::blocks::*;
+use super::kernel::Kernel;
 use core::arch::aarch64::*;
+
+/// Bytes of a Q8_K block: `d` (f32) at 0, 256 quants at 4, sixteen i16 `bsums` at 260.
+const Q8K: usize = 292;
 
 #[inline(always)]
 fn le32(q: &[u8], k: usize) -> u32 {
@@ -56,248 +68,972 @@ pub(crate) fn q3_k_scales(q: &[u8; 12]) -> [u32; 4] {
     [sub32(s[0]), sub32(s[1]), sub32(s[2]), sub32(s[3])]
 }
 
-/// `sum(m[j] * (bsums[2j] + bsums[2j + 1]))` for eight unsigned 6-bit mins.
+/// Eight bytes (a little-endian u64) as two i32 vectors of four.
 #[inline(always)]
-unsafe fn mins_dot_bsums(mins: u64, bsums: &[i16; 16]) -> i32 {
-    // Pair sums of valid bsums are at most 32 * 127 in magnitude: they fit an i16.
-    let bs = vpaddq_s16(vld1q_s16(bsums.as_ptr()), vld1q_s16(bsums.as_ptr().add(8)));
-    let m = vreinterpretq_s16_u16(vmovl_u8(vcreate_u8(mins)));
-    let prod = vmlal_high_s16(vmull_s16(vget_low_s16(bs), vget_low_s16(m)), bs, m);
-    vaddvq_s32(prod)
+unsafe fn bytes8_i32(v: u64) -> [int32x4_t; 2] {
+    let w = vmovl_u8(vcreate_u8(v));
+    [
+        vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(w))),
+        vreinterpretq_s32_u32(vmovl_high_u16(w)),
+    ]
 }
 
-/// `sum(s[j] * bsums[j])` for sixteen i16 scales given as two vectors.
+/// Sixteen i8 as four i32 vectors of four.
 #[inline(always)]
-unsafe fn scales_dot_bsums(s0: int16x8_t, s1: int16x8_t, bsums: &[i16; 16]) -> i32 {
-    let b0 = vld1q_s16(bsums.as_ptr());
-    let b1 = vld1q_s16(bsums.as_ptr().add(8));
-    let p = vmull_s16(vget_low_s16(b0), vget_low_s16(s0));
-    let p = vmlal_high_s16(p, b0, s0);
-    let p = vmlal_s16(p, vget_low_s16(b1), vget_low_s16(s1));
-    let p = vmlal_high_s16(p, b1, s1);
-    vaddvq_s32(p)
+unsafe fn bytes16_i32(v: int8x16_t) -> [int32x4_t; 4] {
+    let [lo, hi] = widen16(v);
+    [
+        vmovl_s16(vget_low_s16(lo)),
+        vmovl_high_s16(lo),
+        vmovl_s16(vget_low_s16(hi)),
+        vmovl_high_s16(hi),
+    ]
 }
 
-/// Sixteen i8 scales widened to four i32x4 vectors (and the two i16x8 halves).
+/// Sixteen i8 as two i16 vectors of eight.
 #[inline(always)]
-unsafe fn widen_scales(s: int8x16_t) -> ([int32x4_t; 4], int16x8_t, int16x8_t) {
-    let s0 = vmovl_s8(vget_low_s8(s));
-    let s1 = vmovl_high_s8(s);
-    let w = [
-        vmovl_s16(vget_low_s16(s0)),
-        vmovl_high_s16(s0),
-        vmovl_s16(vget_low_s16(s1)),
-        vmovl_high_s16(s1),
-    ];
-    (w, s0, s1)
+unsafe fn widen16(v: int8x16_t) -> [int16x8_t; 2] {
+    [vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v)]
 }
+
+/// The sixteen i16 `bsums` of the Q8_K block at `q`.
+#[inline(always)]
+unsafe fn bsums(q: *const u8) -> [int16x8_t; 2] {
+    [
+        vreinterpretq_s16_u8(vld1q_u8(q.add(260))),
+        vreinterpretq_s16_u8(vld1q_u8(q.add(276))),
+    ]
+}
+
+/// The per-32 sums of the Q8_K block at `q` (adjacent `bsums` pairs, in i32): sums 0..4, 4..8.
+#[inline(always)]
+unsafe fn bsums32(q: *const u8) -> [int32x4_t; 2] {
+    let [b0, b1] = bsums(q);
+    [vpaddlq_s16(b0), vpaddlq_s16(b1)]
+}
+
+/// `Σ b[k]·s[k]` over sixteen i16 pairs, as four partial lanes (only their total is meaningful).
+#[inline(always)]
+unsafe fn dot16_i16(b: &[int16x8_t; 2], s: &[int16x8_t; 2]) -> int32x4_t {
+    let p = vmull_s16(vget_low_s16(b[0]), vget_low_s16(s[0]));
+    let p = vmlal_high_s16(p, b[0], s[0]);
+    let p = vmlal_s16(p, vget_low_s16(b[1]), vget_low_s16(s[1]));
+    vmlal_high_s16(p, b[1], s[1])
+}
+
+/// Q4_K's and Q5_K's eight mins against the per-32 sums `s`: lane `i` is
+/// `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]`, the integer of min lane `i` in the eight-lane order and of
+/// sub-block pair `i` in the repacked `gemm` order.
+#[inline(always)]
+unsafe fn k4_min_pairs(mn: &[int32x4_t; 2], s: &[int32x4_t; 2]) -> int32x4_t {
+    vpaddq_s32(vmulq_s32(mn[0], s[0]), vmulq_s32(mn[1], s[1]))
+}
+
+/// The 4×4 transpose of four i32 vectors: lane `r` of result `i` is lane `i` of `m[r]`.
+#[inline(always)]
+unsafe fn transpose4(m: [int32x4_t; 4]) -> [int32x4_t; 4] {
+    let t0 = vreinterpretq_s64_s32(vtrn1q_s32(m[0], m[1]));
+    let t1 = vreinterpretq_s64_s32(vtrn2q_s32(m[0], m[1]));
+    let t2 = vreinterpretq_s64_s32(vtrn1q_s32(m[2], m[3]));
+    let t3 = vreinterpretq_s64_s32(vtrn2q_s32(m[2], m[3]));
+    [
+        vreinterpretq_s32_s64(vtrn1q_s64(t0, t2)),
+        vreinterpretq_s32_s64(vtrn1q_s64(t1, t3)),
+        vreinterpretq_s32_s64(vtrn2q_s64(t0, t2)),
+        vreinterpretq_s32_s64(vtrn2q_s64(t1, t3)),
+    ]
+}
+
+/// A K-quant weight format as four passes of four 16-element weight vectors.
+pub(crate) trait KFormat {
+    /// Bytes per block.
+    const XB: usize;
+    /// Per pass and vector: `(activation byte offset within the 256 quants, scale vector, scale
+    /// lane, half)`, where the scale of the vector's sub-block is lane `scale lane` of
+    /// `scales()[scale vector]` and `half` says which four of llama.cpp's eight lanes its quads
+    /// feed (elements `32g..32g+16` of a 32-element group: 0, `32g+16..32g+32`: 1).
+    const MAP: [[(usize, usize, usize, usize); 4]; 4];
+    /// Vectors 0 and 1 of a pass share a scale, and so do 2 and 3.
+    const PAIRED: bool;
+
+    /// The weight vectors of pass `P` of the block at `p`, each value in `-127..=127`.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `XB` bytes.
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4];
+
+    /// The block's sub-block scales as i32 lanes (unused vectors zero).
+    ///
+    /// # Safety
+    /// As [`KFormat::weights`].
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4];
+}
+
+/// The `MAP` of formats whose passes are 64 consecutive elements with one scale per 32
+/// (Q4_K, Q5_K): pass `P` holds sub-blocks `2P` and `2P + 1`.
+const MAP_PAIRS: [[(usize, usize, usize, usize); 4]; 4] = {
+    let mut m = [[(0, 0, 0, 0); 4]; 4];
+    let mut p = 0;
+    while p < 4 {
+        let mut i = 0;
+        while i < 4 {
+            let sub = 2 * p + i / 2;
+            m[p][i] = (64 * p + 16 * i, sub / 4, sub % 4, i % 2);
+            i += 1;
+        }
+        p += 1;
+    }
+    m
+};
+
+/// The `MAP` of formats whose passes are 64 consecutive elements with one scale per 16
+/// (Q2_K, Q3_K): vector `i` of pass `P` is sub-block `4P + i`.
+const MAP_SIXTEENS: [[(usize, usize, usize, usize); 4]; 4] = {
+    let mut m = [[(0, 0, 0, 0); 4]; 4];
+    let mut p = 0;
+    while p < 4 {
+        let mut i = 0;
+        while i < 4 {
+            m[p][i] = (64 * p + 16 * i, p, i, i % 2);
+            i += 1;
+        }
+        p += 1;
+    }
+    m
+};
 
 #[inline(always)]
 unsafe fn s8(v: uint8x16_t) -> int8x16_t {
     vreinterpretq_s8_u8(v)
 }
 
-/// Eight 16-byte dots of `v[g]` with the activations at `q8 + 16 g`, reduced to two vectors of
-/// four sums (groups 0..4 and 4..8), weighted by `sc_a` / `sc_b` and added to `acc`.
-#[inline(always)]
-unsafe fn eight_groups<D: Dot>(
-    acc: int32x4_t,
-    v: [uint8x16_t; 8],
-    q8: *const i8,
-    sc_a: int32x4_t,
-    sc_b: int32x4_t,
-) -> int32x4_t {
-    let z = vdupq_n_s32(0);
-    // No `array::from_fn` here: its closure would not be `inline(always)` (see `legacy`).
-    let mut d = [z; 8];
-    for g in 0..8 {
-        d[g] = D::dot(z, s8(v[g]), vld1q_s8(q8.add(16 * g)));
+/// Q4_K: `d` at 0, `dmin` at 2, packed 6-bit scales and mins at 4, 128 quant bytes at 16
+/// (sub-block `2P` in the low nibbles of bytes `32P..32P+32`, `2P + 1` in their high nibbles).
+pub(crate) struct Q4K;
+
+impl KFormat for Q4K {
+    const XB: usize = 144;
+    const MAP: [[(usize, usize, usize, usize); 4]; 4] = MAP_PAIRS;
+    const PAIRED: bool = true;
+
+    #[inline(always)]
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4] {
+        let q0 = vld1q_u8(p.add(16 + 32 * P));
+        let q1 = vld1q_u8(p.add(32 + 32 * P));
+        [
+            lo_nibbles(q0),
+            lo_nibbles(q1),
+            hi_nibbles(q0),
+            hi_nibbles(q1),
+        ]
     }
-    let acc = vmlaq_s32(acc, hsum4(d[0], d[1], d[2], d[3]), sc_a);
-    vmlaq_s32(acc, hsum4(d[4], d[5], d[6], d[7]), sc_b)
+
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4] {
+        let [a, b] = k4_header(p).0;
+        let z = vdupq_n_s32(0);
+        [a, b, z, z]
+    }
 }
 
-/// Q2_K · Q8_K.
-///
-/// # Safety
-/// `D`'s instructions must be available. Reads only inside the given blocks.
+/// The scales and the mins of a Q4_K / Q5_K block, each as two i32 vectors.
 #[inline(always)]
-pub(crate) unsafe fn q2_k_q8_k<D: Dot>(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let m3 = vdupq_n_u8(3);
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let sc = vld1q_u8(a.scales.as_ptr());
-        let mins = vshrq_n_u8::<4>(sc);
-        let mins0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins)));
-        let mins1 = vreinterpretq_s16_u16(vmovl_high_u8(mins));
-        let summs = scales_dot_bsums(mins0, mins1, &b.bsums);
-        let (scl, _, _) = widen_scales(s8(vandq_u8(sc, vdupq_n_u8(0x0F))));
+unsafe fn k4_header(p: *const u8) -> ([int32x4_t; 2], [int32x4_t; 2]) {
+    let (sc, mn) = k4_scales_mins(&(p.add(4) as *const [u8; 12]).read_unaligned());
+    (bytes8_i32(sc), bytes8_i32(mn))
+}
 
-        let mut isum = vdupq_n_s32(0);
-        for k in 0..2 {
-            let mut q0 = vld1q_u8(a.qs.as_ptr().add(32 * k));
-            let mut q1 = vld1q_u8(a.qs.as_ptr().add(32 * k + 16));
-            let mut v = [vdupq_n_u8(0); 8];
-            for s in 0..4 {
-                v[2 * s] = vandq_u8(q0, m3);
-                v[2 * s + 1] = vandq_u8(q1, m3);
-                q0 = vshrq_n_u8::<2>(q0);
-                q1 = vshrq_n_u8::<2>(q1);
+/// Q5_K: as Q4_K, with the fifth bits at 16 (bit `2P` / `2P + 1` of `qh[l]` for element `l` of
+/// sub-block `2P` / `2P + 1`) and the quants at 48.
+pub(crate) struct Q5K;
+
+impl KFormat for Q5K {
+    const XB: usize = 176;
+    const MAP: [[(usize, usize, usize, usize); 4]; 4] = MAP_PAIRS;
+    const PAIRED: bool = true;
+
+    #[inline(always)]
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4] {
+        let q0 = vld1q_u8(p.add(48 + 32 * P));
+        let q1 = vld1q_u8(p.add(64 + 32 * P));
+        let h0 = vld1q_u8(p.add(16));
+        let h1 = vld1q_u8(p.add(32));
+        let (h0, h1) = match P {
+            0 => (h0, h1),
+            1 => (vshrq_n_u8::<2>(h0), vshrq_n_u8::<2>(h1)),
+            2 => (vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1)),
+            _ => (vshrq_n_u8::<6>(h0), vshrq_n_u8::<6>(h1)),
+        };
+        let m10 = vdupq_n_u8(0x10);
+        // Bit 0 of h (bit 2P of qh) → 16 for the low nibbles, bit 1 → 16 for the high ones.
+        let lo = |q: uint8x16_t, h: uint8x16_t| {
+            s8(vorrq_u8(
+                vandq_u8(q, vdupq_n_u8(0x0F)),
+                vandq_u8(vshlq_n_u8::<4>(h), m10),
+            ))
+        };
+        let hi = |q: uint8x16_t, h: uint8x16_t| {
+            s8(vorrq_u8(
+                vshrq_n_u8::<4>(q),
+                vandq_u8(vshlq_n_u8::<3>(h), m10),
+            ))
+        };
+        [lo(q0, h0), lo(q1, h1), hi(q0, h0), hi(q1, h1)]
+    }
+
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4] {
+        Q4K::scales(p)
+    }
+}
+
+/// Q6_K: 128 bytes of low nibbles at 0, 64 bytes of high bit pairs at 128, sixteen i8 scales at
+/// 192, `d` at 208. Pass `P` covers half `N = P / 2` (128 elements) and, of its eight vectors
+/// (elements `128N + 16i`), `i` = `2Q, 2Q + 1, 4 + 2Q, 5 + 2Q` with `Q = P % 2`: the four that
+/// share two `ql` loads. `SIGNED` gives the values minus 32 (else unsigned, 0..63).
+pub(crate) struct Q6K<const SIGNED: bool>;
+
+impl<const SIGNED: bool> KFormat for Q6K<SIGNED> {
+    const XB: usize = 210;
+    const MAP: [[(usize, usize, usize, usize); 4]; 4] = {
+        let mut m = [[(0, 0, 0, 0); 4]; 4];
+        let mut p = 0;
+        while p < 4 {
+            let (n, q) = (p / 2, p % 2);
+            let idx = [2 * q, 2 * q + 1, 4 + 2 * q, 5 + 2 * q];
+            let mut i = 0;
+            while i < 4 {
+                let k = 8 * n + idx[i];
+                m[p][i] = (16 * k, k / 4, k % 4, k % 2);
+                i += 1;
             }
-            isum = eight_groups::<D>(
-                isum,
-                v,
-                b.qs.as_ptr().add(128 * k),
-                scl[2 * k],
-                scl[2 * k + 1],
-            );
+            p += 1;
         }
-        let dall = b.d * f16_to_f32(a.d.to_bits());
-        let dmin = b.d * f16_to_f32(a.dmin.to_bits());
-        sumf += dall * vaddvq_s32(isum) as f32 - dmin * summs as f32;
-    }
-    sumf
-}
+        m
+    };
+    const PAIRED: bool = false;
 
-/// Q3_K · Q8_K: quants `low2 + 4 * hbit` (0..7) dotted unsigned, minus `4 * bsums`.
-///
-/// # Safety
-/// As [`q2_k_q8_k`].
-#[inline(always)]
-pub(crate) unsafe fn q3_k_q8_k<D: Dot>(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let m3 = vdupq_n_u8(3);
-    let four = vdupq_n_u8(4);
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let sc_words = q3_k_scales(&a.scales);
-        let (sc, sc0, sc1) = widen_scales(vreinterpretq_s8_u32(vld1q_u32(sc_words.as_ptr())));
-        let offset = scales_dot_bsums(sc0, sc1, &b.bsums);
-
-        let mut hm0 = vld1q_u8(a.hmask.as_ptr());
-        let mut hm1 = vld1q_u8(a.hmask.as_ptr().add(16));
-        let mut isum = vdupq_n_s32(0);
-        for k in 0..2 {
-            let mut q0 = vld1q_u8(a.qs.as_ptr().add(32 * k));
-            let mut q1 = vld1q_u8(a.qs.as_ptr().add(32 * k + 16));
-            let mut v = [vdupq_n_u8(0); 8];
-            for s in 0..4 {
-                v[2 * s] = vorrq_u8(vandq_u8(q0, m3), vandq_u8(vshlq_n_u8::<2>(hm0), four));
-                v[2 * s + 1] = vorrq_u8(vandq_u8(q1, m3), vandq_u8(vshlq_n_u8::<2>(hm1), four));
-                q0 = vshrq_n_u8::<2>(q0);
-                q1 = vshrq_n_u8::<2>(q1);
-                hm0 = vshrq_n_u8::<1>(hm0);
-                hm1 = vshrq_n_u8::<1>(hm1);
-            }
-            isum = eight_groups::<D>(
-                isum,
-                v,
-                b.qs.as_ptr().add(128 * k),
-                sc[2 * k],
-                sc[2 * k + 1],
-            );
-        }
-        let d = f16_to_f32(a.d.to_bits()) * b.d;
-        sumf += d * (vaddvq_s32(isum) - 4 * offset) as f32;
-    }
-    sumf
-}
-
-/// The common part of Q4_K and Q5_K: 64 quants per step (two sub-blocks of 32, each its own
-/// scale), `lo[0..2]` for the first sub-block and `hi[0..2]` for the second.
-#[inline(always)]
-unsafe fn k4_step<D: Dot>(
-    acc: int32x4_t,
-    lo: [int8x16_t; 2],
-    hi: [int8x16_t; 2],
-    q8: *const i8,
-    sc1: i32,
-    sc2: i32,
-) -> int32x4_t {
-    let z = vdupq_n_s32(0);
-    let p1 = D::dot(D::dot(z, lo[0], vld1q_s8(q8)), lo[1], vld1q_s8(q8.add(16)));
-    let p2 = D::dot(
-        D::dot(z, hi[0], vld1q_s8(q8.add(32))),
-        hi[1],
-        vld1q_s8(q8.add(48)),
-    );
-    vmlaq_n_s32(vmlaq_n_s32(acc, p1, sc1), p2, sc2)
-}
-
-/// Q4_K · Q8_K.
-///
-/// # Safety
-/// As [`q2_k_q8_k`].
-#[inline(always)]
-pub(crate) unsafe fn q4_k_q8_k<D: Dot>(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let (sc, mn) = k4_scales_mins(&a.scales);
-        let sum_m = mins_dot_bsums(mn, &b.bsums);
-        let sc = sc.to_le_bytes();
-        let mut isum = vdupq_n_s32(0);
-        for j in 0..4 {
-            let q0 = vld1q_u8(a.qs.as_ptr().add(32 * j));
-            let q1 = vld1q_u8(a.qs.as_ptr().add(32 * j + 16));
-            isum = k4_step::<D>(
-                isum,
-                [lo_nibbles(q0), lo_nibbles(q1)],
-                [hi_nibbles(q0), hi_nibbles(q1)],
-                b.qs.as_ptr().add(64 * j),
-                sc[2 * j] as i32,
-                sc[2 * j + 1] as i32,
-            );
-        }
-        let d = f16_to_f32(a.d.to_bits()) * b.d;
-        let dmin = f16_to_f32(a.dmin.to_bits()) * b.d;
-        sumf += d * vaddvq_s32(isum) as f32 - dmin * sum_m as f32;
-    }
-    sumf
-}
-
-/// Q5_K · Q8_K: Q4_K's nibbles plus a fifth bit per quant from `qh` (bit `2j` / `2j + 1` of
-/// `qh[l]` for the two sub-blocks of step `j`).
-///
-/// # Safety
-/// As [`q2_k_q8_k`].
-#[inline(always)]
-pub(crate) unsafe fn q5_k_q8_k<D: Dot>(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let m10 = vdupq_n_u8(0x10);
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let (sc, mn) = k4_scales_mins(&a.scales);
-        let sum_m = mins_dot_bsums(mn, &b.bsums);
-        let sc = sc.to_le_bytes();
-        let mut h0 = vld1q_u8(a.qh.as_ptr());
-        let mut h1 = vld1q_u8(a.qh.as_ptr().add(16));
-        let mut isum = vdupq_n_s32(0);
-        for j in 0..4 {
-            let q0 = vld1q_u8(a.qs.as_ptr().add(32 * j));
-            let q1 = vld1q_u8(a.qs.as_ptr().add(32 * j + 16));
-            // Bit 0 of h → 0x10 for the first sub-block, bit 1 → 0x10 for the second.
-            let lo = [
-                vorrq_s8(lo_nibbles(q0), s8(vandq_u8(vshlq_n_u8::<4>(h0), m10))),
-                vorrq_s8(lo_nibbles(q1), s8(vandq_u8(vshlq_n_u8::<4>(h1), m10))),
-            ];
-            let hi = [
-                vorrq_s8(hi_nibbles(q0), s8(vandq_u8(vshlq_n_u8::<3>(h0), m10))),
-                vorrq_s8(hi_nibbles(q1), s8(vandq_u8(vshlq_n_u8::<3>(h1), m10))),
-            ];
+    #[inline(always)]
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4] {
+        let (n, q) = (P / 2, P % 2);
+        let l0 = vld1q_u8(p.add(64 * n + 32 * q));
+        let l1 = vld1q_u8(p.add(64 * n + 32 * q + 16));
+        let mut h0 = vld1q_u8(p.add(128 + 32 * n));
+        let mut h1 = vld1q_u8(p.add(144 + 32 * n));
+        if q == 1 {
             h0 = vshrq_n_u8::<2>(h0);
             h1 = vshrq_n_u8::<2>(h1);
-            isum = k4_step::<D>(
-                isum,
-                lo,
-                hi,
-                b.qs.as_ptr().add(64 * j),
-                sc[2 * j] as i32,
-                sc[2 * j + 1] as i32,
-            );
         }
-        let d = f16_to_f32(a.d.to_bits()) * b.d;
-        let dmin = f16_to_f32(a.dmin.to_bits()) * b.d;
-        sumf += d * vaddvq_s32(isum) as f32 - dmin * sum_m as f32;
+        let (m3, m30) = (vdupq_n_u8(3), vdupq_n_u8(0x30));
+        // Low nibbles with bits (0,1) of h shifted in above them; high nibbles below bits (4,5).
+        let v = [
+            vsliq_n_u8::<4>(l0, vandq_u8(h0, m3)),
+            vsliq_n_u8::<4>(l1, vandq_u8(h1, m3)),
+            vsriq_n_u8::<4>(vandq_u8(h0, m30), l0),
+            vsriq_n_u8::<4>(vandq_u8(h1, m30), l1),
+        ];
+        if SIGNED {
+            let k = vdupq_n_s8(32);
+            [
+                vsubq_s8(s8(v[0]), k),
+                vsubq_s8(s8(v[1]), k),
+                vsubq_s8(s8(v[2]), k),
+                vsubq_s8(s8(v[3]), k),
+            ]
+        } else {
+            [s8(v[0]), s8(v[1]), s8(v[2]), s8(v[3])]
+        }
     }
-    sumf
+
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4] {
+        bytes16_i32(ld_s8(p.add(192)))
+    }
+}
+
+/// Q2_K: sixteen scale bytes at 0 (low nibble: scale, high nibble: min), 64 quant bytes at 16,
+/// `d` at 80, `dmin` at 82. Sub-block `is = 8k + 2s + h` is bits `2s..2s+2` of bytes
+/// `32k + 16h ..+16`; pass `P = 2k + S` holds sub-blocks `4P..4P+4` (`s = 2S, 2S + 1`).
+pub(crate) struct Q2K;
+
+impl KFormat for Q2K {
+    const XB: usize = 84;
+    const MAP: [[(usize, usize, usize, usize); 4]; 4] = MAP_SIXTEENS;
+    const PAIRED: bool = false;
+
+    #[inline(always)]
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4] {
+        let (k, s) = (P / 2, 2 * (P % 2));
+        let q0 = vld1q_u8(p.add(16 + 32 * k));
+        let q1 = vld1q_u8(p.add(32 + 32 * k));
+        let m3 = vdupq_n_u8(3);
+        let (q0, q1) = if s == 2 {
+            (vshrq_n_u8::<4>(q0), vshrq_n_u8::<4>(q1))
+        } else {
+            (q0, q1)
+        };
+        [
+            s8(vandq_u8(q0, m3)),
+            s8(vandq_u8(q1, m3)),
+            s8(vandq_u8(vshrq_n_u8::<2>(q0), m3)),
+            s8(vandq_u8(vshrq_n_u8::<2>(q1), m3)),
+        ]
+    }
+
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4] {
+        bytes16_i32(s8(vandq_u8(vld1q_u8(p), vdupq_n_u8(0x0F))))
+    }
+}
+
+/// Q3_K: 32 bytes of high bits at 0, 64 quant bytes at 32, packed 6-bit scales at 96, `d` at 108.
+/// Sub-block `is = 8k + 2s + h`: low bits `2s..2s+2` of bytes `32 + 32k + 16h ..+16`, high bit
+/// `4k + s` of `hmask[16h ..+16]`; value `low - (high bit ? 0 : 4)`. Passes as Q2_K's.
+pub(crate) struct Q3K;
+
+impl KFormat for Q3K {
+    const XB: usize = 110;
+    const MAP: [[(usize, usize, usize, usize); 4]; 4] = MAP_SIXTEENS;
+    const PAIRED: bool = false;
+
+    #[inline(always)]
+    unsafe fn weights<const P: usize>(p: *const u8) -> [int8x16_t; 4] {
+        let (k, s) = (P / 2, 2 * (P % 2));
+        let q0 = vld1q_u8(p.add(32 + 32 * k));
+        let q1 = vld1q_u8(p.add(48 + 32 * k));
+        let h0 = vld1q_u8(p);
+        let h1 = vld1q_u8(p.add(16));
+        // Bits 2s (s = 0, 2) of q, bit 4k + s of h: shift both down once per pass.
+        let (q0, q1) = if s == 2 {
+            (vshrq_n_u8::<4>(q0), vshrq_n_u8::<4>(q1))
+        } else {
+            (q0, q1)
+        };
+        let (h0, h1) = match P {
+            0 => (h0, h1),
+            1 => (vshrq_n_u8::<2>(h0), vshrq_n_u8::<2>(h1)),
+            2 => (vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1)),
+            _ => (vshrq_n_u8::<6>(h0), vshrq_n_u8::<6>(h1)),
+        };
+        let (m3, four) = (vdupq_n_u8(3), vdupq_n_u8(4));
+        // (low | 4·bit) - 4 = low - (bit ? 0 : 4).
+        let v = |q: uint8x16_t, h: uint8x16_t| {
+            vsubq_s8(
+                s8(vorrq_u8(
+                    vandq_u8(q, m3),
+                    vandq_u8(vshlq_n_u8::<2>(h), four),
+                )),
+                s8(four),
+            )
+        };
+        [
+            v(q0, h0),
+            v(q1, h1),
+            v(vshrq_n_u8::<2>(q0), vshrq_n_u8::<1>(h0)),
+            v(vshrq_n_u8::<2>(q1), vshrq_n_u8::<1>(h1)),
+        ]
+    }
+
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> [int32x4_t; 4] {
+        let w = q3_k_scales(&(p.add(96) as *const [u8; 12]).read_unaligned());
+        bytes16_i32(vreinterpretq_s8_u32(vld1q_u32(w.as_ptr())))
+    }
+}
+
+/// Pass `P` for `R` rows and `T` tokens, one integer per output: `isum[t][r]` gains
+/// `Σ_i scale_i · quads(w_i · a_i)` (its four lanes' total is the pass's exact contribution).
+///
+/// # Safety
+/// `p[r]` and `q[t]` point at whole blocks; `D`'s instructions are available.
+#[inline(always)]
+unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T: usize>(
+    isum: &mut [[int32x4_t; R]; T],
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+    sc: &[[int32x4_t; 4]; R],
+) {
+    let z = vdupq_n_s32(0);
+    let m = F::MAP[P];
+    let mut w = [[vdupq_n_s8(0); 4]; R];
+    unroll4!(r in 0..R => {
+        w[r] = F::weights::<P>(p[r]);
+    });
+    unroll4!(t in 0..T => {
+        let a = q[t].add(4);
+        let av = [
+            ld_s8(a.add(m[0].0)),
+            ld_s8(a.add(m[1].0)),
+            ld_s8(a.add(m[2].0)),
+            ld_s8(a.add(m[3].0)),
+        ];
+        unroll4!(r in 0..R => {
+            let (w, s) = (&w[r], &sc[r]);
+            let mut acc = isum[t][r];
+            if F::PAIRED {
+                let d01 = D::dot_small(D::dot_small(z, w[0], av[0]), w[1], av[1]);
+                let d23 = D::dot_small(D::dot_small(z, w[2], av[2]), w[3], av[3]);
+                acc = mla_lane(acc, d01, s[m[0].1], m[0].2);
+                acc = mla_lane(acc, d23, s[m[2].1], m[2].2);
+            } else {
+                acc = mla_lane(acc, D::dot_small(z, w[0], av[0]), s[m[0].1], m[0].2);
+                acc = mla_lane(acc, D::dot_small(z, w[1], av[1]), s[m[1].1], m[1].2);
+                acc = mla_lane(acc, D::dot_small(z, w[2], av[2]), s[m[2].1], m[2].2);
+                acc = mla_lane(acc, D::dot_small(z, w[3], av[3]), s[m[3].1], m[3].2);
+            }
+            isum[t][r] = acc;
+        });
+    });
+}
+
+/// Pass `P` in the eight-lane order: `isum[t][r][h]` (x86 lanes `4h..4h+4`) gains
+/// `scale_i · quads(w_i · a_i)` for the vectors `i` of half `h`.
+///
+/// # Safety
+/// As [`pass_total`].
+#[inline(always)]
+unsafe fn pass_lanes<F: KFormat, D: Dot, const P: usize, const R: usize, const T: usize>(
+    isum: &mut [[[int32x4_t; 2]; R]; T],
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+    sc: &[[int32x4_t; 4]; R],
+) {
+    let z = vdupq_n_s32(0);
+    let m = F::MAP[P];
+    let mut w = [[vdupq_n_s8(0); 4]; R];
+    unroll4!(r in 0..R => {
+        w[r] = F::weights::<P>(p[r]);
+    });
+    unroll4!(t in 0..T => {
+        let a = q[t].add(4);
+        let av = [
+            ld_s8(a.add(m[0].0)),
+            ld_s8(a.add(m[1].0)),
+            ld_s8(a.add(m[2].0)),
+            ld_s8(a.add(m[3].0)),
+        ];
+        unroll4!(r in 0..R => {
+            let (w, s, acc) = (&w[r], &sc[r], &mut isum[t][r]);
+            acc[m[0].3] = mla_lane(acc[m[0].3], D::dot_small(z, w[0], av[0]), s[m[0].1], m[0].2);
+            acc[m[1].3] = mla_lane(acc[m[1].3], D::dot_small(z, w[1], av[1]), s[m[1].1], m[1].2);
+            acc[m[2].3] = mla_lane(acc[m[2].3], D::dot_small(z, w[2], av[2]), s[m[2].1], m[2].2);
+            acc[m[3].3] = mla_lane(acc[m[3].3], D::dot_small(z, w[3], av[3]), s[m[3].1], m[3].2);
+        });
+    });
+}
+
+/// All four passes of [`pass_total`].
+#[inline(always)]
+unsafe fn block_total<F: KFormat, D: Dot, const R: usize, const T: usize>(
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+    sc: &[[int32x4_t; 4]; R],
+) -> [[int32x4_t; R]; T] {
+    let mut isum = [[vdupq_n_s32(0); R]; T];
+    pass_total::<F, D, 0, R, T>(&mut isum, p, q, sc);
+    pass_total::<F, D, 1, R, T>(&mut isum, p, q, sc);
+    pass_total::<F, D, 2, R, T>(&mut isum, p, q, sc);
+    pass_total::<F, D, 3, R, T>(&mut isum, p, q, sc);
+    isum
+}
+
+/// All four passes of [`pass_lanes`].
+#[inline(always)]
+unsafe fn block_lanes<F: KFormat, D: Dot, const R: usize, const T: usize>(
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+    sc: &[[int32x4_t; 4]; R],
+) -> [[[int32x4_t; 2]; R]; T] {
+    let z = vdupq_n_s32(0);
+    let mut isum = [[[z, z]; R]; T];
+    pass_lanes::<F, D, 0, R, T>(&mut isum, p, q, sc);
+    pass_lanes::<F, D, 1, R, T>(&mut isum, p, q, sc);
+    pass_lanes::<F, D, 2, R, T>(&mut isum, p, q, sc);
+    pass_lanes::<F, D, 3, R, T>(&mut isum, p, q, sc);
+    isum
+}
+
+/// Block `b` of each row and each token.
+#[inline(always)]
+unsafe fn at<const N: usize>(base: &[*const u8; N], b: usize, size: usize) -> [*const u8; N] {
+    let mut p = *base;
+    for v in p.iter_mut() {
+        *v = v.add(b * size);
+    }
+    p
+}
+
+/// The scales of each row's block.
+#[inline(always)]
+unsafe fn scales_of<F: KFormat, const R: usize>(p: &[*const u8; R]) -> [[int32x4_t; 4]; R] {
+    let mut sc = [[vdupq_n_s32(0); 4]; R];
+    unroll4!(r in 0..R => {
+        sc[r] = F::scales(p[r]).map(opaque);
+    });
+    sc
+}
+
+/// Q4_K · Q8_K in llama.cpp's `ggml_vec_dot_q4_K_q8_K` order ([`crate::dot::scalar::vec_dot_q4_k_q8_k`]):
+/// eight lanes `fma(y.d * x.d, Σ_j sc_j·quads, acc)` and four min lanes
+/// `fma(-y.d * x.dmin, mn·s pairs, accm)`; `hsum8(acc) + hsum4(accm)`.
+pub(crate) struct Q4KPlain;
+
+impl Kernel for Q4KPlain {
+    const QB: usize = 256;
+    const XB: usize = 144;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let zf = vdupq_n_f32(0.0);
+        let mut lo = [[zf; R]; T];
+        let mut hi = [[zf; R]; T];
+        let mut accm = [[zf; R]; T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q4K, R>(&p);
+            let isum = block_lanes::<Q4K, D, R, T>(&p, &q, &sc);
+            unroll4!(t in 0..T => {
+                let yd = ld_f32(q[t]);
+                let s = bsums32(q[t]);
+                unroll4!(r in 0..R => {
+                    let mn = k4_header(p[r]).1;
+                    let dmin = -yd * ld_f16(p[r].add(2));
+                    let m = vcvtq_f32_s32(k4_min_pairs(&mn, &s));
+                    accm[t][r] = vfmaq_n_f32(accm[t][r], m, dmin);
+                    let d = yd * ld_f16(p[r]);
+                    lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(isum[t][r][0]), d);
+                    hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(isum[t][r][1]), d);
+                });
+            });
+        }
+        let mut out = [[0f32; R]; T];
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
+                out[t][r] = hsum8(lo[t][r], hi[t][r]) + hsum4(accm[t][r]);
+            });
+        });
+        out
+    }
+}
+
+/// Each output's `mn·s` pair vector (lane `P` = pair `P`'s mins integer, see [`k4_min_pairs`]),
+/// from each row's mins and each token's per-32 sums.
+#[inline(always)]
+unsafe fn k4_mins<const R: usize, const T: usize>(
+    p: &[*const u8; R],
+    q: &[*const u8; T],
+) -> [[int32x4_t; R]; T] {
+    let mut mn = [[vdupq_n_s32(0); 2]; R];
+    unroll4!(r in 0..R => {
+        mn[r] = k4_header(p[r]).1;
+    });
+    let mut m = [[vdupq_n_s32(0); R]; T];
+    unroll4!(t in 0..T => {
+        let s = bsums32(q[t]);
+        unroll4!(r in 0..R => {
+            m[t][r] = k4_min_pairs(&mn[r], &s);
+        });
+    });
+    m
+}
+
+/// The f32 `d` of each token's Q8_K block.
+#[inline(always)]
+unsafe fn tok_d<const T: usize>(q: &[*const u8; T]) -> [f32; T] {
+    let mut d = [0f32; T];
+    unroll4!(t in 0..T => {
+        d[t] = ld_f32(q[t]);
+    });
+    d
+}
+
+/// Q4_K · Q8_K in the x86 repacked layout's `gemv` order
+/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_repacked`]): per super-block
+/// `acc = fma(f32(isum), f32(x.d) * y.d, acc)`, `accm = fma(f32(imin), f32(x.dmin) * y.d, accm)`;
+/// `acc - accm`. Outputs are lanes ([`lane_vectors`]).
+pub(crate) struct Q4KRepacked;
+
+impl Kernel for Q4KRepacked {
+    const QB: usize = 256;
+    const XB: usize = 144;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let zf = vdupq_n_f32(0.0);
+        let mut acc = [zf; T];
+        let mut accm = [zf; T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q4K, R>(&p);
+            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
+            let imin = totals_as_lanes(&k4_mins(&p, &q));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let d = vmulq_f32(xd[k], yd[k]);
+                let dmin = vmulq_f32(xdmin[k], yd[k]);
+                acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d);
+                accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k]), dmin);
+            });
+        }
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vsubq_f32(acc[k], accm[k]);
+        });
+        lanes_out(&acc)
+    }
+}
+
+/// Q4_K · Q8_K in the x86 repacked layout's `gemm` order
+/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_repacked_gemm`]): as [`Q4KRepacked`], with the two
+/// accumulators updated once per pass (64 elements, sub-blocks `2P` and `2P + 1`).
+pub(crate) struct Q4KRepackedGemm;
+
+impl Q4KRepackedGemm {
+    /// Pass `P`'s integers into the accumulators: `imin[k][P]` holds pass `P`'s mins integer of
+    /// the outputs of lane vector `k`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pass<D: Dot, const P: usize, const R: usize, const T: usize>(
+        acc: &mut [float32x4_t; T],
+        accm: &mut [float32x4_t; T],
+        p: &[*const u8; R],
+        q: &[*const u8; T],
+        sc: &[[int32x4_t; 4]; R],
+        d: &[float32x4_t; T],
+        dmin: &[float32x4_t; T],
+        imin: &[[int32x4_t; 4]; T],
+    ) {
+        let mut isum = [[vdupq_n_s32(0); R]; T];
+        pass_total::<Q4K, D, P, R, T>(&mut isum, p, q, sc);
+        let isum = totals_as_lanes(&isum);
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d[k]);
+            accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k][P]), dmin[k]);
+        });
+    }
+}
+
+impl Kernel for Q4KRepackedGemm {
+    const QB: usize = 256;
+    const XB: usize = 144;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let zf = vdupq_n_f32(0.0);
+        let zi = vdupq_n_s32(0);
+        let mut acc = [zf; T];
+        let mut accm = [zf; T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q4K, R>(&p);
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            let mut d = [zf; T];
+            let mut dmin = [zf; T];
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                d[k] = vmulq_f32(xd[k], yd[k]);
+                dmin[k] = vmulq_f32(xdmin[k], yd[k]);
+            });
+            // Each output's pair vector, four outputs at a time transposed: imin[k][P] lane j
+            // is pass P's mins integer of output 4k + j.
+            let m = k4_mins(&p, &q);
+            let get = |l: usize| if l < R * T { m[l / R][l % R] } else { zi };
+            let mut imin = [[zi; 4]; T];
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                imin[k] = transpose4([get(4 * k), get(4 * k + 1), get(4 * k + 2), get(4 * k + 3)]);
+            });
+            let (a, am) = (&mut acc, &mut accm);
+            Self::pass::<D, 0, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
+            Self::pass::<D, 1, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
+            Self::pass::<D, 2, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
+            Self::pass::<D, 3, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
+        }
+        unroll4!(k in 0..lane_vectors(R, T) => {
+            acc[k] = vsubq_f32(acc[k], accm[k]);
+        });
+        lanes_out(&acc)
+    }
+}
+
+/// Q4_K · Q8_K in the tiled K-quant matmul's order
+/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_tiled`]): per super-block
+/// `r = fma(-f32(x.dmin), f32(imin), f32(isum) * f32(x.d))`, `acc = fma(r, y.d, acc)`. Outputs
+/// are lanes.
+pub(crate) struct Q4KTiled;
+
+impl Kernel for Q4KTiled {
+    const QB: usize = 256;
+    const XB: usize = 144;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q4K, R>(&p);
+            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
+            let imin = totals_as_lanes(&k4_mins(&p, &q));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
+                let r = vfmaq_f32(s, vnegq_f32(xdmin[k]), vcvtq_f32_s32(imin[k]));
+                acc[k] = vfmaq_f32(acc[k], r, yd[k]);
+            });
+        }
+        lanes_out(&acc)
+    }
+}
+
+/// Q6_K · Q8_K in llama.cpp's `ggml_vec_dot_q6_K_q8_K` order
+/// ([`crate::dot::scalar::vec_dot_q6_k_q8_k`]): eight integer lanes of unsigned 6-bit quants
+/// times scales, minus `32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`, then
+/// `fma(y.d * x.d, lane, acc)`; `hsum8(acc)`.
+pub(crate) struct Q6KPlain;
+
+impl Kernel for Q6KPlain {
+    const QB: usize = 256;
+    const XB: usize = 210;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let zf = vdupq_n_f32(0.0);
+        let mut lo = [[zf; R]; T];
+        let mut hi = [[zf; R]; T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q6K<false>, R>(&p);
+            let isum = block_lanes::<Q6K<false>, D, R, T>(&p, &q, &sc);
+            unroll4!(t in 0..T => {
+                let yd = ld_f32(q[t]);
+                let bs = bsums(q[t]);
+                unroll4!(r in 0..R => {
+                    let s = widen16(ld_s8(p[r].add(192)));
+                    // corr lanes 0..4 from bsums/scales 0..8, lanes 4..8 from 8..16.
+                    let c0 = vpaddq_s32(
+                        vmull_s16(vget_low_s16(bs[0]), vget_low_s16(s[0])),
+                        vmull_high_s16(bs[0], s[0]),
+                    );
+                    let c1 = vpaddq_s32(
+                        vmull_s16(vget_low_s16(bs[1]), vget_low_s16(s[1])),
+                        vmull_high_s16(bs[1], s[1]),
+                    );
+                    let l0 = vsubq_s32(isum[t][r][0], vshlq_n_s32::<5>(c0));
+                    let l1 = vsubq_s32(isum[t][r][1], vshlq_n_s32::<5>(c1));
+                    let d = yd * ld_f16(p[r].add(208));
+                    lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(l0), d);
+                    hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(l1), d);
+                });
+            });
+        }
+        let mut out = [[0f32; R]; T];
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
+                out[t][r] = hsum8(lo[t][r], hi[t][r]);
+            });
+        });
+        out
+    }
+}
+
+/// Q6_K · Q8_K in the tiled K-quant matmul's order
+/// ([`crate::dot::scalar::vec_dot_q6_k_q8_k_tiled`]): per super-block
+/// `acc = fma(f32(isum) * f32(x.d), y.d, acc)` with the signed quants. Outputs are lanes.
+pub(crate) struct Q6KTiled;
+
+impl Kernel for Q6KTiled {
+    const QB: usize = 256;
+    const XB: usize = 210;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<Q6K<true>, R>(&p);
+            let isum = totals_as_lanes(&block_total::<Q6K<true>, D, R, T>(&p, &q, &sc));
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 208);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
+                acc[k] = vfmaq_f32(acc[k], s, yd[k]);
+            });
+        }
+        lanes_out(&acc)
+    }
+}
+
+/// Q2_K, Q3_K and Q5_K: one f32 sum per output, `sumf += ...` once per super-block, as their
+/// scalar definitions ([`SumfFormat::update`]). Outputs are lanes.
+pub(crate) struct Sumf<F>(core::marker::PhantomData<F>);
+
+/// The float step of a [`Sumf`] format.
+pub(crate) trait SumfFormat: KFormat {
+    /// Byte offsets of the block's f16 `d` and `dmin` (`dmin` unused where there is none).
+    const D: usize;
+    const DMIN: usize;
+
+    /// The mins integer of one output (only the total of the lanes is meaningful).
+    ///
+    /// # Safety
+    /// `p` and `q` point at whole blocks.
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t;
+
+    /// `sumf` after one super-block, lane by lane: `isum` is the exact `Σ scale·quants·q8`,
+    /// `imin` the mins integer, `xd`, `xdmin`, `yd` the scales.
+    unsafe fn update(
+        sumf: float32x4_t,
+        isum: int32x4_t,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
+    ) -> float32x4_t;
+}
+
+impl SumfFormat for Q2K {
+    const D: usize = 80;
+    const DMIN: usize = 82;
+
+    /// `Σ bsums[j]·(scales[j] >> 4)`.
+    #[inline(always)]
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
+        dot16_i16(&bsums(q), &widen16(s8(vshrq_n_u8::<4>(vld1q_u8(p)))))
+    }
+
+    /// `sumf += dall * f32(isum) - dmin * f32(summs)`, `dall = y.d * f32(x.d)`,
+    /// `dmin = y.d * f32(x.dmin)`.
+    #[inline(always)]
+    unsafe fn update(
+        sumf: float32x4_t,
+        isum: int32x4_t,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
+    ) -> float32x4_t {
+        let t = vsubq_f32(
+            vmulq_f32(vmulq_f32(yd, xd), vcvtq_f32_s32(isum)),
+            vmulq_f32(vmulq_f32(yd, xdmin), vcvtq_f32_s32(imin)),
+        );
+        vaddq_f32(sumf, t)
+    }
+}
+
+impl SumfFormat for Q3K {
+    const D: usize = 108;
+    const DMIN: usize = 108;
+
+    #[inline(always)]
+    unsafe fn mins(_: *const u8, _: *const u8) -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+
+    /// `sumf += f32(x.d) * y.d * f32(isum)`.
+    #[inline(always)]
+    unsafe fn update(
+        sumf: float32x4_t,
+        isum: int32x4_t,
+        _: int32x4_t,
+        xd: float32x4_t,
+        _: float32x4_t,
+        yd: float32x4_t,
+    ) -> float32x4_t {
+        vaddq_f32(sumf, vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum)))
+    }
+}
+
+impl SumfFormat for Q5K {
+    const D: usize = 0;
+    const DMIN: usize = 2;
+
+    /// `Σ mn_j·s_j` over the eight sub-blocks.
+    #[inline(always)]
+    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
+        k4_min_pairs(&k4_header(p).1, &bsums32(q))
+    }
+
+    /// `sumf += f32(x.d) * y.d * f32(sum_q) - f32(x.dmin) * y.d * f32(sum_m)`.
+    #[inline(always)]
+    unsafe fn update(
+        sumf: float32x4_t,
+        isum: int32x4_t,
+        imin: int32x4_t,
+        xd: float32x4_t,
+        xdmin: float32x4_t,
+        yd: float32x4_t,
+    ) -> float32x4_t {
+        let a = vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum));
+        let b = vmulq_f32(vmulq_f32(xdmin, yd), vcvtq_f32_s32(imin));
+        vaddq_f32(sumf, vsubq_f32(a, b))
+    }
+}
+
+impl<F: SumfFormat> Kernel for Sumf<F> {
+    const QB: usize = 256;
+    const XB: usize = F::XB;
+    const YB: usize = Q8K;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        let mut sumf = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
+            let sc = scales_of::<F, R>(&p);
+            let isum = totals_as_lanes(&block_total::<F, D, R, T>(&p, &q, &sc));
+            let mut m = [[vdupq_n_s32(0); R]; T];
+            unroll4!(t in 0..T => {
+                unroll4!(r in 0..R => {
+                    m[t][r] = F::mins(p[r], q[t]);
+                });
+            });
+            let imin = totals_as_lanes(&m);
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, F::D);
+            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, F::DMIN);
+            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                sumf[k] = F::update(sumf[k], isum[k], imin[k], xd[k], xdmin[k], yd[k]);
+            });
+        }
+        lanes_out(&sumf)
+    }
 }
 
 /// The unsigned 6-bit quants (0..63) of one 128-element half of a Q6_K block, as eight vectors
@@ -330,33 +1066,6 @@ pub(crate) unsafe fn q6_k_half(ql: *const u8, qh: *const u8) -> [uint8x16_t; 8] 
         vsriq_n_u8::<4>(vandq_u8(h0s, m30), l[2]),
         vsriq_n_u8::<4>(vandq_u8(h1s, m30), l[3]),
     ]
-}
-
-/// Q6_K · Q8_K: quants dotted unsigned (0..63), minus `32 * bsums` per sub-block of 16.
-///
-/// # Safety
-/// As [`q2_k_q8_k`].
-#[inline(always)]
-pub(crate) unsafe fn q6_k_q8_k<D: Dot>(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let (sc, sc0, sc1) = widen_scales(vld1q_s8(a.scales.as_ptr()));
-        let offset = scales_dot_bsums(sc0, sc1, &b.bsums);
-        let mut isum = vdupq_n_s32(0);
-        for n in 0..2 {
-            let v = q6_k_half(a.ql.as_ptr().add(64 * n), a.qh.as_ptr().add(32 * n));
-            isum = eight_groups::<D>(
-                isum,
-                v,
-                b.qs.as_ptr().add(128 * n),
-                sc[2 * n],
-                sc[2 * n + 1],
-            );
-        }
-        let d = f16_to_f32(a.d.to_bits()) * b.d;
-        sumf += d * (vaddvq_s32(isum) - 32 * offset) as f32;
-    }
-    sumf
 }
 
 #[cfg(test)]

@@ -1,160 +1,285 @@
 //! Dot products of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with Q8_0 / Q8_1
-//! activations, generic over the 16-byte integer dot ([`Dot`]).
+//! activations, bit-identical to [`crate::dot::scalar`]:
 //!
-//! Per block: unpack the weight quants to 32 signed bytes, two 16-byte dots against the
-//! activation quants, convert the four i32 lanes to f32 and fused-multiply-add them by the product
-//! of the two block scales. Two blocks per iteration into two accumulators, so the integer work of
-//! one block overlaps the float latency of the other.
+//! * [`Plain`]: llama.cpp's eight f32 lanes. A block's 32 weight values are two 16-byte halves;
+//!   the integer dot of each half leaves the quad sums `q_0..q_3` / `q_4..q_7` in its four lanes,
+//!   so x86 lanes 0..4 live in one NEON accumulator and lanes 4..8 in another, each updated with
+//!   `vfmaq` (fused, as `_mm256_fmadd_ps`) by the block's `d = f32(x.d) * f32(y.d)`, and reduced
+//!   at the end in `hsum_float_8`'s tree. Q4_1 / Q5_1 add their `fma(m, s, summs)` chain.
+//! * [`Repacked`]: the x86 repacked Q4_0 layout's one accumulator per output,
+//!   `acc = fma(Σ block, d, acc)`. Here the four lanes of a vector are four weight rows: the
+//!   rows' integer totals are gathered with pairwise adds and one `vfmaq` updates four outputs.
 
 use super::common::*;
-use crate::blocks::*;
+use super::kernel::Kernel;
 use core::arch::aarch64::*;
+use core::marker::PhantomData;
 
-/// Product of two f16 scales.
+/// A 32-element weight format: where its fields are and how its quants become bytes.
+pub(crate) trait Format {
+    /// Bytes per block.
+    const XB: usize;
+    /// Pairs with Q8_1 and has a minimum (`x = d·q + m`): adds `Σ m·s` to the lanes' sum.
+    const MIN: bool;
+    /// Quants may be -128 (Q8_0), so the emulated dot must not add product pairs in 16 bits.
+    const FULL_RANGE: bool;
+
+    /// The 32 quants of the block at `p` as signed bytes (elements 0..16, 16..32).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `XB` bytes.
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t);
+}
+
+/// The quad sums of `w · a` added to `acc` (the emulation's cheaper form where the format allows).
 #[inline(always)]
-fn scale(a: half::f16, b: half::f16) -> f32 {
-    f16_to_f32(a.to_bits()) * f16_to_f32(b.to_bits())
+unsafe fn dot<F: Format, D: Dot>(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    if F::FULL_RANGE {
+        D::dot(acc, w, a)
+    } else {
+        D::dot_small(acc, w, a)
+    }
 }
 
-/// Sums `$body` (the i32 lanes of the weight block `$a` against the activation block `$b`, and
-/// the pair's scale) over the blocks of `$x` and `$y`, two pairs at a time into two float
-/// accumulators; evaluates to the f32 total. A macro rather than a function taking a closure:
-/// closures are not `inline(always)`, and the SDOT assembly must end up inside the
-/// `#[target_feature(enable = "dotprod")]` function.
-macro_rules! sum_blocks {
-    ($x:expr, $y:expr, |$a:ident, $b:ident| $body:expr) => {{
-        let (x, y) = ($x, $y);
-        let nb = x.len().min(y.len());
-        let (x, y) = (&x[..nb], &y[..nb]);
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let (xs, ys) = (x.chunks_exact(2), y.chunks_exact(2));
-        let (xr, yr) = (xs.remainder(), ys.remainder());
-        for (x2, y2) in xs.zip(ys) {
-            let (p0, d0): (int32x4_t, f32) = {
-                let ($a, $b) = (&x2[0], &y2[0]);
-                $body
-            };
-            let (p1, d1): (int32x4_t, f32) = {
-                let ($a, $b) = (&x2[1], &y2[1]);
-                $body
-            };
-            acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), d0);
-            acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), d1);
-        }
-        if let (Some($a), Some($b)) = (xr.first(), yr.first()) {
-            let (p0, d0): (int32x4_t, f32) = $body;
-            acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), d0);
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1))
-    }};
+pub(crate) struct Q4_0;
+pub(crate) struct Q4_1;
+pub(crate) struct Q5_0;
+pub(crate) struct Q5_1;
+pub(crate) struct Q8_0;
+
+impl Format for Q4_0 {
+    const XB: usize = 18;
+    const MIN: bool = false;
+    const FULL_RANGE: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
+        let q = vld1q_u8(p.add(2));
+        let eight = vdupq_n_s8(8);
+        (
+            vsubq_s8(lo_nibbles(q), eight),
+            vsubq_s8(hi_nibbles(q), eight),
+        )
+    }
 }
 
-/// Activation quants of one Q8 block as two 16-byte halves.
-#[inline(always)]
-unsafe fn load_q8(qs: &[i8; 32]) -> (int8x16_t, int8x16_t) {
-    (vld1q_s8(qs.as_ptr()), vld1q_s8(qs.as_ptr().add(16)))
+impl Format for Q4_1 {
+    const XB: usize = 20;
+    const MIN: bool = true;
+    const FULL_RANGE: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
+        let q = vld1q_u8(p.add(4));
+        (lo_nibbles(q), hi_nibbles(q))
+    }
 }
 
-/// Q4_0 · Q8_0.
+impl Format for Q5_0 {
+    const XB: usize = 22;
+    const MIN: bool = false;
+    const FULL_RANGE: bool = false;
+    /// `nibble + 16·bit - 16`, computed as `nibble - (bit ? 0 : 16)`.
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
+        let (mlo, mhi) = q5_high_masks(p.add(2));
+        let q = vld1q_u8(p.add(6));
+        let sixteen = vdupq_n_u8(0x10);
+        (
+            vsubq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mlo))),
+            vsubq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mhi))),
+        )
+    }
+}
+
+impl Format for Q5_1 {
+    const XB: usize = 24;
+    const MIN: bool = true;
+    const FULL_RANGE: bool = false;
+    /// `nibble | 16·bit` (0..31).
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
+        let (mlo, mhi) = q5_high_masks(p.add(4));
+        let q = vld1q_u8(p.add(8));
+        let sixteen = vdupq_n_u8(0x10);
+        (
+            vorrq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mlo))),
+            vorrq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mhi))),
+        )
+    }
+}
+
+impl Format for Q8_0 {
+    const XB: usize = 34;
+    const MIN: bool = false;
+    const FULL_RANGE: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
+        (ld_s8(p.add(2)), ld_s8(p.add(18)))
+    }
+}
+
+/// The fifth bits of a Q5 block (the four `qh` bytes at `qh`), spread to bytes: for element `j`
+/// of the low / high 16 elements, all ones where bit `j` / `j + 16` of `qh` is set, else zero.
 ///
 /// # Safety
-/// `D`'s instructions must be available. Reads only inside the given blocks.
+/// `qh` must be valid for reading 4 bytes.
 #[inline(always)]
-pub(crate) unsafe fn q4_0_q8_0<D: Dot>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    let eight = vdupq_n_s8(8);
-    sum_blocks!(x, y, |a, b| {
-        let q = vld1q_u8(a.qs.as_ptr());
-        let lo = vsubq_s8(lo_nibbles(q), eight);
-        let hi = vsubq_s8(hi_nibbles(q), eight);
-        let (y0, y1) = load_q8(&b.qs);
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
-        (p, scale(a.d, b.d))
-    })
-}
-
-/// Q4_1 · Q8_1: unsigned nibbles, plus `m * s` per block for the minimum.
-///
-/// # Safety
-/// As [`q4_0_q8_0`].
-#[inline(always)]
-pub(crate) unsafe fn q4_1_q8_1<D: Dot>(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut summs = 0.0f32;
-    let total = sum_blocks!(x, y, |a, b| {
-        summs += f16_to_f32(a.m.to_bits()) * f16_to_f32(b.s.to_bits());
-        let q = vld1q_u8(a.qs.as_ptr());
-        let (y0, y1) = load_q8(&b.qs);
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo_nibbles(q), y0), hi_nibbles(q), y1);
-        (p, scale(a.d, b.d))
-    });
-    total + summs
-}
-
-/// The fifth bits of a Q5 block, spread to bytes: for element `j` of the low / high 16 elements,
-/// all ones where bit `j` / `j + 16` of `qh` is set, else zero.
-#[inline(always)]
-pub(crate) unsafe fn q5_high_masks(qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+pub(crate) unsafe fn q5_high_masks(qh: *const u8) -> (uint8x16_t, uint8x16_t) {
     const SPREAD_LO: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
     const SPREAD_HI: [u8; 16] = [2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3];
     const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
-    // The four bytes of qh in the low lanes; a table lookup copies byte k to lanes 8k..8k+8 (mod
-    // 16), then each lane tests its own bit.
-    let bytes = vreinterpretq_u8_u32(vdupq_n_u32(u32::from_le_bytes(qh)));
+    // The four bytes of qh in every 32-bit lane; a table lookup copies byte k to lanes 8k..8k+8
+    // (mod 16), then each lane tests its own bit.
+    let bytes = vreinterpretq_u8_u32(vdupq_n_u32((qh as *const u32).read_unaligned()));
     let bits = vld1q_u8(BITS.as_ptr());
     let lo = vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(SPREAD_LO.as_ptr())), bits);
     let hi = vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(SPREAD_HI.as_ptr())), bits);
     (lo, hi)
 }
 
-/// Q5_0 · Q8_0: `q = nibble + 16 * bit - 16`, computed as `nibble - (bit ? 0 : 16)`.
-///
-/// # Safety
-/// As [`q4_0_q8_0`].
-#[inline(always)]
-pub(crate) unsafe fn q5_0_q8_0<D: Dot>(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let sixteen = vdupq_n_u8(0x10);
-    sum_blocks!(x, y, |a, b| {
-        let (mlo, mhi) = q5_high_masks(a.qh);
-        let q = vld1q_u8(a.qs.as_ptr());
-        let lo = vsubq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mlo)));
-        let hi = vsubq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mhi)));
-        let (y0, y1) = load_q8(&b.qs);
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
-        (p, scale(a.d, b.d))
-    })
+/// Bytes of a Q8_0 / Q8_1 activation block, and where its quants start.
+const fn act_layout(min: bool) -> (usize, usize) {
+    if min {
+        (36, 4)
+    } else {
+        (34, 2)
+    }
 }
 
-/// Q5_1 · Q8_1: `q = nibble | 16 * bit` (0..31), plus `m * s` per block.
-///
-/// # Safety
-/// As [`q4_0_q8_0`].
-#[inline(always)]
-pub(crate) unsafe fn q5_1_q8_1<D: Dot>(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-    let sixteen = vdupq_n_u8(0x10);
-    let mut summs = 0.0f32;
-    let total = sum_blocks!(x, y, |a, b| {
-        summs += f16_to_f32(a.m.to_bits()) * f16_to_f32(b.s.to_bits());
-        let (mlo, mhi) = q5_high_masks(a.qh);
-        let q = vld1q_u8(a.qs.as_ptr());
-        let lo = vorrq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mlo)));
-        let hi = vorrq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mhi)));
-        let (y0, y1) = load_q8(&b.qs);
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
-        (p, scale(a.d, b.d))
-    });
-    total + summs
+/// llama.cpp's `ggml_vec_dot_*_q8_*` order (eight lanes), see [`crate::dot::scalar`]. At most
+/// four tokens per call: their scales are the lanes of one vector.
+pub(crate) struct Plain<F>(PhantomData<F>);
+
+impl<F: Format> Kernel for Plain<F> {
+    const QB: usize = 32;
+    const XB: usize = F::XB;
+    const YB: usize = act_layout(F::MIN).0;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        const { assert!(T <= 4) };
+        let qs = act_layout(F::MIN).1;
+        let (zf, zi) = (vdupq_n_f32(0.0), vdupq_n_s32(0));
+        // Lanes 0..4 and 4..8 of each output's eight x86 lanes, and per row the tokens' Σ m·s
+        // chains (lane t).
+        let mut lo = [[zf; R]; T];
+        let mut hi = [[zf; R]; T];
+        let mut summs = [zf; R];
+        for b in 0..nb {
+            let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
+            let mut dx = [0f32; R];
+            let mut mx = [0f32; R];
+            unroll4!(r in 0..R => {
+                let p = x[r].add(b * F::XB);
+                w[r] = F::unpack(p);
+                dx[r] = ld_f16(p);
+                if F::MIN {
+                    mx[r] = ld_f16(p.add(2));
+                }
+            });
+            let q = at(y, b * Self::YB);
+            // Lane t: token t's y.d (and y.s); then per row, lane t of d[r] = f32(x.d) * f32(y.d).
+            let dy = ld_f16_rows(&q, 0);
+            let mut d = [zf; R];
+            unroll4!(r in 0..R => {
+                d[r] = vmulq_n_f32(dy, dx[r]);
+            });
+            if F::MIN {
+                let sy = ld_f16_rows(&q, 2);
+                unroll4!(r in 0..R => {
+                    summs[r] = vfmaq_n_f32(summs[r], sy, mx[r]);
+                });
+            }
+            unroll4!(t in 0..T => {
+                let (a0, a1) = (ld_s8(q[t].add(qs)), ld_s8(q[t].add(qs + 16)));
+                unroll4!(r in 0..R => {
+                    let p0 = dot::<F, D>(zi, w[r].0, a0);
+                    let p1 = dot::<F, D>(zi, w[r].1, a1);
+                    lo[t][r] = fma_lane(lo[t][r], vcvtq_f32_s32(p0), d[r], t);
+                    hi[t][r] = fma_lane(hi[t][r], vcvtq_f32_s32(p1), d[r], t);
+                });
+            });
+        }
+        let mut out = [[0f32; R]; T];
+        unroll4!(t in 0..T => {
+            unroll4!(r in 0..R => {
+                let s = hsum8(lo[t][r], hi[t][r]);
+                out[t][r] = if F::MIN {
+                    s + get_lane(summs[r], t)
+                } else {
+                    s
+                };
+            });
+        });
+        out
+    }
 }
 
-/// Q8_0 · Q8_0.
-///
-/// # Safety
-/// As [`q4_0_q8_0`].
+/// The x86 repacked layout's order (one accumulator per output, whole-block integer sums), for
+/// the formats without a minimum. Outputs are lanes ([`lane_vectors`]).
+pub(crate) struct Repacked<F>(PhantomData<F>);
+
+impl<F: Format> Kernel for Repacked<F> {
+    const QB: usize = 32;
+    const XB: usize = F::XB;
+    const YB: usize = 34;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T] {
+        const { assert!(!F::MIN) };
+        let zi = vdupq_n_s32(0);
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let p = at(x, b * F::XB);
+            let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
+            unroll4!(r in 0..R => {
+                w[r] = F::unpack(p[r]);
+            });
+            let q = at(y, b * Self::YB);
+            let mut s = [[zi; R]; T];
+            unroll4!(t in 0..T => {
+                let (a0, a1) = (ld_s8(q[t].add(2)), ld_s8(q[t].add(18)));
+                unroll4!(r in 0..R => {
+                    s[t][r] = dot::<F, D>(dot::<F, D>(zi, w[r].0, a0), w[r].1, a1);
+                });
+            });
+            // Lane of output (t, r): fma(f32(Σ block), f32(x_r.d) * f32(y_t.d), acc).
+            let s = totals_as_lanes(&s);
+            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
+            let yd: [float32x4_t; T] = if R == 4 {
+                let mut v = [vdupq_n_f32(0.0); T];
+                unroll4!(t in 0..T => {
+                    v[t] = vdupq_n_f32(ld_f16(q[t]));
+                });
+                v
+            } else {
+                let mut dy = [0f32; T];
+                unroll4!(t in 0..T => {
+                    dy[t] = ld_f16(q[t]);
+                });
+                tok_lanes::<R, T>(&dy)
+            };
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(s[k]), vmulq_f32(xd[k], yd[k]));
+            });
+        }
+        lanes_out(&acc)
+    }
+}
+
+/// Each pointer advanced by `off` bytes.
 #[inline(always)]
-pub(crate) unsafe fn q8_0_q8_0<D: Dot>(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    sum_blocks!(x, y, |a, b| {
-        let (x0, x1) = load_q8(&a.qs);
-        let (y0, y1) = load_q8(&b.qs);
-        let p = D::dot(D::dot(vdupq_n_s32(0), x0, y0), x1, y1);
-        (p, scale(a.d, b.d))
-    })
+pub(crate) unsafe fn at<const N: usize>(base: &[*const u8; N], off: usize) -> [*const u8; N] {
+    let mut p = *base;
+    for v in p.iter_mut() {
+        *v = v.add(off);
+    }
+    p
 }

@@ -1,89 +1,60 @@
 //! aarch64 kernels: plain Advanced SIMD (`Level::Neon`) and Advanced SIMD with SDOT
 //! (`Level::NeonDotprod`, e.g. Neoverse-N1 / Ampere A1).
 //!
-//! The quantized dot products are written once, generic over the 16-byte integer dot
-//! ([`common::Dot`]), and instantiated twice: with the widening-multiply emulation for plain NEON
-//! and with the SDOT instruction (inline assembly, since stable Rust lacks the intrinsic) inside
-//! `#[target_feature(enable = "dotprod")]` functions. The conversions (`to_float`, `from_float`)
-//! and the float dots need no dotprod and are the same at both levels.
+//! Every kernel returns, bit for bit, what the scalar reference ([`crate::dot::scalar`],
+//! [`crate::reference`]) returns: nib's numerics are llama.cpp's x86 CPU backend's on every
+//! architecture. An 8-lane x86 accumulator is two 4-lane NEON accumulators, each element feeds
+//! the lane it feeds on x86, `vfmaq` stands where x86 fuses, and reductions follow the x86 trees.
 //!
-//! Files: `common` (SDOT, fp16 conversion, helpers), `legacy` (Q4_0 .. Q8_0 dots), `kquants`
-//! (Q2_K .. Q6_K dots), `float` (F32 / F16), `quantize` (Q8_0 / Q8_1 / Q8_K activations),
-//! `dequant` (rows to f32), `repack` (the opt-in four-row interleaved Q4_0 / Q8_0 GEMV).
+//! The quantized dot products are written once, generic over the 16-byte integer dot
+//! ([`common::Dot`], lane-exact quad sums), and instantiated twice: with the widening-multiply
+//! emulation for plain NEON and with the SDOT instruction (inline assembly, since stable Rust
+//! lacks the intrinsic) inside `#[target_feature(enable = "dotprod")]` functions. Each is one
+//! function of `R` rows × `T` tokens ([`kernel::Kernel`]), installed as the table's `VecDot` at
+//! 1 × 1 and as its `DotTile` at a register tile, for every [`crate::DotKind`] the scalar table
+//! has. The conversions (`to_float`, `from_float`) and the float dots need no dotprod and are the
+//! same at both levels.
+//!
+//! Files: `common` (SDOT, fp16 conversion, reductions, helpers), `kernel` (the row × token
+//! driver and the entry points), `legacy` (Q4_0 .. Q8_0), `kquants` (Q2_K .. Q6_K), `float`
+//! (F32 / F16 / BF16), `quantize` (Q8_0 / Q8_1 / Q8_K activations), `dequant` (rows to f32),
+//! `repack` (the opt-in four-row interleaved Q4_0 / Q8_0 GEMV).
 
 mod common;
 mod dequant;
 mod float;
+mod kernel;
 mod kquants;
 mod legacy;
 mod quantize;
 pub mod repack;
 
-use crate::blocks::*;
-use crate::traits::{FromFloat, Kernels, ToFloat, TypeTraits, VecDot};
+use crate::traits::{DotKind, DotTile, FromFloat, Kernels, ToFloat, TypeTraits, VecDot};
 use crate::GgmlType;
-use bytemuck::{cast_slice, Pod};
+use kquants::{Q4KPlain, Q4KRepacked, Q4KRepackedGemm, Q4KTiled, Q6KPlain, Q6KTiled, Sumf};
+use legacy::{Plain, Repacked};
 
-/// The blocks of a weight row and an activation row of `n` elements (`qk` per block). Panics,
-/// like the scalar kernels, if a row is shorter than `n` elements or misaligned for its blocks.
-#[inline(always)]
-fn rows<'a, X: Pod, Y: Pod>(n: usize, qk: usize, x: &'a [u8], y: &'a [u8]) -> (&'a [X], &'a [Y]) {
-    let nb = n / qk;
-    (
-        cast_slice(&x[..nb * size_of::<X>()]),
-        cast_slice(&y[..nb * size_of::<Y>()]),
-    )
-}
-
-/// Safe `VecDot` entry points for each generic kernel, once per level.
-macro_rules! quant_dots {
-    ($($m:ident::$name:ident: $x:ty, $y:ty, $qk:expr;)*) => {
-        /// SDOT emulated with widening multiplies: plain Advanced SIMD.
-        mod neon_dots {
-            use super::*;
-            use super::common::Emul;
-            $(
-                pub(super) fn $name(n: usize, x: &[u8], y: &[u8]) -> f32 {
-                    let (x, y) = rows::<$x, $y>(n, $qk, x, y);
-                    // SAFETY: Advanced SIMD is part of the aarch64 target baseline, which is all
-                    // `Emul` needs; the kernel reads only inside the two block slices.
-                    unsafe { super::$m::$name::<Emul>(x, y) }
-                }
-            )*
-        }
-
-        /// The SDOT instruction (`FEAT_DotProd`).
-        mod dotprod_dots {
-            use super::*;
-            use super::common::Sdot;
-            $(
-                pub(super) fn $name(n: usize, x: &[u8], y: &[u8]) -> f32 {
-                    #[target_feature(enable = "dotprod")]
-                    unsafe fn imp(x: &[$x], y: &[$y]) -> f32 {
-                        super::$m::$name::<Sdot>(x, y)
-                    }
-                    let (x, y) = rows::<$x, $y>(n, $qk, x, y);
-                    // SAFETY: these functions are reachable only through the table that
-                    // `install_dotprod` fills after checking that the CPU has `dotprod`; the
-                    // kernel reads only inside the two block slices.
-                    unsafe { imp(x, y) }
-                }
-            )*
-        }
-    };
-}
-
-quant_dots! {
-    legacy::q4_0_q8_0: BlockQ4_0, BlockQ8_0, QK;
-    legacy::q4_1_q8_1: BlockQ4_1, BlockQ8_1, QK;
-    legacy::q5_0_q8_0: BlockQ5_0, BlockQ8_0, QK;
-    legacy::q5_1_q8_1: BlockQ5_1, BlockQ8_1, QK;
-    legacy::q8_0_q8_0: BlockQ8_0, BlockQ8_0, QK;
-    kquants::q2_k_q8_k: BlockQ2K, BlockQ8K, QK_K;
-    kquants::q3_k_q8_k: BlockQ3K, BlockQ8K, QK_K;
-    kquants::q4_k_q8_k: BlockQ4K, BlockQ8K, QK_K;
-    kquants::q5_k_q8_k: BlockQ5K, BlockQ8K, QK_K;
-    kquants::q6_k_q8_k: BlockQ6K, BlockQ8K, QK_K;
+// Each kernel with the register tile its `DotTile` uses (rows x tokens). The eight-lane orders
+// keep two f32 accumulators per output and take a few rows and tokens; the orders with one
+// accumulator per output keep the outputs in the lanes of a vector: four rows for the decode
+// kinds, four tokens for the kinds that only prompts take (RepackedGemm, Tiled), so a weight
+// block is unpacked once for four tokens.
+kernel::entries! {
+    q4_0: Plain<legacy::Q4_0>, 2 x 4;
+    q4_0_repacked: Repacked<legacy::Q4_0>, 4 x 2;
+    q4_1: Plain<legacy::Q4_1>, 2 x 4;
+    q5_0: Plain<legacy::Q5_0>, 2 x 4;
+    q5_1: Plain<legacy::Q5_1>, 2 x 4;
+    q8_0: Plain<legacy::Q8_0>, 2 x 4;
+    q2_k: Sumf<kquants::Q2K>, 2 x 2;
+    q3_k: Sumf<kquants::Q3K>, 2 x 2;
+    q4_k: Q4KPlain, 1 x 2;
+    q4_k_repacked: Q4KRepacked, 4 x 1;
+    q4_k_repacked_gemm: Q4KRepackedGemm, 1 x 4;
+    q4_k_tiled: Q4KTiled, 1 x 4;
+    q5_k: Sumf<kquants::Q5K>, 2 x 2;
+    q6_k: Q6KPlain, 1 x 2;
+    q6_k_tiled: Q6KTiled, 1 x 4;
 }
 
 /// Overwrite the given functions of `ty`'s entry (`None` keeps what is there).
@@ -101,11 +72,59 @@ fn set(
     });
 }
 
-/// The quantized dot products of one level, by weight type.
-fn install_quant_dots(table: &mut [TypeTraits], dots: [(GgmlType, VecDot); 10]) {
-    for (ty, f) in dots {
-        set(table, ty, None, None, Some(f));
-    }
+/// One kind's dot product and tile for `ty`.
+fn set_kind(table: &mut [TypeTraits], ty: GgmlType, kind: DotKind, dot: VecDot, tile: DotTile) {
+    Kernels::set_in(table, ty, |t| {
+        match kind {
+            DotKind::Plain => t.vec_dot = Some(dot),
+            DotKind::Tiled => t.vec_dot_tiled = Some(dot),
+            DotKind::Repacked => t.vec_dot_repacked = Some(dot),
+            DotKind::RepackedGemm => t.vec_dot_repacked_gemm = Some(dot),
+        }
+        t.tiles[kind as usize] = Some(tile);
+    });
+}
+
+/// Installs every quantized kind of one level: `$m` is `neon` or `dotprod`.
+macro_rules! install_quant {
+    ($table:expr, $m:ident) => {{
+        use DotKind::*;
+        use GgmlType::*;
+        let t = $table;
+        set_kind(t, Q4_0, Plain, $m::q4_0::dot, $m::q4_0::tile);
+        set_kind(
+            t,
+            Q4_0,
+            Repacked,
+            $m::q4_0_repacked::dot,
+            $m::q4_0_repacked::tile,
+        );
+        set_kind(t, Q4_1, Plain, $m::q4_1::dot, $m::q4_1::tile);
+        set_kind(t, Q5_0, Plain, $m::q5_0::dot, $m::q5_0::tile);
+        set_kind(t, Q5_1, Plain, $m::q5_1::dot, $m::q5_1::tile);
+        set_kind(t, Q8_0, Plain, $m::q8_0::dot, $m::q8_0::tile);
+        set_kind(t, Q2_K, Plain, $m::q2_k::dot, $m::q2_k::tile);
+        set_kind(t, Q3_K, Plain, $m::q3_k::dot, $m::q3_k::tile);
+        set_kind(t, Q4_K, Plain, $m::q4_k::dot, $m::q4_k::tile);
+        set_kind(t, Q4_K, Tiled, $m::q4_k_tiled::dot, $m::q4_k_tiled::tile);
+        set_kind(
+            t,
+            Q4_K,
+            Repacked,
+            $m::q4_k_repacked::dot,
+            $m::q4_k_repacked::tile,
+        );
+        set_kind(
+            t,
+            Q4_K,
+            RepackedGemm,
+            $m::q4_k_repacked_gemm::dot,
+            $m::q4_k_repacked_gemm::tile,
+        );
+        set_kind(t, Q5_K, Plain, $m::q5_k::dot, $m::q5_k::tile);
+        set_kind(t, Q6_K, Plain, $m::q6_k::dot, $m::q6_k::tile);
+        set_kind(t, Q6_K, Tiled, $m::q6_k_tiled::dot, $m::q6_k_tiled::tile);
+    }};
 }
 
 pub(crate) fn install_neon(table: &mut [TypeTraits]) {
@@ -117,6 +136,13 @@ pub(crate) fn install_neon(table: &mut [TypeTraits]) {
         Some(float::dequantize_row_f16),
         Some(float::quantize_row_f16),
         Some(float::vec_dot_f16),
+    );
+    set(
+        table,
+        BF16,
+        Some(float::dequantize_row_bf16),
+        Some(float::quantize_row_bf16),
+        Some(float::vec_dot_bf16),
     );
     set(table, Q4_0, Some(dequant::dequantize_row_q4_0), None, None);
     set(table, Q4_1, Some(dequant::dequantize_row_q4_1), None, None);
@@ -148,22 +174,7 @@ pub(crate) fn install_neon(table: &mut [TypeTraits]) {
         Some(quantize::quantize_row_q8_k),
         None,
     );
-    use neon_dots as d;
-    install_quant_dots(
-        table,
-        [
-            (Q4_0, d::q4_0_q8_0),
-            (Q4_1, d::q4_1_q8_1),
-            (Q5_0, d::q5_0_q8_0),
-            (Q5_1, d::q5_1_q8_1),
-            (Q8_0, d::q8_0_q8_0),
-            (Q2_K, d::q2_k_q8_k),
-            (Q3_K, d::q3_k_q8_k),
-            (Q4_K, d::q4_k_q8_k),
-            (Q5_K, d::q5_k_q8_k),
-            (Q6_K, d::q6_k_q8_k),
-        ],
-    );
+    install_quant!(table, neon);
 }
 
 pub(crate) fn install_dotprod(table: &mut [TypeTraits]) {
@@ -173,21 +184,5 @@ pub(crate) fn install_dotprod(table: &mut [TypeTraits]) {
         "install_dotprod: this CPU has no dotprod"
     );
     install_neon(table);
-    use dotprod_dots as d;
-    use GgmlType::*;
-    install_quant_dots(
-        table,
-        [
-            (Q4_0, d::q4_0_q8_0),
-            (Q4_1, d::q4_1_q8_1),
-            (Q5_0, d::q5_0_q8_0),
-            (Q5_1, d::q5_1_q8_1),
-            (Q8_0, d::q8_0_q8_0),
-            (Q2_K, d::q2_k_q8_k),
-            (Q3_K, d::q3_k_q8_k),
-            (Q4_K, d::q4_k_q8_k),
-            (Q5_K, d::q5_k_q8_k),
-            (Q6_K, d::q6_k_q8_k),
-        ],
-    );
+    install_quant!(table, dotprod);
 }

@@ -1,6 +1,8 @@
 //! Activation quantizers (f32 → Q8_0, Q8_1, Q8_K) with NEON. They compute exactly what the
-//! scalar reference does: the same scale, the same rounding (`vcvtnq` = ties to even, as
-//! `round_ties_even` / `nearest_int`), saturating narrows as `as i8`.
+//! scalar reference does, byte for byte: the same maximum (NaNs ignored, as `f32::max` and the
+//! scalar `>` do), the same scale, the same rounding (`vcvtnq` = ties to even, as
+//! `round_ties_even` / `nearest_int`, NaN to 0), and narrows that saturate or truncate as the
+//! reference's casts do.
 
 use super::common::f32_to_f16;
 use crate::blocks::*;
@@ -19,31 +21,32 @@ unsafe fn load32(x: &[f32]) -> [float32x4_t; 8] {
     v
 }
 
-/// The largest magnitude among `v`.
+/// The largest magnitude among `v`, ignoring NaNs as `f32::max` does (`fmaxnm`).
 #[inline(always)]
 unsafe fn amax(v: &[float32x4_t]) -> f32 {
     let m = v
         .iter()
-        .fold(vdupq_n_f32(0.0), |m, &x| vmaxq_f32(m, vabsq_f32(x)));
-    vmaxvq_f32(m)
+        .fold(vdupq_n_f32(0.0), |m, &x| vmaxnmq_f32(m, vabsq_f32(x)));
+    vmaxnmvq_f32(m)
 }
 
-/// Round `x * id` (ties to even) to i8 with saturation, 32 values; returns the i32 lanes'
-/// sum as well (for Q8_1).
+/// Round `x * id` (ties to even) to i8 with saturation, 32 values; returns the sum of the stored
+/// bytes as well (for Q8_1; summed after the saturation, as the reference sums its i8 quants).
 #[inline(always)]
 unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
-    let mut sum = vdupq_n_s32(0);
+    let mut sum = 0i32;
     for h in 0..2 {
         let mut q = [vdupq_n_s32(0); 4];
         for k in 0..4 {
             q[k] = vcvtnq_s32_f32(vmulq_n_f32(v[4 * h + k], id));
-            sum = vaddq_s32(sum, q[k]);
         }
         let a = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
         let b = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
-        vst1q_s8(out.add(16 * h), vqmovn_high_s16(vqmovn_s16(a), b));
+        let q8 = vqmovn_high_s16(vqmovn_s16(a), b);
+        vst1q_s8(out.add(16 * h), q8);
+        sum += vaddlvq_s8(q8) as i32;
     }
-    vaddvq_s32(sum)
+    sum
 }
 
 /// f32 → Q8_0 as the scalar reference (llama.cpp's x86 definition): per block
@@ -90,9 +93,10 @@ pub(crate) fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
         unsafe {
             let mut m = vdupq_n_f32(0.0);
             for k in 0..QK_K / 4 {
-                m = vmaxq_f32(m, vabsq_f32(vld1q_f32(xs.as_ptr().add(4 * k))));
+                m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(xs.as_ptr().add(4 * k))));
             }
-            let amax = vmaxvq_f32(m);
+            // NaNs never win the scalar loop's `>` comparisons; `fmaxnm` skips them too.
+            let amax = vmaxnmvq_f32(m);
             if amax == 0.0 {
                 *b = BlockQ8K::zeroed();
                 continue;
@@ -111,9 +115,11 @@ pub(crate) fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
                         lim,
                     );
                 }
-                let a = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
-                let c = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
-                let q8 = vqmovn_high_s16(vqmovn_s16(a), c);
+                // `nearest_int(..).min(127) as i8`: the cast keeps the low byte (it matters only
+                // where an overflowing scale saturated the conversion to i32::MIN).
+                let a = vmovn_high_s32(vmovn_s32(q[0]), q[1]);
+                let c = vmovn_high_s32(vmovn_s32(q[2]), q[3]);
+                let q8 = vmovn_high_s16(vmovn_s16(a), c);
                 vst1q_s8(b.qs.as_mut_ptr().add(16 * g), q8);
                 b.bsums[g] = vaddlvq_s8(q8);
             }

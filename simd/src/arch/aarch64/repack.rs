@@ -36,7 +36,7 @@ pub const Q8_0X4_BLOCK: usize = 4 * 34;
 /// The number of rows of `n` columns in `bytes` of blocks of `block_size` bytes, checked.
 fn row_count(n: usize, bytes: usize, block_size: usize) -> usize {
     assert!(
-        n > 0 && n % QK == 0,
+        n > 0 && n.is_multiple_of(QK),
         "row length {n} is not a positive multiple of {QK}"
     );
     let row = n / QK * block_size;
