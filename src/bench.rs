@@ -1,7 +1,8 @@
 //! Speed measurement in llama-bench's way: `pp<N>` processes a prompt of N random tokens as a
 //! batch from an empty cache; `tg<N>` decodes N tokens one at a time from an empty cache. Each
 //! test runs once as a warm-up, then `reps` times; tokens/s is reported as the mean and
-//! standard deviation over the repetitions.
+//! standard deviation over the repetitions. With a depth `d` (llama-bench's `-d`), each repetition
+//! first fills the cache with `d` random tokens, untimed, and the test runs after them.
 
 use crate::model::{Context, Logits};
 use anyhow::Result;
@@ -45,6 +46,8 @@ impl Test {
 #[derive(Clone, Debug)]
 pub struct Samples {
     pub test: Test,
+    /// Tokens in the cache before the test.
+    pub depth: usize,
     /// Nanoseconds per repetition.
     pub ns: Vec<u64>,
 }
@@ -63,6 +66,14 @@ fn stdev(v: &[f64]) -> f64 {
 }
 
 impl Samples {
+    /// llama-bench's test name: `pp512`, `tg128`, `tg128 @ d1024`.
+    pub fn name(&self) -> String {
+        match self.depth {
+            0 => self.test.name(),
+            d => format!("{} @ d{d}", self.test.name()),
+        }
+    }
+
     /// Tokens per second of each repetition.
     pub fn ts(&self) -> Vec<f64> {
         let n = self.test.n_tokens() as f64;
@@ -107,16 +118,38 @@ pub fn run_test(
     bos: Option<u32>,
     warmup: bool,
 ) -> Result<Samples> {
+    run_test_at(ctx, test, 0, reps, bos, warmup)
+}
+
+/// [`run_test`] after `depth` untimed random tokens in the cache (the context must hold
+/// `depth + test.n_tokens()`).
+pub fn run_test_at(
+    ctx: &mut Context,
+    test: Test,
+    depth: usize,
+    reps: usize,
+    bos: Option<u32>,
+    warmup: bool,
+) -> Result<Samples> {
     let n_vocab = ctx.model.hp.n_vocab;
     let mut rng = TokenRng(0x5eed_1234_abcd_0001);
     let once = |ctx: &mut Context, rng: &mut TokenRng, test: Test| -> Result<u64> {
         ctx.clear();
+        if depth > 0 {
+            let tokens: Vec<u32> = (0..depth)
+                .map(|i| match (i, bos) {
+                    (0, Some(b)) => b,
+                    _ => rng.next(n_vocab),
+                })
+                .collect();
+            ctx.eval(&tokens, Logits::Last)?;
+        }
         let t0 = Instant::now();
         match test {
             Test::Prompt(n) => {
                 let tokens: Vec<u32> = (0..n)
                     .map(|i| {
-                        if i == 0 {
+                        if i == 0 && depth == 0 {
                             bos.unwrap_or_else(|| rng.next(n_vocab))
                         } else {
                             rng.next(n_vocab)
@@ -126,7 +159,10 @@ pub fn run_test(
                 ctx.eval(&tokens, Logits::Last)?;
             }
             Test::Gen(n) => {
-                let mut tok = bos.unwrap_or_else(|| rng.next(n_vocab));
+                let mut tok = match bos {
+                    Some(b) if depth == 0 => b,
+                    _ => rng.next(n_vocab),
+                };
                 for _ in 0..n {
                     ctx.eval(&[tok], Logits::Last)?;
                     tok = rng.next(n_vocab);
@@ -146,7 +182,7 @@ pub fn run_test(
     for _ in 0..reps {
         ns.push(once(ctx, &mut rng, test)?);
     }
-    Ok(Samples { test, ns })
+    Ok(Samples { test, depth, ns })
 }
 
 /// Peak resident set size of this process so far, in bytes (Linux `VmHWM`).

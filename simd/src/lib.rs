@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod arch;
+pub mod attn;
 pub mod blocks;
 pub mod dot;
 pub mod ggml_type;

@@ -1,332 +1,386 @@
-//! Elementwise kernels of a transformer on f32 slices: RMSNorm, softmax, activations, RoPE
-//! rotations, dot/axpy for attention, f16 conversion for the KV cache.
+//! Elementwise kernels of a transformer on f32 slices (RMSNorm, SwiGLU/GeGLU, softmax
+//! exponentials, RoPE rotations, residual adds, f16 conversion for the KV cache, the f16 dot of
+//! flash attention) and, in [`crate::attn`], the flash-attention kernels.
 //!
-//! Where llama.cpp's x86 CPU backend (AVX-512 build) has a specific float order or
-//! approximation (RMSNorm's f64 sum, the vector `expf` polynomial behind SiLU and softmax, the
-//! f16 GELU table, the f16 dot product of flash attention), the function here reproduces it bit
-//! for bit and says so; each is lane-wise or has a fixed reduction tree, so SIMD versions on any
-//! instruction set can match it.
+//! Each kernel's definition is its scalar reference in [`scalar`], which reproduces llama.cpp's
+//! x86 CPU backend (AVX-512 build) bit for bit. The SIMD versions (AVX2 + FMA + F16C,
+//! AVX-512, Advanced SIMD) are written once over [`lanes::Lanes`] and return the reference's
+//! bits on every input (NaN payloads aside), so the instruction set is chosen by the CPU's
+//! features alone, independently of the matmul kernel level (`NIB_KERNELS`): forcing the scalar
+//! matmuls still runs these kernels vectorised. `NIB_VEC=scalar|avx2|avx512|neon` forces one (for
+//! tests, benchmarks and debugging); [`VecOps::new`] gives any supported one explicitly.
+//!
+//! The module-level functions use [`ops()`]; the same functions exist as methods of a
+//! [`VecOps`] for a chosen instruction set.
+
+pub(crate) mod lanes;
+pub mod scalar;
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+pub use scalar::{
+    axpy, axpy_f16, dot_f32, dot_f32_f16, expf_poly, gelu, reduce16, rms_scale, silu, silu_poly,
+    softmax_inplace,
+};
 
 use half::f16;
+use std::fmt;
+use std::sync::OnceLock;
 
-/// `Σ x²` as llama.cpp's `ggml_compute_forward_rms_norm_f32` sums it: each square rounded to
-/// f32, then added in order into an f64.
-#[inline]
-fn sum_sq_f64(x: &[f32]) -> f64 {
-    let mut s = 0f64;
-    for &v in x {
-        s += (v * v) as f64;
-    }
-    s
+/// An instruction set the elementwise and attention kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// The scalar reference.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C, 8 lanes.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL (with AVX2, FMA, F16C), 16 lanes.
+    Avx512,
+    /// aarch64 Advanced SIMD, 4 lanes.
+    Neon,
 }
 
-/// The RMSNorm scale `1 / sqrt(mean + eps)` exactly as llama.cpp computes it: the f64 sum of
-/// squares divided by `n` in f64, rounded to f32, then `1.0f32 / sqrtf(mean + eps)`.
-#[inline]
-pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let mean = (sum_sq_f64(x) / x.len() as f64) as f32;
-    1.0 / (mean + eps).sqrt()
-}
+impl Isa {
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
-/// `out = (x * scale) * w` with [`rms_scale`] (llama.cpp's `rms_norm` then `mul`, fused or not:
-/// both round `x * scale` before multiplying by `w`).
-pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let scale = rms_scale(x, eps);
-    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
-        *o = xi * scale * wi;
-    }
-}
-
-/// In-place [`rms_norm`].
-pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
-    let scale = rms_scale(x, eps);
-    for (xi, &wi) in x.iter_mut().zip(w) {
-        *xi = *xi * scale * wi;
-    }
-}
-
-/// Sixteen lanes reduced as GCC's `_mm512_reduce_add_ps`: `t[i] = v[i] + v[i+8]`,
-/// `u[i] = t[i] + t[i+4]`, then `(u0 + u2) + (u1 + u3)`.
-#[inline]
-pub fn reduce16(v: &[f32; 16]) -> f32 {
-    let mut t = [0f32; 8];
-    for i in 0..8 {
-        t[i] = v[i + 8] + v[i];
-    }
-    let u = [t[4] + t[0], t[5] + t[1], t[6] + t[2], t[7] + t[3]];
-    (u[0] + u[2]) + (u[1] + u[3])
-}
-
-/// f16 · f16 as llama.cpp's `ggml_vec_dot_f16` on AVX-512 (the flash-attention `K·Q` product):
-/// 64 f32 lanes, element `i < n - n % 64` accumulated into lane `i % 64` with
-/// `fma(x_i, y_i, lane)` (the product of two f16 values is exact in f32); lanes `l` and `l + 32`
-/// are added, then lanes `l` and `l + 16`, and the remaining sixteen reduced with [`reduce16`];
-/// the tail `i >= n - n % 64` is added in f64 (`sum += x_i * y_i`), and the f64 is rounded to f32.
-pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    let n = x.len().min(y.len());
-    let np = n - n % 64;
-    let mut lanes = [0f32; 64];
-    for c in (0..np).step_by(64) {
-        for (l, acc) in lanes.iter_mut().enumerate() {
-            *acc = x[c + l].to_f32().mul_add(y[c + l].to_f32(), *acc);
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
         }
     }
-    let mut v = [0f32; 16];
-    for i in 0..16 {
-        v[i] = (lanes[i] + lanes[i + 32]) + (lanes[i + 16] + lanes[i + 48]);
-    }
-    let mut sum = reduce16(&v) as f64;
-    for i in np..n {
-        sum += (x[i].to_f32() * y[i].to_f32()) as f64;
-    }
-    sum as f32
-}
 
-/// f32 · f32 as llama.cpp's `ggml_vec_dot_f32` on AVX-512: 64 lanes as in [`dot_f16`]
-/// (`fma(x_i, y_i, lane)`), the same reduction, then the tail with `fma(x_i, y_i, sum)` in f32.
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let np = n - n % 64;
-    let mut lanes = [0f32; 64];
-    for c in (0..np).step_by(64) {
-        for (l, acc) in lanes.iter_mut().enumerate() {
-            *acc = a[c + l].mul_add(b[c + l], *acc);
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this CPU can run the kernels compiled for it.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
-    let mut v = [0f32; 16];
-    for i in 0..16 {
-        v[i] = (lanes[i] + lanes[i + 32]) + (lanes[i + 16] + lanes[i + 48]);
-    }
-    let mut sum = reduce16(&v);
-    for i in np..n {
-        sum = a[i].mul_add(b[i], sum);
-    }
-    sum
-}
 
-/// Dot product of f32 `a` with f16 `b`.
-#[inline]
-pub fn dot_f32_f16(a: &[f32], b: &[f16]) -> f32 {
-    let n = a.len().min(b.len());
-    let mut acc = [0f32; 8];
-    let mut ca = a[..n].chunks_exact(8);
-    let mut cb = b[..n].chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i].to_f32();
-        }
+    /// The widest supported instruction set.
+    pub fn detect() -> Isa {
+        [Isa::Avx512, Isa::Avx2, Isa::Neon]
+            .into_iter()
+            .find(|i| i.is_supported())
+            .unwrap_or(Isa::Scalar)
     }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y.to_f32();
-    }
-    s
-}
 
-/// `y += a * x`.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
+    /// Every instruction set this CPU supports, the scalar reference first.
+    pub fn supported() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
     }
 }
 
-/// `y += a * x` with f16 `x`.
-#[inline]
-pub fn axpy_f16(a: f32, x: &[f16], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi.to_f32();
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
-/// `x *= a`.
-#[inline]
-pub fn scale(x: &mut [f32], a: f32) {
-    for v in x {
-        *v *= a;
-    }
+/// The kernels of one supported instruction set (a handle that can only be made for an
+/// instruction set the CPU has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VecOps {
+    isa: Isa,
 }
 
-/// `y += x`.
-#[inline]
-pub fn add_inplace(y: &mut [f32], x: &[f32]) {
-    for (a, b) in y.iter_mut().zip(x) {
-        *a += b;
-    }
-}
-
-/// In-place softmax; returns the sum of exponentials before normalisation.
-pub fn softmax_inplace(x: &mut [f32]) -> f32 {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return 0.0;
-    }
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-    sum as f32
-}
-
-/// SiLU: `x / (1 + expf(-x))` with the platform's `expf` (llama.cpp's scalar `ggml_silu_f32`).
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// `e^x` as llama.cpp's AVX-512 `ggml_v_expf` computes it, lane by lane (so any vector width
-/// reproduces it): `z = fma(x, 0x1.715476p+0, 0x1.8p23)`, `n = z - 0x1.8p23`,
-/// `b = fma(-n, 0x1.7f7d1cp-20, fma(-n, 0x1.62e4p-1, x))`, `u = b*b`,
-/// `j = fma(fma(fma(0x1.0e4020p-7, b, 0x1.573e2ep-5), u, fma(0x1.555e66p-3, b, 0x1.fffdb6p-2)), u,
-/// fma(0x1.ffffecp-1, b, 1))`, result `j * 2^n` rounded once (`vscalefps`); when `|n| > 192`
-/// the result is `+inf` for `n > 0` and `0` otherwise.
-#[inline]
-pub fn expf_poly(x: f32) -> f32 {
-    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
-    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
-    let n = z - r;
-    let b = (-n).mul_add(
-        f32::from_bits(0x35bf_be8e),
-        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
-    );
-    let u = b * b;
-    let j = f32::from_bits(0x3c07_2010)
-        .mul_add(b, f32::from_bits(0x3d2b_9f17))
-        .mul_add(
-            u,
-            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
-        );
-    let j = j.mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
-    scalef(j, n)
-}
-
-/// `j * 2^n` for integral `n` in `[-192, 192]`, rounded once to nearest (AVX-512 `vscalefps`).
-#[inline]
-fn scalef(j: f32, n: f32) -> f32 {
-    if n.is_nan() || j.is_nan() {
-        return f32::NAN;
-    }
-    // Exact in f64 (a power of two within range), then one rounding to f32.
-    (j as f64 * (2f64).powi(n as i32)) as f32
-}
-
-/// SiLU as llama.cpp's AVX-512 `ggml_v_silu`: `x / (1 + expf_poly(0 - x))`.
-#[inline]
-pub fn silu_poly(x: f32) -> f32 {
-    x / (1.0 + expf_poly(0.0 - x))
-}
-
-/// GELU, tanh approximation, as llama.cpp's `ggml_gelu_f32` computes it (GCC contracts
-/// `1 + a·x·x` into `fma(a·x, x, 1)`): `0.5·x·(1 + tanhf(√(2/π)·x·fma(0.044715·x, x, 1)))`.
-#[inline]
-pub fn gelu(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    const COEF_A: f32 = 0.044_715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (COEF_A * x).mul_add(x, 1.0)).tanh())
-}
-
-/// llama.cpp's GELU table: `f16(gelu(x))` for every f16 `x` (`ggml_table_gelu_f16`).
-fn gelu_table() -> &'static [f16] {
-    static TABLE: std::sync::OnceLock<Vec<f16>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        (0..=u16::MAX)
-            .map(|i| f16::from_f32(gelu(f16::from_bits(i).to_f32())))
-            .collect()
+/// The instruction set the process uses: `NIB_VEC` if it names a supported one (a warning is
+/// printed otherwise), else [`Isa::detect`].
+pub fn ops() -> VecOps {
+    static OPS: OnceLock<VecOps> = OnceLock::new();
+    *OPS.get_or_init(|| {
+        let detected = Isa::detect();
+        let isa = match std::env::var("NIB_VEC") {
+            Ok(s) if !s.trim().is_empty() => match Isa::from_name(&s) {
+                Some(i) if i.is_supported() => i,
+                _ => {
+                    eprintln!("warning: NIB_VEC={s:?} is not a supported instruction set; using {detected}");
+                    detected
+                }
+            },
+            _ => detected,
+        };
+        VecOps { isa }
     })
 }
 
-/// `gate = silu(gate) * up` for one row, as llama.cpp's `ggml_vec_swiglu_f32` on AVX-512: the
-/// first `n - n % 16` elements with [`silu_poly`], the rest with [`silu`].
-pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
-    let n = gate.len().min(up.len());
-    let nv = n - n % 16;
-    for (g, &u) in gate[..nv].iter_mut().zip(&up[..nv]) {
-        *g = silu_poly(*g) * u;
-    }
-    for (g, &u) in gate[nv..n].iter_mut().zip(&up[nv..n]) {
-        *g = silu(*g) * u;
-    }
-}
-
-/// `gate = gelu(gate) * up`, as llama.cpp's `ggml_vec_geglu_f32` (built with `GGML_GELU_FP16`):
-/// `0` for `x <= -10`, `x * up` for `x >= 10`, else `f32(table[f16(x)]) * up`.
-pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-    let table = gelu_table();
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = if x <= -10.0 {
-            0.0
-        } else if x >= 10.0 {
-            x * u
-        } else {
-            table[f16::from_f32(x).to_bits() as usize].to_f32() * u
-        };
-    }
-}
-
-/// llama.cpp's `ggml_vec_soft_max_f32` on AVX-512: `y[i] = e^(x[i] - max)` with [`expf_poly`]
-/// for the first `n - n % 16` elements (each group of 16 summed with [`reduce16`] and added to
-/// an f64), the platform's `expf` for the rest (each added to the f64); returns the f64 sum.
-pub fn soft_max_exp(x: &mut [f32], max: f32) -> f64 {
-    let n = x.len();
-    let nv = n - n % 16;
-    let mut sum = 0f64;
-    for c in x[..nv].chunks_exact_mut(16) {
-        let mut v = [0f32; 16];
-        for (o, xi) in v.iter_mut().zip(c.iter_mut()) {
-            *xi = expf_poly(*xi - max);
-            *o = *xi;
+/// Calls `$name` of the instruction set a [`VecOps`] holds: an entry point of `x86::avx512`,
+/// `x86::avx2` or `aarch64::neon`, else `scalar::$name` as the calling module sees `scalar`.
+macro_rules! dispatch {
+    ($ops:expr, $name:ident($($a:expr),* $(,)?)) => {
+        match $ops.isa() {
+            #[cfg(target_arch = "x86_64")]
+            $crate::vec::Isa::Avx512 => {
+                // SAFETY: a `VecOps` holds `Avx512` only if `Isa::Avx512.is_supported()` found
+                // AVX-512 F/BW/VL, AVX2, FMA and F16C: every feature the entry point is compiled
+                // for.
+                unsafe { $crate::vec::x86::avx512::$name($($a),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::vec::Isa::Avx2 => {
+                // SAFETY: a `VecOps` holds `Avx2` only if `Isa::Avx2.is_supported()` found AVX2,
+                // FMA and F16C: every feature the entry point is compiled for.
+                unsafe { $crate::vec::x86::avx2::$name($($a),*) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            $crate::vec::Isa::Neon => $crate::vec::aarch64::neon::$name($($a),*),
+            _ => scalar::$name($($a),*),
         }
-        sum += reduce16(&v) as f64;
+    };
+}
+pub(crate) use dispatch;
+
+/// Declares, in an instruction set's module, one entry point per kernel: a function (with the
+/// given attributes, i.e. the target features) that runs the generic kernel with the token
+/// `$tok`.
+macro_rules! entry_points {
+    ($(#[$attr:meta])*; $tok:expr) => {
+        use half::f16;
+        use $crate::attn::{HeadRows, Score, TiledHead, TiledRow, VecState};
+        use $crate::vec::lanes as g;
+        use $crate::attn::generic as a;
+
+        $(#[$attr])*
+        pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+            g::rms_norm($tok, x, w, eps, out)
+        }
+        $(#[$attr])*
+        pub(crate) fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+            g::rms_norm_inplace($tok, x, w, eps)
+        }
+        $(#[$attr])*
+        pub(crate) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
+            g::rms_norm_rows($tok, x, w, eps, cols, out)
+        }
+        $(#[$attr])*
+        pub(crate) fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+            g::swiglu_inplace($tok, gate, up)
+        }
+        $(#[$attr])*
+        pub(crate) fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+            g::geglu_inplace($tok, gate, up)
+        }
+        $(#[$attr])*
+        pub(crate) fn soft_max_exp(x: &mut [f32], max: f32) -> f64 {
+            g::soft_max_exp($tok, x, max)
+        }
+        $(#[$attr])*
+        pub(crate) fn rope_pairs(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+            g::rope_pairs($tok, x, cos, sin)
+        }
+        $(#[$attr])*
+        pub(crate) fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+            g::rope_halves($tok, x, cos, sin)
+        }
+        $(#[$attr])*
+        pub(crate) fn to_f16(x: &[f32], out: &mut [f16]) {
+            g::to_f16($tok, x, out)
+        }
+        $(#[$attr])*
+        pub(crate) fn from_f16(x: &[f16], out: &mut [f32]) {
+            g::from_f16($tok, x, out)
+        }
+        $(#[$attr])*
+        pub(crate) fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
+            g::dot_f16($tok, x, y)
+        }
+        $(#[$attr])*
+        pub(crate) fn add_inplace(y: &mut [f32], x: &[f32]) {
+            g::add_inplace($tok, y, x)
+        }
+        $(#[$attr])*
+        pub(crate) fn scale(x: &mut [f32], a: f32) {
+            g::scale($tok, x, a)
+        }
+        $(#[$attr])*
+        pub(crate) fn scale_into(x: &[f32], a: f32, out: &mut [f32]) {
+            g::scale_into($tok, x, a, out)
+        }
+        $(#[$attr])*
+        pub(crate) fn merge_scaled(acc: &mut [f32], a: f32, x: &[f32], b: f32) {
+            g::merge_scaled($tok, acc, a, x, b)
+        }
+        $(#[$attr])*
+        pub(crate) fn fa_vec<I: Iterator<Item = usize>>(
+            q: &[f32],
+            k: HeadRows,
+            v: HeadRows,
+            cells: I,
+            score: Score,
+            st: &mut VecState,
+        ) {
+            a::fa_vec($tok, q, k, v, cells, score, st)
+        }
+        $(#[$attr])*
+        pub(crate) fn fa_tiled(h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) {
+            a::fa_tiled($tok, h, q, rows, out)
+        }
+    };
+}
+pub(crate) use entry_points;
+
+impl VecOps {
+    /// The kernels of `isa`, if this CPU supports it.
+    pub fn new(isa: Isa) -> Option<VecOps> {
+        isa.is_supported().then_some(VecOps { isa })
     }
-    for xi in x[nv..].iter_mut() {
-        *xi = (*xi - max).exp();
-        sum += *xi as f64;
+
+    /// The scalar reference.
+    pub fn scalar() -> VecOps {
+        VecOps { isa: Isa::Scalar }
     }
-    sum
+
+    pub fn isa(self) -> Isa {
+        self.isa
+    }
+
+    /// [`scalar::rms_norm`]: `out = (x * rms_scale(x)) * w`.
+    pub fn rms_norm(self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+        dispatch!(self, rms_norm(x, w, eps, out))
+    }
+    /// [`scalar::rms_norm_inplace`].
+    pub fn rms_norm_inplace(self, x: &mut [f32], w: &[f32], eps: f32) {
+        dispatch!(self, rms_norm_inplace(x, w, eps))
+    }
+    /// [`scalar::rms_norm_rows`]: each `cols`-wide row.
+    pub fn rms_norm_rows(self, x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
+        dispatch!(self, rms_norm_rows(x, w, eps, cols, out))
+    }
+    /// [`scalar::swiglu_inplace`].
+    pub fn swiglu_inplace(self, gate: &mut [f32], up: &[f32]) {
+        dispatch!(self, swiglu_inplace(gate, up))
+    }
+    /// [`scalar::geglu_inplace`].
+    pub fn geglu_inplace(self, gate: &mut [f32], up: &[f32]) {
+        dispatch!(self, geglu_inplace(gate, up))
+    }
+    /// [`scalar::soft_max_exp`].
+    pub fn soft_max_exp(self, x: &mut [f32], max: f32) -> f64 {
+        dispatch!(self, soft_max_exp(x, max))
+    }
+    /// [`scalar::rope_pairs`].
+    pub fn rope_pairs(self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        dispatch!(self, rope_pairs(x, cos, sin))
+    }
+    /// [`scalar::rope_halves`].
+    pub fn rope_halves(self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        dispatch!(self, rope_halves(x, cos, sin))
+    }
+    /// [`scalar::to_f16`].
+    pub fn to_f16(self, x: &[f32], out: &mut [f16]) {
+        dispatch!(self, to_f16(x, out))
+    }
+    /// [`scalar::from_f16`].
+    pub fn from_f16(self, x: &[f16], out: &mut [f32]) {
+        dispatch!(self, from_f16(x, out))
+    }
+    /// [`scalar::dot_f16`].
+    pub fn dot_f16(self, x: &[f16], y: &[f16]) -> f32 {
+        dispatch!(self, dot_f16(x, y))
+    }
+    /// [`scalar::add_inplace`].
+    pub fn add_inplace(self, y: &mut [f32], x: &[f32]) {
+        dispatch!(self, add_inplace(y, x))
+    }
+    /// [`scalar::scale`].
+    pub fn scale(self, x: &mut [f32], a: f32) {
+        dispatch!(self, scale(x, a))
+    }
+    /// [`scalar::scale_into`].
+    pub fn scale_into(self, x: &[f32], a: f32, out: &mut [f32]) {
+        dispatch!(self, scale_into(x, a, out))
+    }
+    /// [`scalar::merge_scaled`].
+    pub fn merge_scaled(self, acc: &mut [f32], a: f32, x: &[f32], b: f32) {
+        dispatch!(self, merge_scaled(acc, a, x, b))
+    }
 }
 
-/// Rotate adjacent pairs `(x[2i], x[2i+1])` by `(cos[i], sin[i])` (RoPE "normal", llama), as
-/// llama.cpp's `rotate_pairs` compiles (GCC contracts both lines):
-/// `x0' = fma(x0, cos, -(x1*sin))`, `x1' = fma(x0, sin, x1*cos)`.
+/// [`scalar::rms_norm`] with [`ops()`].
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    ops().rms_norm(x, w, eps, out)
+}
+/// [`scalar::rms_norm_inplace`] with [`ops()`].
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    ops().rms_norm_inplace(x, w, eps)
+}
+/// [`scalar::rms_norm_rows`] with [`ops()`].
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
+    ops().rms_norm_rows(x, w, eps, cols, out)
+}
+/// [`scalar::swiglu_inplace`] with [`ops()`].
+pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+    ops().swiglu_inplace(gate, up)
+}
+/// [`scalar::geglu_inplace`] with [`ops()`].
+pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+    ops().geglu_inplace(gate, up)
+}
+/// [`scalar::soft_max_exp`] with [`ops()`].
+pub fn soft_max_exp(x: &mut [f32], max: f32) -> f64 {
+    ops().soft_max_exp(x, max)
+}
+/// [`scalar::rope_pairs`] with [`ops()`].
 pub fn rope_pairs(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-    for (i, (&c, &s)) in cos.iter().zip(sin).enumerate() {
-        let (a, b) = (x[2 * i], x[2 * i + 1]);
-        x[2 * i] = a.mul_add(c, -(b * s));
-        x[2 * i + 1] = a.mul_add(s, b * c);
-    }
+    ops().rope_pairs(x, cos, sin)
 }
-
-/// Rotate `(x[i], x[i + n/2])` pairs over the first `2 * cos.len()` values (RoPE "NeoX"), with
-/// the arithmetic of [`rope_pairs`].
+/// [`scalar::rope_halves`] with [`ops()`].
 pub fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-    let half = cos.len();
-    for i in 0..half {
-        let (a, b) = (x[i], x[i + half]);
-        x[i] = a.mul_add(cos[i], -(b * sin[i]));
-        x[i + half] = a.mul_add(sin[i], b * cos[i]);
-    }
+    ops().rope_halves(x, cos, sin)
 }
-
-/// f32 → f16, rounding to nearest.
+/// [`scalar::to_f16`] with [`ops()`].
 pub fn to_f16(x: &[f32], out: &mut [f16]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = f16::from_f32(v);
-    }
+    ops().to_f16(x, out)
 }
-
-/// f16 → f32.
+/// [`scalar::from_f16`] with [`ops()`].
 pub fn from_f16(x: &[f16], out: &mut [f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o = v.to_f32();
-    }
+    ops().from_f16(x, out)
+}
+/// [`scalar::dot_f16`] (llama.cpp's 64-lane `ggml_vec_dot_f16`) with [`ops()`].
+pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    ops().dot_f16(x, y)
+}
+/// [`scalar::add_inplace`] with [`ops()`].
+pub fn add_inplace(y: &mut [f32], x: &[f32]) {
+    ops().add_inplace(y, x)
+}
+/// [`scalar::scale`] with [`ops()`].
+pub fn scale(x: &mut [f32], a: f32) {
+    ops().scale(x, a)
+}
+/// [`scalar::scale_into`] with [`ops()`].
+pub fn scale_into(x: &[f32], a: f32, out: &mut [f32]) {
+    ops().scale_into(x, a, out)
+}
+/// [`scalar::merge_scaled`] with [`ops()`].
+pub fn merge_scaled(acc: &mut [f32], a: f32, x: &[f32], b: f32) {
+    ops().merge_scaled(acc, a, x, b)
 }

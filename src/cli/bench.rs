@@ -1,6 +1,6 @@
 //! `nib bench`: llama-bench's tests and table, for nib.
 
-use crate::bench::{peak_rss_bytes, run_test, Samples, Test};
+use crate::bench::{peak_rss_bytes, run_test_at, Samples, Test};
 use crate::cli::common::model_path;
 use crate::cli::inspect::{human_bytes, human_params};
 use crate::model::{Context, KvType, LoadOptions, Model};
@@ -33,6 +33,14 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
+    /// Tokens already in the cache when each test starts (untimed), comma-separated.
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub n_depth: Vec<usize>,
     /// Thread counts to test, comma-separated [default: number of CPUs].
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
@@ -133,12 +141,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .to_string();
         for &nt in &threads {
             let pool = nib_simd::pool::Pool::new(nt);
-            for &test in &tests {
-                let n_ctx = test.n_tokens().max(1);
+            for (&test, &depth) in tests
+                .iter()
+                .flat_map(|t| args.n_depth.iter().map(move |d| (t, d)))
+            {
+                let n_ctx = (depth + test.n_tokens()).max(1);
                 let samples = nib_simd::pool::with_pool(&pool, || -> Result<Samples> {
                     let mut ctx =
                         Context::new(Arc::clone(&model), n_ctx, args.batch_size, kv_type)?;
-                    run_test(&mut ctx, test, args.reps, bos, !args.no_warmup)
+                    run_test_at(&mut ctx, test, depth, args.reps, bos, !args.no_warmup)
                 })?;
                 let row = Row {
                     path: path.clone(),
@@ -219,7 +230,7 @@ fn print_md_row(r: &Row) {
         human_params(r.params),
         "CPU",
         r.threads,
-        r.samples.test.name(),
+        r.samples.name(),
         format!("{:.2} ± {:.2}", r.samples.avg_ts(), r.samples.stddev_ts())
     );
 }
@@ -236,7 +247,8 @@ fn row_json(r: &Row) -> serde_json::Value {
         "n_threads": r.threads,
         "n_prompt": r.samples.test.n_prompt(),
         "n_gen": r.samples.test.n_gen(),
-        "test": r.samples.test.name(),
+        "n_depth": r.samples.depth,
+        "test": r.samples.name(),
         "avg_ns": r.samples.avg_ns().round() as u64,
         "stddev_ns": r.samples.stddev_ns().round() as u64,
         "avg_ts": r.samples.avg_ts(),

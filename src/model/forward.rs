@@ -56,8 +56,9 @@ struct Scratch {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    /// RoPE angles of the batch's positions, for the main and the sliding-window base: per token,
+    /// `n_rot / 2` cosines then `n_rot / 2` sines (computed once per batch, used by every layer).
+    angles: [Vec<f32>; 2],
     qb: QuantBuf,
     logits: Vec<f32>,
 }
@@ -118,8 +119,7 @@ impl Context {
             o: vec![0.0; n_batch * hp.n_embd],
             gate: vec![0.0; n_batch * hp.n_ff],
             up: vec![0.0; n_batch * hp.n_ff],
-            cos: vec![0.0; hp.n_rot / 2],
-            sin: vec![0.0; hp.n_rot / 2],
+            angles: [vec![0.0; n_batch * hp.n_rot], vec![0.0; n_batch * hp.n_rot]],
             // Q8_0 takes 34 bytes per 32 values, the widest activation format per value.
             qb: QuantBuf::with_capacity(n_batch * widest.div_ceil(32) * 36 + 1024),
             logits: vec![0.0; hp.n_vocab],
@@ -250,6 +250,20 @@ impl Context {
             c.place(pos0, t);
         }
         let s = &mut self.s;
+        let n_rot = hp.n_rot;
+        let has_swa = (0..hp.n_layer).any(|il| hp.is_swa(il));
+        let [main, swa_angles] = &mut s.angles;
+        for (rope, angles, wanted) in [
+            (&self.rope, main, true),
+            (&self.rope_swa, swa_angles, has_swa),
+        ] {
+            if wanted {
+                for (i, a) in angles[..t * n_rot].chunks_exact_mut(n_rot).enumerate() {
+                    let (cos, sin) = a.split_at_mut(n_rot / 2);
+                    rope.angles(pos0 + i, cos, sin);
+                }
+            }
+        }
         let trace = &mut self.trace;
         let mut tr = |name: &str, il: usize, v: &[f32]| {
             if let Some(f) = trace.as_mut() {
@@ -297,21 +311,18 @@ impl Context {
                 ops::rms_norm_heads(&mut s.k[..t * kv_k], kn, hp.rms_eps);
             }
             let swa = hp.is_swa(il);
-            let rope = if swa { &self.rope_swa } else { &self.rope };
-            for i in 0..t {
-                rope.angles(pos0 + i, &mut s.cos, &mut s.sin);
-                rope.apply(
-                    &mut s.q[i * q_dim..(i + 1) * q_dim],
-                    hp.head_dim,
-                    &s.cos,
-                    &s.sin,
-                );
-                rope.apply(
-                    &mut s.k[i * kv_k..(i + 1) * kv_k],
-                    hp.head_dim,
-                    &s.cos,
-                    &s.sin,
-                );
+            let (rope, angles) = if swa {
+                (&self.rope_swa, &s.angles[1])
+            } else {
+                (&self.rope, &s.angles[0])
+            };
+            for (x, width) in [(&mut s.q[..t * q_dim], q_dim), (&mut s.k[..t * kv_k], kv_k)] {
+                ops::for_row_groups(x, width, |r0, rows| {
+                    for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                        let (cos, sin) = angles[(r0 + i) * n_rot..][..n_rot].split_at(n_rot / 2);
+                        rope.apply(row, hp.head_dim, cos, sin);
+                    }
+                });
             }
             tr("Qcur", il, &s.q[..t * q_dim]);
             tr("Kcur", il, &s.k[..t * kv_k]);
@@ -373,9 +384,7 @@ impl Context {
                 t = 1;
             }
             if let Some(w) = &layer.post_attn_norm {
-                for row in s.o[..t * d].chunks_exact_mut(d) {
-                    vec::rms_norm_inplace(row, w, hp.rms_eps);
-                }
+                ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
             }
             tr("attn_out", il, &s.o[..t * d]);
             vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
@@ -398,15 +407,16 @@ impl Context {
             );
             tr("ffn_gate", il, &s.gate[..t * ff]);
             tr("ffn_up", il, &s.up[..t * ff]);
-            for (g, u) in s.gate[..t * ff]
-                .chunks_exact_mut(ff)
-                .zip(s.up[..t * ff].chunks_exact(ff))
-            {
-                match spec.activation {
-                    Activation::SwiGlu => vec::swiglu_inplace(g, u),
-                    Activation::GeGlu => vec::geglu_inplace(g, u),
+            let up = &s.up[..t * ff];
+            ops::for_row_groups(&mut s.gate[..t * ff], ff, |r0, gates| {
+                let ups = &up[r0 * ff..][..gates.len()];
+                for (g, u) in gates.chunks_exact_mut(ff).zip(ups.chunks_exact(ff)) {
+                    match spec.activation {
+                        Activation::SwiGlu => vec::swiglu_inplace(g, u),
+                        Activation::GeGlu => vec::geglu_inplace(g, u),
+                    }
                 }
-            }
+            });
             ops::project(
                 k,
                 &s.gate[..t * ff],
@@ -416,9 +426,7 @@ impl Context {
                 &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])],
             );
             if let Some(w) = &layer.post_ffn_norm {
-                for row in s.o[..t * d].chunks_exact_mut(d) {
-                    vec::rms_norm_inplace(row, w, hp.rms_eps);
-                }
+                ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
             }
             tr("ffn_out", il, &s.o[..t * d]);
             vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);

@@ -1,28 +1,43 @@
 //! Grouped-query attention of a batch of queries over the KV cache, with the causal mask and an
-//! optional sliding window, parallel over (token, head) pairs.
+//! optional sliding window.
 //!
 //! The arithmetic reproduces llama.cpp's CPU flash attention (`ggml_compute_forward_flash_attn_ext_f16`
 //! in `ggml-cpu/ops.cpp`, x86 AVX-512 build) bit for bit. llama.cpp takes one of three paths,
 //! decided by the batch and by its KV view length `n_kv` (see [`llama_n_kv`]):
 //!
 //! * **vector** (`..._one_chunk`): batches of fewer than [`FA_TILE_Q`] queries. Per query row, the
-//!   query is rounded to f16, each visible cell's score is [`vec::dot_f16`] times the scale, and
-//!   the output is accumulated in f16 with an online softmax. See `one_chunk`.
+//!   query is rounded to f16, each visible cell's score is the 64-lane f16 dot times the scale,
+//!   and the output is accumulated in f16 with an online softmax.
 //! * **tiled** (`..._tiled`): batches of at least [`FA_TILE_Q`] queries. f32 query, keys and values
-//!   in tiles of [`FA_TILE_KV`] cells, f32 accumulator, the vector `expf` polynomial. See `tiled_row`.
+//!   in tiles of [`FA_TILE_KV`] cells, f32 accumulator, the vector `expf` polynomial.
 //! * **split-KV** (a single query when `n_kv >= `[`FA_SPLIT_MIN_KV`]): the cells are cut into as
 //!   many chunks as llama.cpp has threads, each chunk runs the vector path, and the partial
 //!   results are merged. The split depends on llama.cpp's thread count, which nib cannot know;
-//!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2). See `split_kv`.
+//!   nib reproduces a run with [`AttnParams::kv_split`] threads (the goldens use 2).
 //!
 //! The cells a query attends are visited in ascending cell order, and cells masked for it are
 //! skipped as llama.cpp skips `-inf` mask entries, so only the visible ones matter. A cell holds
 //! the position of the same index unless [`AttnParams::cells`] maps them otherwise (llama.cpp's
 //! sliding-window cache is a ring; see [`crate::model::kv_cache::CellMap`]).
+//!
+//! [`reference`] is the definition, written plainly one query and one cell at a time.
+//! [`attention`] computes the same bits with the kernels of [`nib_simd::attn`] (SIMD for the
+//! CPU, chosen as [`nib_simd::vec`] chooses): for an f16 cache, the vector and split-KV paths run
+//! one query row per task, the split-KV chunks as separate tasks merged afterwards, and the tiled
+//! path runs blocks of queries per task, every KV head's K/V tiles widened once per block and
+//! shared by the heads of its group. Small work runs on the calling thread (decoding at short
+//! contexts); nothing is allocated per call once the thread-local buffers have grown. An f32
+//! cache takes the reference.
+
+pub mod reference;
 
 use crate::model::kv_cache::{CellMap, KvBuf};
 use half::f16;
-use nib_simd::vec;
+use nib_simd::attn::{HeadRows, Score, TiledHead, TiledRow, VecState, MAX_HEAD_DIM};
+use nib_simd::vec::{self, VecOps};
+use std::cell::Cell;
+
+const _: () = assert!(CellMap::EMPTY == nib_simd::attn::EMPTY_CELL);
 
 /// llama.cpp's flash-attention query tile (`GGML_FA_TILE_Q`): batches of at least this many
 /// queries take the tiled path.
@@ -141,307 +156,263 @@ impl View<'_> {
     }
 }
 
+/// Queries per task of the tiled path.
+const TILED_BLOCK: usize = 16;
+
+/// Below this much work (visible cells × rows × `(head_dim + head_dim_v)`, an upper bound) the
+/// vector and split-KV paths run on the calling thread: a parallel step costs a few
+/// microseconds, about this much arithmetic.
+const PAR_MIN_WORK: usize = 1 << 16;
+
 /// `out[t][h] = softmax(q[t][h] · K[j] * scale, j in mask(t)) · V[j]` for every query token `t`
 /// and head `h`; heads share K/V in groups of `n_head / n_head_kv`.
 ///
 /// `q` holds `n_tokens` rows of `n_head * head_dim`; the cache holds positions `0..pos0 + n_tokens`.
 pub fn attention(q: &[f32], k: &KvBuf, v: &KvBuf, n_tokens: usize, p: AttnParams, out: &mut [f32]) {
-    let path = p.path(n_tokens);
-    let work = |(idx, o): (usize, &mut [f32])| {
-        let t = idx / p.n_head;
-        let h = idx % p.n_head;
-        let qh = &q[(t * p.n_head + h) * p.head_dim..][..p.head_dim];
-        let kv = Kv::new(k, v, h / (p.n_head / p.n_head_kv), &p);
-        let view = p.view(t);
-        match path {
-            FaPath::Vector => {
-                let n = match p.cells {
-                    Cells::Positions => view.q + 1,
-                    Cells::Map(m) => m.len().min(p.n_kv),
-                };
-                one_chunk(qh, &kv, view, 0, n, &p).finish(o);
-            }
-            FaPath::SplitKv => split_kv(qh, &kv, view, &p, o),
-            FaPath::Tiled => tiled_row(qh, &kv, view, &p, o),
-        }
+    attention_with(vec::ops(), q, k, v, n_tokens, p, out)
+}
+
+/// [`attention`] with the kernels of `ops`.
+pub fn attention_with(
+    ops: VecOps,
+    q: &[f32],
+    k: &KvBuf,
+    v: &KvBuf,
+    n_tokens: usize,
+    p: AttnParams,
+    out: &mut [f32],
+) {
+    let (KvBuf::F16(kb), KvBuf::F16(vb)) = (k, v) else {
+        return reference::attention(q, k, v, n_tokens, p, out);
+    };
+    assert!(p.head_dim <= MAX_HEAD_DIM && p.head_dim_v <= MAX_HEAD_DIM);
+    assert!(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
+    let f = Fast {
+        ops,
+        q,
+        k: kb,
+        v: vb,
+        p,
     };
     let out = &mut out[..n_tokens * p.n_head * p.head_dim_v];
-    let total_keys = n_tokens * (p.pos0 + n_tokens);
-    if total_keys * p.n_head < 4096 {
-        out.chunks_mut(p.head_dim_v).enumerate().for_each(work);
-    } else {
+    match p.path(n_tokens) {
+        FaPath::Vector => f.vector(n_tokens, out),
+        FaPath::SplitKv => f.split_kv(out),
+        FaPath::Tiled => f.tiled(n_tokens, out),
+    }
+}
+
+/// One attention call over an f16 cache.
+struct Fast<'a> {
+    ops: VecOps,
+    q: &'a [f32],
+    k: &'a [f16],
+    v: &'a [f16],
+    p: AttnParams<'a>,
+}
+
+impl Fast<'_> {
+    /// KV head `kvh`'s keys and values.
+    fn rows(&self, kvh: usize) -> (HeadRows<'_>, HeadRows<'_>) {
+        let (dk, dv, hkv) = (self.p.head_dim, self.p.head_dim_v, self.p.n_head_kv);
+        (
+            HeadRows {
+                data: &self.k[kvh * dk..],
+                stride: hkv * dk,
+                dim: dk,
+            },
+            HeadRows {
+                data: &self.v[kvh * dv..],
+                stride: hkv * dv,
+                dim: dv,
+            },
+        )
+    }
+
+    fn score(&self) -> Score {
+        Score {
+            scale: self.p.scale,
+            softcap: self.p.softcap,
+        }
+    }
+
+    fn query(&self, t: usize, h: usize) -> &[f32] {
+        let dk = self.p.head_dim;
+        &self.q[(t * self.p.n_head + h) * dk..][..dk]
+    }
+
+    /// The vector path over the cells of `c0..c1` that query `t` sees, continuing `st`.
+    fn chunk(&self, t: usize, h: usize, c0: usize, c1: usize, st: &mut VecState) {
+        let view = self.p.view(t);
+        let (k, v) = self.rows(h / (self.p.n_head / self.p.n_head_kv));
+        let q = self.query(t, h);
+        let (a, b) = view.clamp(c0, c1);
+        match self.p.cells {
+            // Cell `c` holds position `c`, which is also its row.
+            Cells::Positions => self.ops.fa_vec(q, k, v, a..b, self.score(), st),
+            // The rows of the cells it sees, in cell order.
+            Cells::Map(_) => self.ops.fa_vec(
+                q,
+                k,
+                v,
+                (a..b).filter_map(|c| view.key(c)),
+                self.score(),
+                st,
+            ),
+        }
+    }
+
+    /// Cells the vector path of query `t` may visit (`0..n`).
+    fn vector_cells(&self, t: usize) -> usize {
+        match self.p.cells {
+            Cells::Positions => self.p.pos0 + t + 1,
+            Cells::Map(m) => m.len().min(self.p.n_kv),
+        }
+    }
+
+    /// Run `f(i, chunk)` over the `len`-long chunks of `data`, on the pool if `work` is large.
+    fn each<F: Fn(usize, &mut [f32]) + Sync>(data: &mut [f32], len: usize, work: usize, f: F) {
+        if work < PAR_MIN_WORK {
+            data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+        } else {
+            nib_simd::pool::with_current(|pool| pool.for_each_chunk_mut(data, len, f));
+        }
+    }
+
+    fn vector(&self, n_tokens: usize, out: &mut [f32]) {
+        let (nh, dk, dv) = (self.p.n_head, self.p.head_dim, self.p.head_dim_v);
+        let work = n_tokens * nh * self.vector_cells(n_tokens - 1) * (dk + dv);
+        Self::each(out, dv, work, |i, o| {
+            let (t, h) = (i / nh, i % nh);
+            let mut acc = [0f32; MAX_HEAD_DIM];
+            let mut st = VecState {
+                m: f32::NEG_INFINITY,
+                s: 0.0,
+                acc: &mut acc[..dv],
+            };
+            self.chunk(t, h, 0, self.vector_cells(t), &mut st);
+            let inv = if st.s == 0.0 { 0.0 } else { 1.0 / st.s };
+            self.ops.scale_into(st.acc, inv, o);
+        });
+    }
+
+    /// One query over `n_kv` cells in `kv_split` chunks, each chunk a task; the partial results
+    /// (`[M, S, acc...]` per head and chunk) are merged in chunk order as
+    /// `ggml_flash_attn_ext_reduce_partials` does: chunks with `S == 0` are skipped,
+    /// `M' = max(M, Mc)`, `a = expf(M - M')`, `b = expf(Mc - M')`, `vkq = fma(vkq, a, vkq_c * b)`,
+    /// `S = fma(S, a, Sc * b)`; finally `vkq * (1 / S)`.
+    fn split_kv(&self, out: &mut [f32]) {
+        let (nh, dk, dv) = (self.p.n_head, self.p.head_dim, self.p.head_dim_v);
+        let (n_kv, nc) = (self.p.n_kv, self.p.kv_split);
+        let chunk = n_kv.div_ceil(nc);
+        let rec = dv + 2;
+        thread_local! {
+            static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+        }
+        let mut parts = PARTIALS.with(|c| c.take());
+        parts.clear();
+        parts.resize(nh * nc * rec, 0.0);
+        Self::each(&mut parts, rec, nh * n_kv * (dk + dv), |i, r| {
+            let (h, c) = (i / nc, i % nc);
+            let (head, acc) = r.split_at_mut(2);
+            acc.fill(0.0);
+            let mut st = VecState {
+                m: f32::NEG_INFINITY,
+                s: 0.0,
+                acc,
+            };
+            self.chunk(0, h, c * chunk, ((c + 1) * chunk).min(n_kv), &mut st);
+            head[0] = st.m;
+            head[1] = st.s;
+        });
+        for (h, o) in out.chunks_exact_mut(dv).enumerate().take(nh) {
+            let mut m = f32::NEG_INFINITY;
+            let mut s = 0f32;
+            let mut vkq = [0f32; MAX_HEAD_DIM];
+            let vkq = &mut vkq[..dv];
+            for r in parts[h * nc * rec..(h + 1) * nc * rec].chunks_exact(rec) {
+                let (rm, rs) = (r[0], r[1]);
+                if rs == 0.0 {
+                    continue;
+                }
+                let m_new = m.max(rm);
+                let so = (m - m_new).exp();
+                let sn = (rm - m_new).exp();
+                self.ops.merge_scaled(vkq, so, &r[2..], sn);
+                s = s.mul_add(so, rs * sn);
+                m = m_new;
+            }
+            let inv = if s != 0.0 { 1.0 / s } else { 1.0 };
+            self.ops.scale_into(vkq, inv, o);
+        }
+        PARTIALS.with(|c| c.set(parts));
+    }
+
+    /// Blocks of [`TILED_BLOCK`] queries, one task each (the latest, which see the most cells,
+    /// first); in a task, each KV head's rows (its heads × the block's queries) go through
+    /// [`VecOps::fa_tiled`] together.
+    fn tiled(&self, n_tokens: usize, out: &mut [f32]) {
+        let (nh, hkv, dv) = (self.p.n_head, self.p.n_head_kv, self.p.head_dim_v);
+        let group = nh / hkv;
+        let n_blocks = n_tokens.div_ceil(TILED_BLOCK);
+        let block_len = TILED_BLOCK * nh * dv;
+        thread_local! {
+            static ROWS: Cell<Vec<TiledRow>> = const { Cell::new(Vec::new()) };
+        }
+        let run = |b: usize, o: &mut [f32]| {
+            let t0 = b * TILED_BLOCK;
+            let t1 = (t0 + TILED_BLOCK).min(n_tokens);
+            let mut rows = ROWS.with(|c| c.take());
+            for kvh in 0..hkv {
+                rows.clear();
+                for h in kvh * group..(kvh + 1) * group {
+                    for t in t0..t1 {
+                        rows.push(TiledRow {
+                            q: (t * nh + h) * self.p.head_dim,
+                            pos: self.p.pos0 + t,
+                            out: ((t - t0) * nh + h) * dv,
+                        });
+                    }
+                }
+                let (k, v) = self.rows(kvh);
+                let n_kv = match self.p.cells {
+                    Cells::Positions => self.p.n_kv.max(self.p.pos0 + t1),
+                    Cells::Map(m) => self.p.n_kv.min(m.len()),
+                };
+                let head = TiledHead {
+                    k,
+                    v,
+                    score: self.score(),
+                    n_kv,
+                    window: self.p.window,
+                    cells: match self.p.cells {
+                        Cells::Positions => None,
+                        Cells::Map(m) => Some(m),
+                    },
+                };
+                self.ops.fa_tiled(&head, self.q, &rows, o);
+            }
+            ROWS.with(|c| c.set(rows));
+        };
+        let ptr = OutPtr(out.as_mut_ptr());
+        let len = out.len();
+        let ptr = &ptr;
         nib_simd::pool::with_current(|pool| {
-            pool.for_each_chunk_mut(out, p.head_dim_v, |i, o| work((i, o)))
+            pool.run(n_blocks, &|i| {
+                let b = n_blocks - 1 - i;
+                let start = b * block_len;
+                let end = (start + block_len).min(len);
+                // SAFETY: block `b` owns `out[b * block_len..min(len, (b + 1) * block_len)]`;
+                // these ranges are disjoint for distinct `b`, each task runs one distinct `b`,
+                // and `out` stays mutably borrowed until `run` returns after every task.
+                let o = unsafe { std::slice::from_raw_parts_mut(ptr.0.add(start), end - start) };
+                run(b, o)
+            })
         });
     }
 }
 
-/// One KV head's rows in the cache.
-struct Kv<'a> {
-    k: &'a KvBuf,
-    v: &'a KvBuf,
-    kvh: usize,
-    dk: usize,
-    dv: usize,
-    k_stride: usize,
-    v_stride: usize,
-}
-
-impl<'a> Kv<'a> {
-    fn new(k: &'a KvBuf, v: &'a KvBuf, kvh: usize, p: &AttnParams) -> Kv<'a> {
-        Kv {
-            k,
-            v,
-            kvh,
-            dk: p.head_dim,
-            dv: p.head_dim_v,
-            k_stride: p.n_head_kv * p.head_dim,
-            v_stride: p.n_head_kv * p.head_dim_v,
-        }
-    }
-
-    fn k16(&self, c: usize) -> &'a [f16] {
-        match self.k {
-            KvBuf::F16(b) => &b[c * self.k_stride + self.kvh * self.dk..][..self.dk],
-            KvBuf::F32(_) => unreachable!(),
-        }
-    }
-
-    fn v16(&self, c: usize) -> &'a [f16] {
-        match self.v {
-            KvBuf::F16(b) => &b[c * self.v_stride + self.kvh * self.dv..][..self.dv],
-            KvBuf::F32(_) => unreachable!(),
-        }
-    }
-
-    fn k_f32(&self, c: usize, d: usize) -> f32 {
-        match self.k {
-            KvBuf::F16(b) => b[c * self.k_stride + self.kvh * self.dk + d].to_f32(),
-            KvBuf::F32(b) => b[c * self.k_stride + self.kvh * self.dk + d],
-        }
-    }
-
-    fn v_f32(&self, c: usize, d: usize) -> f32 {
-        match self.v {
-            KvBuf::F16(b) => b[c * self.v_stride + self.kvh * self.dv + d].to_f32(),
-            KvBuf::F32(b) => b[c * self.v_stride + self.kvh * self.dv + d],
-        }
-    }
-
-    fn is_f16(&self) -> bool {
-        matches!(self.k, KvBuf::F16(_))
-    }
-}
-
-/// The state of llama.cpp's online softmax after some cells: running max `m`, sum `s`, and the
-/// (unnormalised) output in f32.
-struct Partial {
-    m: f32,
-    s: f32,
-    vkq: [f32; MAX_DV],
-    dv: usize,
-}
-
-/// Largest value head size the stack buffers hold.
-const MAX_DV: usize = 512;
-
-impl Partial {
-    /// `out = vkq * (1 / s)` (`0` when nothing was visible).
-    fn finish(&self, out: &mut [f32]) {
-        let inv = if self.s == 0.0 { 0.0 } else { 1.0 / self.s };
-        for (o, &a) in out.iter_mut().zip(&self.vkq[..self.dv]) {
-            *o = a * inv;
-        }
-    }
-}
-
-/// The score of one cell: `dot * scale`, or with a softcap `cap * tanhf(dot * (scale / cap))`.
-#[inline]
-fn cap_score(dot: f32, p: &AttnParams) -> f32 {
-    if p.softcap != 0.0 {
-        p.softcap * (dot * (p.scale / p.softcap)).tanh()
-    } else {
-        dot * p.scale
-    }
-}
-
-/// llama.cpp's vector path (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`) over the visible
-/// cells among `c0..c1` of one query row. With an f16 cache: `q16 = f16(q)`; for each cell in order,
-/// `s = cap_score(dot_f16(q16, k))`; if `s > M` then `M = s`, `ms = expf(M_old - M)`,
-/// `acc = f16(acc * ms)` (`vs = 1`), else `vs = expf(s - M)` (`ms = 1`); then
-/// `acc = f16(fma(v, vs, acc))` element-wise and `S = fma(S, ms, vs)`. The f16 accumulator is
-/// widened to f32 at the end. `expf` is the platform's (glibc's on the goldens' machine).
-fn one_chunk(q: &[f32], kv: &Kv, view: View, c0: usize, c1: usize, p: &AttnParams) -> Partial {
-    let (c0, c1) = view.clamp(c0, c1);
-    let dv = kv.dv;
-    let mut r = Partial {
-        m: f32::NEG_INFINITY,
-        s: 0.0,
-        vkq: [0.0; MAX_DV],
-        dv,
-    };
-    if kv.is_f16() {
-        let mut q16 = [f16::ZERO; MAX_DV];
-        let q16 = &mut q16[..kv.dk];
-        for (d, s) in q16.iter_mut().zip(q) {
-            *d = f16::from_f32(*s);
-        }
-        let mut acc = [f16::ZERO; MAX_DV];
-        let acc = &mut acc[..dv];
-        for c in c0..c1 {
-            let Some(c) = view.key(c) else { continue };
-            let s = cap_score(vec::dot_f16(q16, kv.k16(c)), p) + 0.0;
-            let (mut ms, mut vs) = (1f32, 1f32);
-            if s > r.m {
-                let old = r.m;
-                r.m = s;
-                ms = (old - r.m).exp();
-                for a in acc.iter_mut() {
-                    *a = f16::from_f32(a.to_f32() * ms);
-                }
-            } else {
-                vs = (s - r.m).exp();
-            }
-            for (a, v) in acc.iter_mut().zip(kv.v16(c)) {
-                *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
-            }
-            r.s = r.s.mul_add(ms, vs);
-        }
-        for (o, a) in r.vkq.iter_mut().zip(acc.iter()) {
-            *o = a.to_f32();
-        }
-    } else {
-        // f32 cache: the same recurrence with an f32 query, f32 dot and f32 accumulator.
-        let acc = &mut r.vkq[..dv];
-        for c in c0..c1 {
-            let Some(c) = view.key(c) else { continue };
-            let kr: Vec<f32> = (0..kv.dk).map(|d| kv.k_f32(c, d)).collect();
-            let s = cap_score(vec::dot_f32(q, &kr), p) + 0.0;
-            let (mut ms, mut vs) = (1f32, 1f32);
-            if s > r.m {
-                let old = r.m;
-                r.m = s;
-                ms = (old - r.m).exp();
-                for a in acc.iter_mut() {
-                    *a *= ms;
-                }
-            } else {
-                vs = (s - r.m).exp();
-            }
-            for (d, a) in acc.iter_mut().enumerate() {
-                *a = kv.v_f32(c, d).mul_add(vs, *a);
-            }
-            r.s = r.s.mul_add(ms, vs);
-        }
-    }
-    r
-}
-
-/// llama.cpp's split-KV decode path: cells `0..n_kv` are cut into `kv_split` chunks of
-/// `ceil(n_kv / kv_split)`; each chunk runs [`one_chunk`] over its visible cells, and the
-/// partials are merged in chunk order (`ggml_flash_attn_ext_reduce_partials`), skipping chunks
-/// with `S == 0`: `M' = fmaxf(M, Mc)`, `a = expf(M - M')`, `b = expf(Mc - M')`,
-/// `vkq = fma(vkq, a, vkq_c * b)`, `S = fma(S, a, Sc * b)`; finally `vkq * (1 / S)`.
-fn split_kv(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
-    let dv = kv.dv;
-    let chunk = p.n_kv.div_ceil(p.kv_split);
-    let mut m = f32::NEG_INFINITY;
-    let mut s = 0f32;
-    let mut vkq = [0f32; MAX_DV];
-    for c in 0..p.kv_split {
-        let (c0, c1) = (c * chunk, ((c + 1) * chunk).min(p.n_kv));
-        let r = one_chunk(q, kv, view, c0, c1, p);
-        if r.s == 0.0 {
-            continue;
-        }
-        let m_new = m.max(r.m);
-        let so = (m - m_new).exp();
-        let sn = (r.m - m_new).exp();
-        for (f, &x) in vkq[..dv].iter_mut().zip(&r.vkq[..dv]) {
-            *f = f.mul_add(so, x * sn);
-        }
-        s = s.mul_add(so, r.s * sn);
-        m = m_new;
-    }
-    let inv = if s != 0.0 { 1.0 / s } else { 1.0 };
-    for (o, &a) in out.iter_mut().zip(&vkq[..dv]) {
-        *o = a * inv;
-    }
-}
-
-/// llama.cpp's tiled path (`ggml_compute_forward_flash_attn_ext_tiled`) for one query row. The
-/// cells `0..n_kv` are visited in tiles of [`FA_TILE_KV`]; tiles with no visible cell leave the
-/// state unchanged. In a tile, each score is `Σ_d fma(k_d, q_d, ·)` from 0 in `d` order (f32
-/// query, keys widened from f16) times `scale` (then `cap * tanhf(·)` with a softcap), masked
-/// cells and the padding past `n_kv` are `-inf`; with `t = max(scores)`, `M' = fmaxf(M, t)`; if
-/// `M' > M` then `ms = expf(M - M')` scales the output and `S`; the scores become
-/// `e^(score - M')` by [`vec::soft_max_exp`] and `S = f32(f64(S) + that sum)`; then each output
-/// element is `fma(v_c, e_c, ·)` chained over the tile's 64 cells in order. Finally
-/// `out = vkq * (1 / S)`.
-fn tiled_row(q: &[f32], kv: &Kv, view: View, p: &AttnParams, out: &mut [f32]) {
-    let dv = kv.dv;
-    let n_kv = match p.cells {
-        Cells::Positions => p.n_kv.max(view.q + 1),
-        Cells::Map(m) => p.n_kv.min(m.len()),
-    };
-    let mut m = f32::NEG_INFINITY;
-    let mut s = 0f32;
-    let mut vkq = [0f32; MAX_DV];
-    let vkq = &mut vkq[..dv];
-    let mut kq = [0f32; FA_TILE_KV];
-    for ic in (0..n_kv).step_by(FA_TILE_KV) {
-        let tile = FA_TILE_KV.min(n_kv - ic);
-        let (a, b) = view.clamp(ic, ic + tile);
-        if a >= b {
-            continue;
-        }
-        let mut keys = [None; FA_TILE_KV];
-        for (tk, key) in keys[..tile].iter_mut().enumerate() {
-            *key = view.key(ic + tk);
-        }
-        for (sc, key) in kq.iter_mut().zip(&keys) {
-            *sc = if let Some(c) = *key {
-                let mut acc = 0f32;
-                for (d, &qd) in q.iter().enumerate() {
-                    acc = kv.k_f32(c, d).mul_add(qd, acc);
-                }
-                let x = if p.softcap != 0.0 {
-                    p.softcap * (acc * (p.scale / p.softcap)).tanh()
-                } else {
-                    acc * p.scale
-                };
-                x + 0.0
-            } else {
-                f32::NEG_INFINITY
-            };
-        }
-        let tmax = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if tmax == f32::NEG_INFINITY {
-            continue;
-        }
-        let m_new = m.max(tmax);
-        if m_new > m {
-            let ms = (m - m_new).exp();
-            for a in vkq.iter_mut() {
-                *a *= ms;
-            }
-            s *= ms;
-        }
-        m = m_new;
-        s = (s as f64 + vec::soft_max_exp(&mut kq, m_new)) as f32;
-        // Masked cells have weight 0 and add nothing (llama.cpp adds `0 * v`).
-        for (d, a) in vkq.iter_mut().enumerate() {
-            let mut acc = *a;
-            for (key, &e) in keys[..tile].iter().zip(&kq[..tile]) {
-                if let Some(c) = *key {
-                    acc = kv.v_f32(c, d).mul_add(e, acc);
-                }
-            }
-            *a = acc;
-        }
-    }
-    let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
-    for (o, &a) in out.iter_mut().zip(vkq.iter()) {
-        *o = a * inv;
-    }
-}
+/// The output of [`Fast::tiled`], shared by tasks that write disjoint blocks of it.
+struct OutPtr(*mut f32);
+// SAFETY: only used by `Fast::tiled`, whose tasks write disjoint ranges.
+unsafe impl Sync for OutPtr {}

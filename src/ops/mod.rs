@@ -62,16 +62,38 @@ pub fn add_bias(x: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// RMSNorm each row of `x` (`cols` wide) into `out`.
-pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
-    for (xi, oi) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-        nib_simd::vec::rms_norm(xi, w, eps, oi);
+/// Below this many rows, row-wise elementwise work stays on the calling thread (a parallel step
+/// costs a few microseconds; a row of a small model's width takes well under one).
+const PAR_MIN_ROWS: usize = 16;
+
+/// Call `f(first_row, rows)` over groups of whole `cols`-wide rows of `x` that together cover it:
+/// one group on the calling thread for few rows, else groups spread over the pool.
+pub fn for_row_groups(x: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = x.len() / cols.max(1);
+    if rows < PAR_MIN_ROWS {
+        f(0, x);
+        return;
     }
+    nib_simd::pool::with_current(|pool| {
+        // Some groups per thread, so a thread slowed by others sharing the CPU evens out.
+        let per = rows.div_ceil(4 * pool.n_threads()).max(4);
+        pool.for_each_chunk_mut(x, per * cols, |i, chunk| f(i * per, chunk))
+    });
 }
 
-/// RMSNorm each `w.len()`-wide group (a head) of `x` in place.
+/// RMSNorm each row of `x` (`cols` wide) into `out`.
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
+    let n = x.len() / cols * cols;
+    for_row_groups(&mut out[..n], cols, |r0, o| {
+        nib_simd::vec::rms_norm_rows(&x[r0 * cols..][..o.len()], w, eps, cols, o)
+    });
+}
+
+/// RMSNorm each row of `x` (`w.len()` wide, a row or a head) in place.
 pub fn rms_norm_heads(x: &mut [f32], w: &[f32], eps: f32) {
-    for head in x.chunks_exact_mut(w.len()) {
-        nib_simd::vec::rms_norm_inplace(head, w, eps);
-    }
+    for_row_groups(x, w.len(), |_, g| {
+        for head in g.chunks_exact_mut(w.len()) {
+            nib_simd::vec::rms_norm_inplace(head, w, eps);
+        }
+    });
 }

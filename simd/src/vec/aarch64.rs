@@ -1,0 +1,214 @@
+//! aarch64 [`Lanes`]: Advanced SIMD (4 lanes), part of the aarch64 baseline, with the f16
+//! conversions by `fcvtl` / `fcvtn` in inline assembly (stable Rust has no f16 vector
+//! intrinsics); and the entry points of every elementwise and attention kernel.
+//!
+//! `vscalefps` is emulated as on AVX2: `(j * 2^n1) * 2^(n - n1)` with `n1 = clamp(n, -100, 100)`.
+
+use super::lanes::Lanes;
+use core::arch::aarch64::*;
+use core::arch::asm;
+use half::f16;
+
+/// Proof that the CPU has Advanced SIMD (always, on aarch64 Linux).
+#[derive(Clone, Copy)]
+pub(crate) struct Neon(());
+
+impl Neon {
+    #[inline(always)]
+    pub(crate) fn new() -> Neon {
+        Neon(())
+    }
+}
+
+/// Four halves (as bits) to four f32 (`fcvtl`), exact.
+#[inline(always)]
+fn cvt_h4(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` is base Advanced SIMD; it reads and writes only the named registers.
+    unsafe {
+        asm!(
+            "fcvtl {o:v}.4s, {i:v}.4h",
+            o = lateout(vreg) out,
+            i = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// Four f32 to four halves (`fcvtn`), rounding to nearest even (FPCR's default mode, which Rust
+/// code never changes; the same rounding as `f16::from_f32`).
+#[inline(always)]
+fn cvt_f4(v: float32x4_t) -> uint16x4_t {
+    let out: uint16x4_t;
+    // SAFETY: `fcvtn` is base Advanced SIMD; it reads and writes only the named registers.
+    unsafe {
+        asm!(
+            "fcvtn {o:v}.4h, {i:v}.4s",
+            o = lateout(vreg) out,
+            i = in(vreg) v,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// `2^n` for integral `n` in `[-126, 127]`.
+#[inline(always)]
+fn pow2(n: float32x4_t) -> float32x4_t {
+    // SAFETY: base Advanced SIMD register arithmetic.
+    unsafe {
+        let e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+        vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+    }
+}
+
+// SAFETY (every `unsafe` block in this impl): Advanced SIMD is part of the aarch64 baseline;
+// the loads and stores touch `W` elements of slices first checked (by slicing) to hold them.
+impl Lanes for Neon {
+    const W: usize = 4;
+    type F = float32x4_t;
+    type M = uint32x4_t;
+
+    #[inline(always)]
+    fn zero(self) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vdupq_n_f32(x) }
+    }
+    #[inline(always)]
+    fn load(self, s: &[f32]) -> float32x4_t {
+        let s = &s[..4];
+        // SAFETY: see the impl; `s` holds 4 floats.
+        unsafe { vld1q_f32(s.as_ptr()) }
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32], v: float32x4_t) {
+        let s = &mut s[..4];
+        // SAFETY: see the impl; `s` holds 4 floats.
+        unsafe { vst1q_f32(s.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    fn load_h(self, s: &[f16]) -> float32x4_t {
+        let s = &s[..4];
+        // SAFETY: see the impl; `s` holds 4 halves (8 bytes).
+        cvt_h4(unsafe { vld1_u16(s.as_ptr().cast()) })
+    }
+    #[inline(always)]
+    fn store_h(self, s: &mut [f16], v: float32x4_t) {
+        let s = &mut s[..4];
+        // SAFETY: see the impl; `s` holds 4 halves (8 bytes).
+        unsafe { vst1_u16(s.as_mut_ptr().cast(), cvt_f4(v)) }
+    }
+    #[inline(always)]
+    fn round_h(self, v: float32x4_t) -> float32x4_t {
+        cvt_h4(cvt_f4(v))
+    }
+    #[inline(always)]
+    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vaddq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vsubq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vmulq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vdivq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    fn fnma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vfmsq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    fn neg(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vnegq_f32(a) }
+    }
+    #[inline(always)]
+    fn abs(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vabsq_f32(a) }
+    }
+    #[inline(always)]
+    fn max(self, x: float32x4_t, acc: float32x4_t) -> float32x4_t {
+        // `fmaxnm` returns the number when one operand is a quiet NaN (arithmetic only makes
+        // quiet NaNs).
+        // SAFETY: see the impl.
+        unsafe { vmaxnmq_f32(x, acc) }
+    }
+    #[inline(always)]
+    fn gt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vcgtq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn le(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vcleq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn ge(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vcgeq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn select(self, m: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe { vbslq_f32(m, a, b) }
+    }
+    /// As on AVX2: `(j * 2^n1) * 2^(n - n1)` with `n1 = clamp(n, -100, 100)`, exact or rounded
+    /// once.
+    #[inline(always)]
+    fn scalef(self, j: float32x4_t, n: float32x4_t) -> float32x4_t {
+        // SAFETY: see the impl.
+        unsafe {
+            let n1 = vminq_f32(vmaxq_f32(n, vdupq_n_f32(-100.0)), vdupq_n_f32(100.0));
+            let n2 = vsubq_f32(n, n1);
+            vmulq_f32(vmulq_f32(j, pow2(n1)), pow2(n2))
+        }
+    }
+    /// Lanes 0..16 in `v[0..4]`: `t = (v[8..12] + v[0..4], v[12..16] + v[4..8])`,
+    /// `u = t[4..8] + t[0..4]`, then `(u0 + u2) + (u1 + u3)`.
+    #[inline(always)]
+    fn reduce16(self, v: &[float32x4_t]) -> f32 {
+        // SAFETY: see the impl.
+        unsafe {
+            let t_lo = vaddq_f32(v[2], v[0]);
+            let t_hi = vaddq_f32(v[3], v[1]);
+            let u = vaddq_f32(t_hi, t_lo);
+            let p = vadd_f32(vget_low_f32(u), vget_high_f32(u));
+            vget_lane_f32::<0>(p) + vget_lane_f32::<1>(p)
+        }
+    }
+}
+
+/// The Advanced SIMD entry points (no target features to enable: all baseline).
+pub(crate) mod neon {
+    use super::Neon;
+
+    #[inline(always)]
+    fn tok() -> Neon {
+        Neon::new()
+    }
+
+    crate::vec::entry_points!(; tok());
+}
