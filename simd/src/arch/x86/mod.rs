@@ -194,6 +194,8 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
     }
     let wr = |r: usize| row::<W>(w, ws, r, nb);
     let ar = |c: usize| row::<W::Act>(a, as_, c, nb);
+    // Where row `r` starts (past the matrix for the last tiles: only ever prefetched).
+    let ahead = |r: usize| w.as_ptr().wrapping_add(r * ws);
     // SAFETY: the caller's contract.
     unsafe {
         drive::<R, C, RD>(
@@ -205,10 +207,15 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
                 legacy::tile::<I, W, R, C>(
                     std::array::from_fn(|i| wr(rows[i])),
                     std::array::from_fn(|j| ar(toks[j])),
+                    std::array::from_fn(|i| ahead(rows[i] + R)),
                 )
             },
             |rows, c| {
-                let v = legacy::tile::<I, W, RD, 1>(std::array::from_fn(|i| wr(rows[i])), [ar(c)]);
+                let v = legacy::tile::<I, W, RD, 1>(
+                    std::array::from_fn(|i| wr(rows[i])),
+                    [ar(c)],
+                    std::array::from_fn(|i| ahead(rows[i] + RD)),
+                );
                 std::array::from_fn(|i| v[i][0])
             },
         )
@@ -261,7 +268,7 @@ macro_rules! entries {
             #[target_feature(enable = $feat)]
             unsafe fn legacy_dot<W: Legacy>(x: &[W], y: &[W::Act]) -> f32 {
                 // SAFETY: this function's features.
-                unsafe { legacy::tile::<$isa, W, 1, 1>([x], [y])[0][0] }
+                unsafe { legacy::tile::<$isa, W, 1, 1>([x], [y], [std::ptr::null()])[0][0] }
             }
             #[target_feature(enable = $feat)]
             unsafe fn legacy_run<W: Legacy>(

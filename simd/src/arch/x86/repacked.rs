@@ -55,11 +55,16 @@ pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 
 /// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`
 /// (initialised for `b < nb`): `out[c]` lane `r` = row `r` · token `c`.
+///
+/// `ahead[r]` is where the row eight rows below `w[r]` starts: its block `b` is prefetched while
+/// block `b` is used (eight short interleaved streams are more than the hardware prefetchers
+/// keep ahead of; see `legacy::tile`). It is never dereferenced, so it may point anywhere.
 #[inline(always)]
 unsafe fn tile<I: Isa, const C: usize>(
     w: [&[BlockQ4_0]; 8],
     a: [&[BlockQ8_0]; C],
     offs: [&[MaybeUninit<i32>]; C],
+    ahead: [*const u8; 8],
 ) -> [__m256; C] {
     let nb = w[0].len();
     let w: [&[BlockQ4_0]; 8] = std::array::from_fn(|r| &w[r][..nb]);
@@ -68,6 +73,11 @@ unsafe fn tile<I: Isa, const C: usize>(
     let mut acc = [_mm256_setzero_ps(); C];
     let m4 = _mm256_set1_epi8(0x0F);
     for b in 0..nb {
+        for p in ahead {
+            // A prefetch is a hint: it never faults, whatever the address, and the pointer is
+            // only formed with wrapping arithmetic.
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(b * size_of::<BlockQ4_0>()) as *const i8);
+        }
         // y[j] = [row j | row j+4] as 4 × u32 each; a 4×4 transpose per 128-bit half leaves
         // group g of every row in g4[g], lane r = row r.
         let mut y = [_mm256_setzero_si256(); 4];
@@ -175,17 +185,20 @@ pub(super) unsafe fn run<I: Isa>(
         let mut r0 = 0;
         while r0 < nr {
             let rows: [&[BlockQ4_0]; 8] = std::array::from_fn(|i| wrow(r0 + i));
+            // The next tile's rows (past the matrix for the last tile: only ever prefetched).
+            let ahead: [*const u8; 8] =
+                std::array::from_fn(|i| w.as_ptr().wrapping_add((r0 + 8 + i) * w_stride));
             let mut lanes = [[0f32; 8]; C];
             if cn == C {
                 let toks: [&[BlockQ8_0]; C] = std::array::from_fn(|j| arow(c0 + j));
                 let o: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|j| &offs[j][..nb]);
-                let v = tile::<I, C>(rows, toks, o);
+                let v = tile::<I, C>(rows, toks, o, ahead);
                 for (l, v) in lanes.iter_mut().zip(v) {
                     store_f32x8(l, v);
                 }
             } else {
                 for (j, l) in lanes.iter_mut().enumerate().take(cn) {
-                    let v = tile::<I, 1>(rows, [arow(c0 + j)], [&offs[j][..nb]]);
+                    let v = tile::<I, 1>(rows, [arow(c0 + j)], [&offs[j][..nb]], ahead);
                     store_f32x8(l, v[0]);
                 }
             }
