@@ -234,8 +234,8 @@ pub(super) unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m2
 /// The products of `R` weight rows with `C` activation rows, `out[r][c]`, all of the same number
 /// of blocks, each in the order of the module doc.
 ///
-/// `ahead[r]` (null for none) is where the rows after this tile start: while block `b` is used,
-/// the same block of those rows is prefetched. A tile streams `R` rows at once, and short
+/// `ahead[r]` (null for none) is where the rows after this tile start: for one token, while
+/// block `b` is used, the same block of those rows is prefetched. A tile streams `R` rows at once, and short
 /// interleaved streams are where the hardware prefetchers fall behind (a row of a 4096-wide Q8_0
 /// matrix is 68 cache lines); with the next tile's rows already on their way, a matrix × vector
 /// product runs at memory speed.
@@ -272,7 +272,8 @@ pub(super) unsafe fn tile<I: Isa, W: Legacy, const R: usize, const C: usize>(
             _mm256_setzero_ps()
         };
         for r in 0..R {
-            if !ahead[r].is_null() {
+            // Only for one token: a batch reuses the rows from cache, so its prefetches are waste.
+            if C == 1 && !ahead[r].is_null() {
                 // A prefetch is a hint: it never faults, whatever the address, and the pointer
                 // is only formed with wrapping arithmetic.
                 let p = ahead[r].wrapping_add(b * size_of::<W>());
