@@ -15,6 +15,8 @@ use std::arch::x86_64::*;
 /// The methods may only be called on a CPU with the implementation's target features (all of
 /// them imply AVX2, FMA and F16C).
 pub(super) trait Isa {
+    /// Whether the 512-bit kernels (AVX-512 F/BW/VNNI on `zmm`) may be used.
+    const ZMM: bool;
     /// `acc + Σ u·s` over each group of four bytes (32-bit lane `l` gets bytes `4l..4l+4`), for
     /// unsigned bytes `u` and signed bytes `s` with every adjacent pair `u₀s₀ + u₁s₁` within
     /// `i16` (true for `u ≤ 31`, or `u ≤ 128` with `s ≠ -128`): then the result is exact.
@@ -35,6 +37,7 @@ pub(super) trait Isa {
 pub(super) struct Avx2;
 
 impl Isa for Avx2 {
+    const ZMM: bool = false;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_u8_i8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
@@ -75,6 +78,7 @@ impl Isa for Avx2 {
 pub(super) struct Vnni;
 
 impl Isa for Vnni {
+    const ZMM: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn dot_u8_i8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {

@@ -139,6 +139,85 @@ unsafe fn tile<I: Isa, const C: usize>(
     acc
 }
 
+/// [`tile`] for sixteen rows, on 512-bit vectors (lane `r` = row `r`): the same arithmetic per
+/// element, with one instruction where the 256-bit tile needs two for a token's products (the
+/// activation groups broadcast to sixteen lanes straight from memory), so a batch runs on fewer
+/// instructions (+12% prompt speed on the 1b Q4_0 model, Zen 4).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI besides AVX2, FMA, F16C; `offs` as for [`tile`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile16<const C: usize>(
+    w: [&[BlockQ4_0]; 16],
+    a: [&[BlockQ8_0]; C],
+    offs: [&[MaybeUninit<i32>]; C],
+) -> [__m512; C] {
+    let nb = w[0].len();
+    let w: [&[BlockQ4_0]; 16] = std::array::from_fn(|r| &w[r][..nb]);
+    let a: [&[BlockQ8_0]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    let offs: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|c| &offs[c][..nb]);
+    let mut acc = [_mm512_setzero_ps(); C];
+    let m4 = _mm512_set1_epi8(0x0F);
+    for b in 0..nb {
+        // y[j] = [row j | row j+4 | row j+8 | row j+12]; the 4×4 transpose per 128-bit lane
+        // leaves group g of row r in dword r of g4[g].
+        let mut y = [_mm512_setzero_si512(); 4];
+        for j in 0..4 {
+            let lo = _mm256_set_m128i(load_128(&w[j + 4][b].qs), load_128(&w[j][b].qs));
+            let hi = _mm256_set_m128i(load_128(&w[j + 12][b].qs), load_128(&w[j + 8][b].qs));
+            y[j] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        }
+        let t0 = _mm512_unpacklo_epi32(y[0], y[1]);
+        let t1 = _mm512_unpackhi_epi32(y[0], y[1]);
+        let t2 = _mm512_unpacklo_epi32(y[2], y[3]);
+        let t3 = _mm512_unpackhi_epi32(y[2], y[3]);
+        let g4 = [
+            _mm512_unpacklo_epi64(t0, t2),
+            _mm512_unpackhi_epi64(t0, t2),
+            _mm512_unpacklo_epi64(t1, t3),
+            _mm512_unpackhi_epi64(t1, t3),
+        ];
+        let mut v = [_mm512_setzero_si512(); 8];
+        for g in 0..4 {
+            v[g] = _mm512_and_si512(g4[g], m4);
+            v[g + 4] = _mm512_and_si512(_mm512_srli_epi32::<4>(g4[g]), m4);
+        }
+        let mut d16 = [0i16; 16];
+        for (r, d) in d16.iter_mut().enumerate() {
+            *d = w[r][b].d.to_bits() as i16;
+        }
+        // SAFETY: `d16` is 32 readable bytes; `loadu` has no alignment requirement.
+        let xd = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(d16.as_ptr().cast()) });
+        for c in 0..C {
+            let blk = &a[c][b];
+            let q = &blk.qs;
+            let mut s0 = _mm512_set1_epi32(unsafe { offs[c][b].assume_init() });
+            let mut s1 = _mm512_setzero_si512();
+            for k in (0..8).step_by(2) {
+                let g0 = i32::from_le_bytes([
+                    q[4 * k] as u8,
+                    q[4 * k + 1] as u8,
+                    q[4 * k + 2] as u8,
+                    q[4 * k + 3] as u8,
+                ]);
+                let g1 = i32::from_le_bytes([
+                    q[4 * k + 4] as u8,
+                    q[4 * k + 5] as u8,
+                    q[4 * k + 6] as u8,
+                    q[4 * k + 7] as u8,
+                ]);
+                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(g0));
+                s1 = _mm512_dpbusd_epi32(s1, v[k + 1], _mm512_set1_epi32(g1));
+            }
+            let isum = _mm512_add_epi32(s0, s1);
+            let d = _mm512_mul_ps(xd, _mm512_set1_ps(f16_to_f32(blk.d)));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc[c]);
+        }
+    }
+    acc
+}
+
 /// Tokens per tile of a batch (8 measured slower than 4 on Zen 4 with AVX-512 VNNI: the
 /// per-token work dominates, not the weights' transposition).
 const C: usize = 4;
@@ -190,6 +269,26 @@ pub(super) unsafe fn run<I: Isa>(
             // The next tile's rows (past the matrix for the last tile: only ever prefetched).
             let ahead: [*const u8; 8] =
                 std::array::from_fn(|i| w.as_ptr().wrapping_add((r0 + 8 + i) * w_stride));
+            if I::ZMM && cn == C && nr - r0 >= 16 {
+                let rows: [&[BlockQ4_0]; 16] = std::array::from_fn(|i| wrow(r0 + i));
+                let toks: [&[BlockQ8_0]; C] = std::array::from_fn(|j| arow(c0 + j));
+                let o: [&[MaybeUninit<i32>]; C] = std::array::from_fn(|j| &offs[j][..nb]);
+                // SAFETY: `ZMM` is only true for the AVX-512 VNNI level, whose entry points
+                // carry (and whose table is only installed after checking) tile16's features.
+                let v = unsafe { tile16::<C>(rows, toks, o) };
+                for (j, v) in v.into_iter().enumerate() {
+                    let mut l = [0f32; 16];
+                    // SAFETY: `l` is 64 writable bytes; `storeu` has no alignment requirement.
+                    unsafe { _mm512_storeu_ps(l.as_mut_ptr(), v) };
+                    for (i, &x) in l.iter().enumerate() {
+                        // SAFETY: row `r0 + i < nr` and token `c0 + j < nc`, which the
+                        // caller's `DotTile` contract makes writable.
+                        unsafe { *out.add((c0 + j) * out_stride + r0 + i) = x };
+                    }
+                }
+                r0 += 16;
+                continue;
+            }
             let mut lanes = [[0f32; 8]; C];
             if cn == C {
                 let toks: [&[BlockQ8_0]; C] = std::array::from_fn(|j| arow(c0 + j));
