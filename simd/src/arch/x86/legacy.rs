@@ -305,3 +305,88 @@ pub(super) unsafe fn tile<I: Isa, W: Legacy, const R: usize, const C: usize>(
     }
     out
 }
+
+/// [`tile`] on 512-bit vectors, for the AVX-512 VNNI level: tokens in pairs, token `2p` in the low
+/// half of a vector and token `2p + 1` in the high half, so each product instruction serves two
+/// tokens (the weights broadcast to both halves). Every lane computes what the same lane of
+/// [`tile`]'s vector does (at VNNI every format's [`Legacy::dot`] is one `vpdpbusd` from its
+/// `corr`, and the tests hold the two tiles to the same bits), and each half is reduced as
+/// [`tile`] reduces its vector. `C` must be even; no prefetching (batches only).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI besides AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile_zmm<W: Legacy, const R: usize, const C: usize>(
+    w: [&[W]; R],
+    a: [&[W::Act]; C],
+) -> [[f32; C]; R] {
+    const { assert!(C <= 8 && C % 2 == 0) };
+    use super::isa::Vnni;
+    let nb = w[0].len();
+    let w: [&[W]; R] = std::array::from_fn(|r| &w[r][..nb]);
+    let a: [&[W::Act]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    // Only the first `C / 2` entries of the per-pair arrays are used.
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut summs = [_mm256_setzero_ps(); R];
+    let both = |lo: __m256, hi: __m256| {
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+            _mm256_castps_pd(hi),
+        ))
+    };
+    for b in 0..nb {
+        let mut av = [_mm512_setzero_si512(); C];
+        let mut corr = [_mm512_setzero_si512(); C];
+        let mut yd = [_mm512_setzero_ps(); C];
+        for p in 0..C / 2 {
+            let (b0, b1) = (&a[2 * p][b], &a[2 * p + 1][b]);
+            let (a0, a1) = (load_256_i8(b0.qs()), load_256_i8(b1.qs()));
+            av[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a0), a1);
+            corr[p] = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(W::corr::<Vnni>(a0)),
+                W::corr::<Vnni>(a1),
+            );
+            yd[p] = both(f16_splat(b0.d()), f16_splat(b1.d()));
+        }
+        let ys = if W::MIN {
+            f16_lanes::<C>(|c| a[c][b].s())
+        } else {
+            _mm256_setzero_ps()
+        };
+        for r in 0..R {
+            let blk = &w[r][b];
+            let wv = _mm512_broadcast_i64x4(blk.weights::<Vnni>());
+            let (xd, xm) = blk.scales();
+            let xd = both(xd, xd);
+            for p in 0..C / 2 {
+                let q = _mm512_dpbusd_epi32(corr[p], wv, av[p]);
+                let d = _mm512_mul_ps(xd, yd[p]);
+                acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(q), acc[r][p]);
+            }
+            if W::MIN {
+                summs[r] = _mm256_fmadd_ps(xm, ys, summs[r]);
+            }
+        }
+    }
+    let mut out = [[0f32; C]; R];
+    for r in 0..R {
+        let mut s = [0f32; 8];
+        store_f32x8(&mut s, summs[r]);
+        for p in 0..C / 2 {
+            let v = _mm512_castps_pd(acc[r][p]);
+            let halves = [
+                _mm256_castpd_ps(_mm512_castpd512_pd256(v)),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v)),
+            ];
+            for (h, half) in halves.into_iter().enumerate() {
+                let c = 2 * p + h;
+                out[r][c] = hsum_f32x8(half);
+                if W::MIN {
+                    out[r][c] += s[c];
+                }
+            }
+        }
+    }
+    out
+}

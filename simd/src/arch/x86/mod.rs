@@ -204,11 +204,17 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
             out,
             os,
             |rows, toks| {
-                legacy::tile::<I, W, R, C>(
+                let (w, a) = (
                     std::array::from_fn(|i| wr(rows[i])),
                     std::array::from_fn(|j| ar(toks[j])),
-                    std::array::from_fn(|i| ahead(rows[i] + R)),
-                )
+                );
+                if I::ZMM && C % 2 == 0 {
+                    // (Sound: `ZMM` is only true for the AVX-512 VNNI level, whose entry points
+                    // carry, and whose table is only installed after checking, these features.)
+                    legacy::tile_zmm::<W, R, C>(w, a)
+                } else {
+                    legacy::tile::<I, W, R, C>(w, a, std::array::from_fn(|i| ahead(rows[i] + R)))
+                }
             },
             |rows, c| {
                 let v = legacy::tile::<I, W, RD, 1>(
