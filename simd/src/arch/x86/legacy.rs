@@ -321,7 +321,7 @@ pub(super) unsafe fn tile_zmm<W: Legacy, const R: usize, const C: usize>(
     w: [&[W]; R],
     a: [&[W::Act]; C],
 ) -> [[f32; C]; R] {
-    const { assert!(C <= 8 && C % 2 == 0) };
+    const { assert!(C <= 8 && C.is_multiple_of(2)) };
     use super::isa::Vnni;
     let nb = w[0].len();
     let w: [&[W]; R] = std::array::from_fn(|r| &w[r][..nb]);
