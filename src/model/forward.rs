@@ -235,109 +235,253 @@ impl Context {
     /// One batch through the whole network. `out_at`: where in the logits buffer (in rows) this
     /// batch's logits go, if any are wanted.
     fn forward_batch(&mut self, tokens: &[u32], which: Logits, out_at: Option<usize>) {
-        let model = Arc::clone(&self.model);
-        let (hp, spec) = (&model.hp, &model.spec);
-        let k = nib_simd::kernels();
-        let n_tokens = tokens.len();
-        let mut t = n_tokens;
-        let pos0 = self.n_past;
-        let d = hp.n_embd;
-        let q_dim = hp.n_head * hp.head_dim;
-        let kv_k = hp.n_head_kv * hp.head_dim;
-        let kv_v = hp.n_head_kv * hp.head_dim_v;
-        let att_dim = hp.n_head * hp.head_dim_v;
-        if let Some(c) = &mut self.swa_cells {
-            c.place(pos0, t);
+        let mut seqs = [Seq {
+            kv: &mut self.kv,
+            swa_cells: &mut self.swa_cells,
+            pos0: self.n_past,
+            n: tokens.len(),
+            kv_split: self.kv_split,
+        }];
+        let parts = Parts {
+            model: &self.model,
+            s: &mut self.s,
+            rope: &self.rope,
+            rope_swa: &self.rope_swa,
+            trace: &mut self.trace,
+        };
+        forward(parts, &mut seqs, tokens, which, out_at);
+        self.n_past += tokens.len();
+    }
+
+    /// One decoding step for several contexts of the same model at once: token `tokens[i]` at
+    /// the next position of `ctxs[i]`, each attending to its own KV cache, while every matrix
+    /// product runs once for the whole batch (the weights are read once for all of them; this
+    /// is how `nib serve --parallel N` makes N generations cost little more than one). Each
+    /// context's logits are then in [`Context::last_logits`]. The products run in the batch's
+    /// summation orders, as llama.cpp's do for a batch of sequences, so the logits may differ
+    /// in the last bits from decoding each context alone.
+    pub fn decode_batch(ctxs: &mut [&mut Context], tokens: &[u32]) -> Result<()> {
+        let Some((first, rest)) = ctxs.split_first_mut() else {
+            bail!("no contexts to decode");
+        };
+        if tokens.len() != rest.len() + 1 {
+            bail!("{} tokens for {} contexts", tokens.len(), rest.len() + 1);
         }
-        let s = &mut self.s;
-        let n_rot = hp.n_rot;
-        let has_swa = (0..hp.n_layer).any(|il| hp.is_swa(il));
-        let [main, swa_angles] = &mut s.angles;
-        for (rope, angles, wanted) in [
-            (&self.rope, main, true),
-            (&self.rope_swa, swa_angles, has_swa),
-        ] {
-            if wanted {
-                for (i, a) in angles[..t * n_rot].chunks_exact_mut(n_rot).enumerate() {
+        let n_vocab = first.model.hp.n_vocab;
+        if tokens.len() > first.n_batch {
+            bail!(
+                "{} contexts in one step exceed the batch of {}",
+                tokens.len(),
+                first.n_batch
+            );
+        }
+        for (c, &t) in std::iter::once(&**first)
+            .chain(rest.iter().map(|c| &**c))
+            .zip(tokens)
+        {
+            if !Arc::ptr_eq(&c.model, &first.model) {
+                bail!("contexts of different models cannot decode together");
+            }
+            if c.n_past >= c.kv.n_ctx {
+                bail!("the context is full ({} positions)", c.kv.n_ctx);
+            }
+            if t as usize >= n_vocab {
+                bail!("token id {t} is outside the vocabulary of {n_vocab}");
+            }
+        }
+        let n = tokens.len();
+        if first.s.logits.len() < n * n_vocab {
+            first.s.logits.resize(n * n_vocab, 0.0);
+        }
+        let mut seqs: Vec<Seq<'_>> = Vec::with_capacity(n);
+        seqs.push(Seq {
+            kv: &mut first.kv,
+            swa_cells: &mut first.swa_cells,
+            pos0: first.n_past,
+            n: 1,
+            kv_split: first.kv_split,
+        });
+        for c in rest.iter_mut() {
+            seqs.push(Seq {
+                kv: &mut c.kv,
+                swa_cells: &mut c.swa_cells,
+                pos0: c.n_past,
+                n: 1,
+                kv_split: c.kv_split,
+            });
+        }
+        let parts = Parts {
+            model: &first.model,
+            s: &mut first.s,
+            rope: &first.rope,
+            rope_swa: &first.rope_swa,
+            trace: &mut first.trace,
+        };
+        forward(parts, &mut seqs, tokens, Logits::Last, Some(0));
+        drop(seqs);
+        first.n_past += 1;
+        for (i, c) in rest.iter_mut().enumerate() {
+            let row = &first.s.logits[(i + 1) * n_vocab..(i + 2) * n_vocab];
+            c.s.logits[..n_vocab].copy_from_slice(row);
+            c.n_past += 1;
+        }
+        Ok(())
+    }
+
+    /// The logits of the last token evaluated (after [`Context::eval`] or
+    /// [`Context::decode_batch`]).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.s.logits[..self.model.hp.n_vocab]
+    }
+}
+
+/// One sequence of a batch: its KV cache and where its tokens go.
+struct Seq<'a> {
+    kv: &'a mut KvCache,
+    swa_cells: &'a mut Option<CellMap>,
+    /// Position of its first token in this batch.
+    pos0: usize,
+    /// Its tokens in the batch (they follow the previous sequence's).
+    n: usize,
+    kv_split: usize,
+}
+
+/// What the forward pass uses of the context whose scratch holds the batch.
+struct Parts<'a> {
+    model: &'a Arc<Model>,
+    s: &'a mut Scratch,
+    rope: &'a Rope,
+    rope_swa: &'a Rope,
+    trace: &'a mut Option<TraceFn>,
+}
+
+/// `tokens` (the sequences' tokens one after another) through the whole network, each sequence
+/// attending to its own cache. `out_at`: where in the logits buffer (in rows) the logits go, if
+/// any are wanted; [`Logits::Last`] means the last token of each sequence.
+fn forward(
+    p: Parts<'_>,
+    seqs: &mut [Seq<'_>],
+    tokens: &[u32],
+    which: Logits,
+    out_at: Option<usize>,
+) {
+    let model = Arc::clone(p.model);
+    let (hp, spec) = (&model.hp, &model.spec);
+    let k = nib_simd::kernels();
+    let n_tokens = tokens.len();
+    let mut t = n_tokens;
+    debug_assert_eq!(seqs.iter().map(|q| q.n).sum::<usize>(), n_tokens);
+    // The first row of each sequence in the batch.
+    let offsets: Vec<usize> = seqs
+        .iter()
+        .scan(0, |o, q| {
+            let at = *o;
+            *o += q.n;
+            Some(at)
+        })
+        .collect();
+    let d = hp.n_embd;
+    let q_dim = hp.n_head * hp.head_dim;
+    let kv_k = hp.n_head_kv * hp.head_dim;
+    let kv_v = hp.n_head_kv * hp.head_dim_v;
+    let att_dim = hp.n_head * hp.head_dim_v;
+    for q in seqs.iter_mut() {
+        if let Some(c) = q.swa_cells.as_mut() {
+            c.place(q.pos0, q.n);
+        }
+    }
+    let s = p.s;
+    let n_rot = hp.n_rot;
+    let has_swa = (0..hp.n_layer).any(|il| hp.is_swa(il));
+    let [main, swa_angles] = &mut s.angles;
+    for (rope, angles, wanted) in [(p.rope, main, true), (p.rope_swa, swa_angles, has_swa)] {
+        if wanted {
+            for (q, &off) in seqs.iter().zip(&offsets) {
+                let rows = angles[off * n_rot..(off + q.n) * n_rot].chunks_exact_mut(n_rot);
+                for (i, a) in rows.enumerate() {
                     let (cos, sin) = a.split_at_mut(n_rot / 2);
-                    rope.angles(pos0 + i, cos, sin);
+                    rope.angles(q.pos0 + i, cos, sin);
                 }
             }
         }
-        let trace = &mut self.trace;
-        let mut tr = |name: &str, il: usize, v: &[f32]| {
-            if let Some(f) = trace.as_mut() {
-                f(&format!("{name}-{il}"), v)
-            }
-        };
-
-        // 1. Token embeddings (dequantized rows), scaled for gemma.
-        let embd = model.mat(&model.tok_embd);
-        let to_float = k
-            .get(embd.ty)
-            .and_then(|tr| tr.to_float)
-            .expect("embedding type readable");
-        for (i, &tok) in tokens.iter().enumerate() {
-            let row = &mut s.x[i * d..(i + 1) * d];
-            to_float(embd.row(tok as usize), row);
-            if spec.scale_embeddings {
-                vec::scale(row, (d as f32).sqrt());
-            }
+    }
+    let trace = p.trace;
+    let mut tr = |name: &str, il: usize, v: &[f32]| {
+        if let Some(f) = trace.as_mut() {
+            f(&format!("{name}-{il}"), v)
         }
+    };
 
-        for (il, layer) in model.layers.iter().enumerate() {
-            // 2. Attention block: norm → Q/K/V → (q/k norm) → RoPE → cache → attention → output.
-            ops::rms_norm_rows(&s.x[..t * d], &layer.attn_norm, hp.rms_eps, d, &mut s.xn);
-            tr("attn_norm", il, &s.xn[..t * d]);
-            ops::project(
-                k,
-                &s.xn[..t * d],
-                d,
-                t,
-                &mut s.qb,
-                &mut [
-                    (model.mat(&layer.wq), &mut s.q[..t * q_dim]),
-                    (model.mat(&layer.wk), &mut s.k[..t * kv_k]),
-                    (model.mat(&layer.wv), &mut s.v[..t * kv_v]),
-                ],
-            );
-            if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
-                ops::add_bias(&mut s.q[..t * q_dim], bq);
-                ops::add_bias(&mut s.k[..t * kv_k], bk);
-                ops::add_bias(&mut s.v[..t * kv_v], bv);
-            }
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                ops::rms_norm_heads(&mut s.q[..t * q_dim], qn, hp.rms_eps);
-                ops::rms_norm_heads(&mut s.k[..t * kv_k], kn, hp.rms_eps);
-            }
-            let swa = hp.is_swa(il);
-            let (rope, angles) = if swa {
-                (&self.rope_swa, &s.angles[1])
-            } else {
-                (&self.rope, &s.angles[0])
-            };
-            for (x, width) in [(&mut s.q[..t * q_dim], q_dim), (&mut s.k[..t * kv_k], kv_k)] {
-                ops::for_row_groups(x, width, |r0, rows| {
-                    for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-                        let (cos, sin) = angles[(r0 + i) * n_rot..][..n_rot].split_at(n_rot / 2);
-                        rope.apply(row, hp.head_dim, cos, sin);
-                    }
-                });
-            }
-            tr("Qcur", il, &s.q[..t * q_dim]);
-            tr("Kcur", il, &s.k[..t * kv_k]);
-            tr("Vcur", il, &s.v[..t * kv_v]);
-            self.kv.k[il].write(pos0 * kv_k, &s.k[..t * kv_k]);
-            self.kv.v[il].write(pos0 * kv_v, &s.v[..t * kv_v]);
-            if spec.scale_q_before_attention {
-                vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
-            }
-            // llama.cpp's KV view: cells = positions in a whole-context cache, its own placement
-            // in the ring of sliding-window layers when `swa_full` is off.
-            let (n_kv, cells) = match (&self.swa_cells, swa) {
+    // 1. Token embeddings (dequantized rows), scaled for gemma.
+    let embd = model.mat(&model.tok_embd);
+    let to_float = k
+        .get(embd.ty)
+        .and_then(|tr| tr.to_float)
+        .expect("embedding type readable");
+    for (i, &tok) in tokens.iter().enumerate() {
+        let row = &mut s.x[i * d..(i + 1) * d];
+        to_float(embd.row(tok as usize), row);
+        if spec.scale_embeddings {
+            vec::scale(row, (d as f32).sqrt());
+        }
+    }
+
+    for (il, layer) in model.layers.iter().enumerate() {
+        // 2. Attention block: norm → Q/K/V → (q/k norm) → RoPE → cache → attention → output.
+        ops::rms_norm_rows(&s.x[..t * d], &layer.attn_norm, hp.rms_eps, d, &mut s.xn);
+        tr("attn_norm", il, &s.xn[..t * d]);
+        ops::project(
+            k,
+            &s.xn[..t * d],
+            d,
+            t,
+            &mut s.qb,
+            &mut [
+                (model.mat(&layer.wq), &mut s.q[..t * q_dim]),
+                (model.mat(&layer.wk), &mut s.k[..t * kv_k]),
+                (model.mat(&layer.wv), &mut s.v[..t * kv_v]),
+            ],
+        );
+        if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
+            ops::add_bias(&mut s.q[..t * q_dim], bq);
+            ops::add_bias(&mut s.k[..t * kv_k], bk);
+            ops::add_bias(&mut s.v[..t * kv_v], bv);
+        }
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            ops::rms_norm_heads(&mut s.q[..t * q_dim], qn, hp.rms_eps);
+            ops::rms_norm_heads(&mut s.k[..t * kv_k], kn, hp.rms_eps);
+        }
+        let swa = hp.is_swa(il);
+        let (rope, angles) = if swa {
+            (p.rope_swa, &s.angles[1])
+        } else {
+            (p.rope, &s.angles[0])
+        };
+        for (x, width) in [(&mut s.q[..t * q_dim], q_dim), (&mut s.k[..t * kv_k], kv_k)] {
+            ops::for_row_groups(x, width, |r0, rows| {
+                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                    let (cos, sin) = angles[(r0 + i) * n_rot..][..n_rot].split_at(n_rot / 2);
+                    rope.apply(row, hp.head_dim, cos, sin);
+                }
+            });
+        }
+        tr("Qcur", il, &s.q[..t * q_dim]);
+        tr("Kcur", il, &s.k[..t * kv_k]);
+        tr("Vcur", il, &s.v[..t * kv_v]);
+        for (q, &off) in seqs.iter_mut().zip(&offsets) {
+            q.kv.k[il].write(q.pos0 * kv_k, &s.k[off * kv_k..(off + q.n) * kv_k]);
+            q.kv.v[il].write(q.pos0 * kv_v, &s.v[off * kv_v..(off + q.n) * kv_v]);
+        }
+        if spec.scale_q_before_attention {
+            vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
+        }
+        for (q, &off) in seqs.iter().zip(&offsets) {
+            // llama.cpp's KV view: cells = positions in a whole-context cache, its own
+            // placement in the ring of sliding-window layers when `swa_full` is off.
+            let (n_kv, cells) = match (q.swa_cells.as_ref(), swa) {
                 (Some(c), true) => (llama_n_kv(c.used_max_p1(), c.size()), Cells::Map(&c.pos)),
                 _ => (
-                    llama_n_kv(pos0 + t, llama_ctx_cells(self.kv.n_ctx)),
+                    llama_n_kv(q.pos0 + q.n, llama_ctx_cells(q.kv.n_ctx)),
                     Cells::Positions,
                 ),
             };
@@ -346,7 +490,7 @@ impl Context {
                 n_head_kv: hp.n_head_kv,
                 head_dim: hp.head_dim,
                 head_dim_v: hp.head_dim_v,
-                pos0,
+                pos0: q.pos0,
                 scale: if spec.scale_q_before_attention {
                     1.0
                 } else {
@@ -355,114 +499,118 @@ impl Context {
                 window: if swa { hp.n_swa } else { 0 },
                 softcap: hp.attn_logit_softcap,
                 n_kv,
-                kv_split: self.kv_split,
+                kv_split: q.kv_split,
                 cells,
             };
             attention(
-                &s.q[..t * q_dim],
-                &self.kv.k[il],
-                &self.kv.v[il],
-                t,
+                &s.q[off * q_dim..(off + q.n) * q_dim],
+                &q.kv.k[il],
+                &q.kv.v[il],
+                q.n,
                 params,
-                &mut s.att,
+                &mut s.att[off * att_dim..(off + q.n) * att_dim],
             );
-            tr("kqv_out", il, &s.att[..t * att_dim]);
-            ops::project(
-                k,
-                &s.att[..t * att_dim],
-                att_dim,
-                t,
-                &mut s.qb,
-                &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
-            );
-            // After the last layer's attention llama.cpp keeps only the rows whose logits are
-            // wanted (`inp_out_ids`); the rest of the layer runs on those rows, and its matmul
-            // kernels are chosen for that row count.
-            if il + 1 == model.layers.len() && which == Logits::Last && t > 1 {
-                s.o.copy_within((t - 1) * d..t * d, 0);
-                s.x.copy_within((t - 1) * d..t * d, 0);
-                t = 1;
-            }
-            if let Some(w) = &layer.post_attn_norm {
-                ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
-            }
-            tr("attn_out", il, &s.o[..t * d]);
-            vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
-            tr("ffn_inp", il, &s.x[..t * d]);
-
-            // 3. Feed-forward block: norm → gate/up → activation → down (→ post norm) → residual.
-            ops::rms_norm_rows(&s.x[..t * d], &layer.ffn_norm, hp.rms_eps, d, &mut s.xn);
-            tr("ffn_norm", il, &s.xn[..t * d]);
-            let ff = hp.n_ff;
-            ops::project(
-                k,
-                &s.xn[..t * d],
-                d,
-                t,
-                &mut s.qb,
-                &mut [
-                    (model.mat(&layer.w_gate), &mut s.gate[..t * ff]),
-                    (model.mat(&layer.w_up), &mut s.up[..t * ff]),
-                ],
-            );
-            tr("ffn_gate", il, &s.gate[..t * ff]);
-            tr("ffn_up", il, &s.up[..t * ff]);
-            let up = &s.up[..t * ff];
-            ops::for_row_groups(&mut s.gate[..t * ff], ff, |r0, gates| {
-                let ups = &up[r0 * ff..][..gates.len()];
-                for (g, u) in gates.chunks_exact_mut(ff).zip(ups.chunks_exact(ff)) {
-                    match spec.activation {
-                        Activation::SwiGlu => vec::swiglu_inplace(g, u),
-                        Activation::GeGlu => vec::geglu_inplace(g, u),
-                    }
-                }
-            });
-            ops::project(
-                k,
-                &s.gate[..t * ff],
-                ff,
-                t,
-                &mut s.qb,
-                &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])],
-            );
-            if let Some(w) = &layer.post_ffn_norm {
-                ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
-            }
-            tr("ffn_out", il, &s.o[..t * d]);
-            vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
-            tr("l_out", il, &s.x[..t * d]);
         }
-        self.n_past += n_tokens;
-
-        // 4. Final norm and the output projection, for the rows whose logits are wanted (after
-        // the last layer `s.x` holds only those rows when fewer were wanted).
-        let Some(at) = out_at else { return };
-        let (first, rows) = match which {
-            Logits::Last => (t - 1, 1),
-            Logits::All => (0, t),
-        };
-        ops::rms_norm_rows(
-            &s.x[first * d..(first + rows) * d],
-            &model.output_norm,
-            hp.rms_eps,
-            d,
-            &mut s.xn,
-        );
-        let n_vocab = hp.n_vocab;
-        let out = &mut s.logits[at * n_vocab..(at + rows) * n_vocab];
+        tr("kqv_out", il, &s.att[..t * att_dim]);
         ops::project(
             k,
-            &s.xn[..rows * d],
-            d,
-            rows,
+            &s.att[..t * att_dim],
+            att_dim,
+            t,
             &mut s.qb,
-            &mut [(model.mat(&model.output), out)],
+            &mut [(model.mat(&layer.wo), &mut s.o[..t * d])],
         );
-        if hp.final_logit_softcap > 0.0 {
-            let cap = hp.final_logit_softcap;
-            for l in out.iter_mut() {
-                *l = cap * (*l / cap).tanh();
+        // After the last layer's attention llama.cpp keeps only the rows whose logits are
+        // wanted (`inp_out_ids`); the rest of the layer runs on those rows, and its matmul
+        // kernels are chosen for that row count.
+        if il + 1 == model.layers.len() && which == Logits::Last && t > seqs.len() {
+            for (j, (q, &off)) in seqs.iter().zip(&offsets).enumerate() {
+                let last = off + q.n - 1;
+                s.o.copy_within(last * d..(last + 1) * d, j * d);
+                s.x.copy_within(last * d..(last + 1) * d, j * d);
             }
+            t = seqs.len();
+        }
+        if let Some(w) = &layer.post_attn_norm {
+            ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
+        }
+        tr("attn_out", il, &s.o[..t * d]);
+        vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
+        tr("ffn_inp", il, &s.x[..t * d]);
+
+        // 3. Feed-forward block: norm → gate/up → activation → down (→ post norm) → residual.
+        ops::rms_norm_rows(&s.x[..t * d], &layer.ffn_norm, hp.rms_eps, d, &mut s.xn);
+        tr("ffn_norm", il, &s.xn[..t * d]);
+        let ff = hp.n_ff;
+        ops::project(
+            k,
+            &s.xn[..t * d],
+            d,
+            t,
+            &mut s.qb,
+            &mut [
+                (model.mat(&layer.w_gate), &mut s.gate[..t * ff]),
+                (model.mat(&layer.w_up), &mut s.up[..t * ff]),
+            ],
+        );
+        tr("ffn_gate", il, &s.gate[..t * ff]);
+        tr("ffn_up", il, &s.up[..t * ff]);
+        let up = &s.up[..t * ff];
+        ops::for_row_groups(&mut s.gate[..t * ff], ff, |r0, gates| {
+            let ups = &up[r0 * ff..][..gates.len()];
+            for (g, u) in gates.chunks_exact_mut(ff).zip(ups.chunks_exact(ff)) {
+                match spec.activation {
+                    Activation::SwiGlu => vec::swiglu_inplace(g, u),
+                    Activation::GeGlu => vec::geglu_inplace(g, u),
+                }
+            }
+        });
+        ops::project(
+            k,
+            &s.gate[..t * ff],
+            ff,
+            t,
+            &mut s.qb,
+            &mut [(model.mat(&layer.w_down), &mut s.o[..t * d])],
+        );
+        if let Some(w) = &layer.post_ffn_norm {
+            ops::rms_norm_heads(&mut s.o[..t * d], w, hp.rms_eps);
+        }
+        tr("ffn_out", il, &s.o[..t * d]);
+        vec::add_inplace(&mut s.x[..t * d], &s.o[..t * d]);
+        tr("l_out", il, &s.x[..t * d]);
+    }
+
+    // 4. Final norm and the output projection, for the rows whose logits are wanted (after
+    // the last layer `s.x` holds only those rows when fewer were wanted).
+    let Some(at) = out_at else { return };
+    // (After the last layer the first `seqs.len()` rows are each sequence's last token when
+    // only those were wanted.)
+    let (first, rows) = match which {
+        Logits::Last => (0, seqs.len()),
+        Logits::All => (0, t),
+    };
+    ops::rms_norm_rows(
+        &s.x[first * d..(first + rows) * d],
+        &model.output_norm,
+        hp.rms_eps,
+        d,
+        &mut s.xn,
+    );
+    let n_vocab = hp.n_vocab;
+    let out = &mut s.logits[at * n_vocab..(at + rows) * n_vocab];
+    ops::project(
+        k,
+        &s.xn[..rows * d],
+        d,
+        rows,
+        &mut s.qb,
+        &mut [(model.mat(&model.output), out)],
+    );
+    if hp.final_logit_softcap > 0.0 {
+        let cap = hp.final_logit_softcap;
+        for l in out.iter_mut() {
+            *l = cap * (*l / cap).tanh();
         }
     }
 }
