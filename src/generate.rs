@@ -136,6 +136,51 @@ pub fn generate(
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<GenerateOutput> {
+    generate_with(
+        ctx,
+        cache,
+        tok,
+        sampler,
+        prompt,
+        params,
+        on_text,
+        &mut Direct,
+    )
+}
+
+/// How a generation evaluates tokens on its context: each call leaves the logits of the last
+/// token in [`Context::last_logits`].
+pub trait Evaluator {
+    /// The prompt's tokens (not yet in the context) at the next positions.
+    fn prompt(&mut self, ctx: &mut Context, tokens: &[u32]) -> Result<()>;
+    /// One generated token at the next position.
+    fn decode(&mut self, ctx: &mut Context, token: u32) -> Result<()>;
+}
+
+/// Evaluation on the context alone.
+pub struct Direct;
+
+impl Evaluator for Direct {
+    fn prompt(&mut self, ctx: &mut Context, tokens: &[u32]) -> Result<()> {
+        ctx.eval(tokens, Logits::Last).map(|_| ())
+    }
+    fn decode(&mut self, ctx: &mut Context, token: u32) -> Result<()> {
+        ctx.eval(&[token], Logits::Last).map(|_| ())
+    }
+}
+
+/// [`generate`] with the evaluation given (the server schedules its slots' work through one).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with(
+    ctx: &mut Context,
+    cache: &mut CachedTokens,
+    tok: &Tokenizer,
+    sampler: &mut Sampler,
+    prompt: &[u32],
+    params: &GenerateParams,
+    on_text: &mut dyn FnMut(&str) -> bool,
+    eval: &mut dyn Evaluator,
+) -> Result<GenerateOutput> {
     if prompt.is_empty() {
         anyhow::bail!("the prompt is empty (no tokens to start from)");
     }
@@ -152,7 +197,8 @@ pub fn generate(
     }
 
     let t0 = Instant::now();
-    let mut logits = ctx.eval(new, Logits::Last)?.to_vec();
+    eval.prompt(ctx, new)?;
+    let mut logits = ctx.last_logits().to_vec();
     cache.tokens.extend_from_slice(new);
     let prompt_seconds = t0.elapsed().as_secs_f64();
 
@@ -198,7 +244,8 @@ pub fn generate(
         if params.n_predict.is_some_and(|n| out.tokens.len() >= n) {
             break StopReason::Length;
         }
-        logits.copy_from_slice(ctx.eval(&[id], Logits::Last)?);
+        eval.decode(ctx, id)?;
+        logits.copy_from_slice(ctx.last_logits());
         cache.tokens.push(id);
     };
     if !matches!(stop, StopReason::StopString(_) | StopReason::Cancelled) {

@@ -667,3 +667,37 @@ fn serve_end_to_end() {
         t_start.elapsed().as_secs_f64()
     );
 }
+
+/// `--parallel 3`: three greedy completions at once decode together (one batched step for the
+/// three slots; a batch this small keeps each sequence's bits) and each equals `nib run`.
+#[test]
+fn parallel_slots_decode_together_and_match_nib_run() {
+    let ctx = CTX.to_string();
+    let srv = Server::start(&["-c", &ctx, "--parallel", "3"], &[("NIB_API_KEY", KEY)]);
+    srv.wait_for("/health ok", Duration::from_secs(30), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let n = 12;
+    let prompts = [
+        "Once upon a time",
+        "The capital of France is",
+        "List three fruits:",
+    ];
+    let expected: Vec<String> = prompts.iter().map(|p| nib_run(p, n, false)).collect();
+    let got: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let srv = &srv;
+                s.spawn(move || {
+                    let body = json!({"prompt": p, "max_tokens": n, "temperature": 0});
+                    let r = srv.post("/v1/completions", &body);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    r.json()["choices"][0]["text"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got, expected, "{}", srv.log());
+}

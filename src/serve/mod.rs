@@ -12,6 +12,7 @@
 //! - SIGINT/SIGTERM: stop accepting, let in-flight generations run for `--shutdown-grace`
 //!   seconds, cancel the rest, exit 0. A second signal exits at once (status 130).
 
+mod batcher;
 pub mod error;
 pub mod metrics;
 pub mod request;

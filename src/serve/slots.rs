@@ -11,9 +11,12 @@
 //! an async channel. A slot notices a client gone (the channel's receiver dropped) at the next
 //! piece of text and cancels the generation, which frees the slot.
 
+use super::batcher::{Batcher, Member};
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::generate::{generate, CachedTokens, GenerateOutput, GenerateParams, StopReason};
+use crate::generate::{
+    generate_with, CachedTokens, Direct, Evaluator, GenerateOutput, GenerateParams, StopReason,
+};
 use crate::model::Context;
 use crate::sample::{Sampler, SamplerParams};
 use crate::tokenizer::Tokenizer;
@@ -148,9 +151,14 @@ impl Slots {
             metrics,
         });
         let mut threads = Vec::with_capacity(n_slots);
+        // Slots sharing the process-wide pool decode together; slots with pools of their own
+        // run side by side instead.
+        let batcher =
+            (n_slots > 1 && threads_per_slot.is_none()).then(|| Arc::new(Batcher::default()));
         for (i, ctx) in contexts.into_iter().enumerate() {
             let slot = Slot {
                 id: i,
+                batcher: batcher.clone(),
                 ctx,
                 pool: threads_per_slot.map(nib_simd::pool::Pool::new),
                 cache: CachedTokens::default(),
@@ -217,6 +225,9 @@ impl Slots {
 
 struct Slot {
     id: usize,
+    /// Where the decoding steps of concurrent generations are batched (`None`: one slot, or
+    /// slots with pools of their own).
+    batcher: Option<Arc<Batcher>>,
     ctx: Context,
     /// This slot's own thread pool for the hot loops; `None`: the process-wide pool.
     pool: Option<nib_simd::pool::Pool>,
@@ -306,8 +317,14 @@ impl Slot {
             }
         };
         let (ctx, cache, tok) = (&mut self.ctx, &mut self.cache, &*self.tokenizer);
+        let mut member = self.batcher.as_deref().map(Member::new);
+        let mut direct = Direct;
+        let eval: &mut dyn Evaluator = match member.as_mut() {
+            Some(m) => m,
+            None => &mut direct,
+        };
         let mut run = || {
-            generate(
+            generate_with(
                 ctx,
                 cache,
                 tok,
@@ -315,12 +332,16 @@ impl Slot {
                 &job.prompt,
                 &job.params,
                 &mut on_text,
+                &mut *eval,
             )
         };
         let out = match &self.pool {
             Some(pool) => nib_simd::pool::with_pool(pool, run),
             None => run(),
-        }?;
+        };
+        // Out of the decoding batch before anything else (the others need not wait for us).
+        drop(member);
+        let out = out?;
         let cancelled = out.stop == StopReason::Cancelled;
         let cached_tokens = job.prompt.len() - out.n_prompt;
         self.metrics.generation(

@@ -40,8 +40,10 @@ pub(super) unsafe fn drive<const R: usize, const C: usize, const RD: usize>(
         }
     };
     let mut c0 = 0;
-    // Whole tiles, and a last partial one if it is at least half full (else token by token).
-    while C > 1 && (nc - c0 >= C || 2 * (nc - c0) >= C && nc - c0 > 1) {
+    // Whole tiles, and a last partial one if it is at least three quarters full (else token by
+    // token: a padded tile computes all `C` tokens, and at 4 of 8 tokens that cost more than the
+    // one-token kernel over rows already in cache).
+    while C > 1 && (nc - c0 >= C || 4 * (nc - c0) >= 3 * C && nc - c0 > 1) {
         let toks = indices::<C>(c0, nc);
         let mut r0 = 0;
         while r0 < nr {
@@ -58,15 +60,18 @@ pub(super) unsafe fn drive<const R: usize, const C: usize, const RD: usize>(
             return;
         }
     }
-    for c in c0..nc {
-        let mut r0 = 0;
-        while r0 < nr {
-            let v = one(indices::<RD>(r0, nr), c);
+    // The tokens left, one at a time, each `RD` rows passing over all of them while in cache (a
+    // few tokens of a batch, as when a server decodes several sequences, read the weights once).
+    let mut r0 = 0;
+    while r0 < nr {
+        let rows = indices::<RD>(r0, nr);
+        for c in c0..nc {
+            let v = one(rows, c);
             for (i, &x) in v.iter().enumerate() {
                 store(r0 + i, c, x);
             }
-            r0 += RD;
         }
+        r0 += RD;
     }
 }
 
