@@ -240,6 +240,7 @@ impl Context {
             swa_cells: &mut self.swa_cells,
             pos0: self.n_past,
             n: tokens.len(),
+            off: 0,
             kv_split: self.kv_split,
         }];
         let parts = Parts {
@@ -299,6 +300,7 @@ impl Context {
             swa_cells: &mut first.swa_cells,
             pos0: first.n_past,
             n: 1,
+            off: 0,
             kv_split: first.kv_split,
         });
         for c in rest.iter_mut() {
@@ -307,6 +309,7 @@ impl Context {
                 swa_cells: &mut c.swa_cells,
                 pos0: c.n_past,
                 n: 1,
+                off: 0,
                 kv_split: c.kv_split,
             });
         }
@@ -343,6 +346,8 @@ struct Seq<'a> {
     pos0: usize,
     /// Its tokens in the batch (they follow the previous sequence's).
     n: usize,
+    /// Its first row in the batch (set by [`forward`]).
+    off: usize,
     kv_split: usize,
 }
 
@@ -372,14 +377,11 @@ fn forward(
     let mut t = n_tokens;
     debug_assert_eq!(seqs.iter().map(|q| q.n).sum::<usize>(), n_tokens);
     // The first row of each sequence in the batch.
-    let offsets: Vec<usize> = seqs
-        .iter()
-        .scan(0, |o, q| {
-            let at = *o;
-            *o += q.n;
-            Some(at)
-        })
-        .collect();
+    let mut at = 0;
+    for q in seqs.iter_mut() {
+        q.off = at;
+        at += q.n;
+    }
     let d = hp.n_embd;
     let q_dim = hp.n_head * hp.head_dim;
     let kv_k = hp.n_head_kv * hp.head_dim;
@@ -396,7 +398,8 @@ fn forward(
     let [main, swa_angles] = &mut s.angles;
     for (rope, angles, wanted) in [(p.rope, main, true), (p.rope_swa, swa_angles, has_swa)] {
         if wanted {
-            for (q, &off) in seqs.iter().zip(&offsets) {
+            for q in seqs.iter() {
+                let off = q.off;
                 let rows = angles[off * n_rot..(off + q.n) * n_rot].chunks_exact_mut(n_rot);
                 for (i, a) in rows.enumerate() {
                     let (cos, sin) = a.split_at_mut(n_rot / 2);
@@ -468,14 +471,16 @@ fn forward(
         tr("Qcur", il, &s.q[..t * q_dim]);
         tr("Kcur", il, &s.k[..t * kv_k]);
         tr("Vcur", il, &s.v[..t * kv_v]);
-        for (q, &off) in seqs.iter_mut().zip(&offsets) {
+        for q in seqs.iter_mut() {
+            let off = q.off;
             q.kv.k[il].write(q.pos0 * kv_k, &s.k[off * kv_k..(off + q.n) * kv_k]);
             q.kv.v[il].write(q.pos0 * kv_v, &s.v[off * kv_v..(off + q.n) * kv_v]);
         }
         if spec.scale_q_before_attention {
             vec::scale(&mut s.q[..t * q_dim], hp.attn_scale);
         }
-        for (q, &off) in seqs.iter().zip(&offsets) {
+        for q in seqs.iter() {
+            let off = q.off;
             // llama.cpp's KV view: cells = positions in a whole-context cache, its own
             // placement in the ring of sliding-window layers when `swa_full` is off.
             let (n_kv, cells) = match (q.swa_cells.as_ref(), swa) {
@@ -524,7 +529,8 @@ fn forward(
         // wanted (`inp_out_ids`); the rest of the layer runs on those rows, and its matmul
         // kernels are chosen for that row count.
         if il + 1 == model.layers.len() && which == Logits::Last && t > seqs.len() {
-            for (j, (q, &off)) in seqs.iter().zip(&offsets).enumerate() {
+            for (j, q) in seqs.iter().enumerate() {
+                let off = q.off;
                 let last = off + q.n - 1;
                 s.o.copy_within(last * d..(last + 1) * d, j * d);
                 s.x.copy_within(last * d..(last + 1) * d, j * d);
