@@ -220,7 +220,7 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
                 let v = legacy::tile::<I, W, RD, 1>(
                     std::array::from_fn(|i| wr(rows[i])),
                     [ar(c)],
-                    std::array::from_fn(|i| ahead(rows[i] + RD)),
+                    std::array::from_fn(|i| ahead(rows[i] + 2 * RD)),
                 );
                 std::array::from_fn(|i| v[i][0])
             },

@@ -56,9 +56,10 @@ pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 /// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`
 /// (initialised for `b < nb`): `out[c]` lane `r` = row `r` · token `c`.
 ///
-/// `ahead[r]` is where the row eight rows below `w[r]` starts: for one token, its block `b` is
-/// prefetched while block `b` is used (eight short interleaved streams are more than the hardware prefetchers
-/// keep ahead of; see `legacy::tile`). It is never dereferenced, so it may point anywhere.
+/// `ahead[r]` is where a row further down starts (the caller takes the tile after next): for
+/// one token, its block `b` is prefetched while block `b` is used (eight short interleaved
+/// streams are more than the hardware prefetchers keep ahead of; see `legacy::tile`). It is
+/// never dereferenced, so it may point anywhere.
 #[inline(always)]
 unsafe fn tile<I: Isa, const C: usize>(
     w: [&[BlockQ4_0]; 8],
@@ -271,9 +272,10 @@ pub(super) unsafe fn run<I: Isa>(
         let mut r0 = 0;
         while r0 < nr {
             let rows: [&[BlockQ4_0]; 8] = std::array::from_fn(|i| wrow(r0 + i));
-            // The next tile's rows (past the matrix for the last tile: only ever prefetched).
+            // The rows of the tile after next (past the matrix for the last tiles: only ever
+            // prefetched).
             let ahead: [*const u8; 8] =
-                std::array::from_fn(|i| w.as_ptr().wrapping_add((r0 + 8 + i) * w_stride));
+                std::array::from_fn(|i| w.as_ptr().wrapping_add((r0 + 16 + i) * w_stride));
             if I::ZMM && cn == CZ && nr - r0 >= 16 {
                 let rows: [&[BlockQ4_0]; 16] = std::array::from_fn(|i| wrow(r0 + i));
                 let toks: [&[BlockQ8_0]; CZ] = std::array::from_fn(|j| arow(c0 + j));
