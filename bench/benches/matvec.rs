@@ -2,9 +2,12 @@
 //! matrices, cycling through enough distinct matrices to touch at least 1 GiB (so weights stream
 //! from memory, as in decode, not from the large L3), with 1 and 2 threads — against the
 //! machine's memory read bandwidth measured in the same run (summing a 1 GiB buffer with the
-//! same threads). Prints GB/s and the ratio to the bandwidth.
+//! same threads). Prints GB/s and the ratio to the bandwidth. A last, small matrix is read from
+//! cache again and again: the kernel's own speed limit, which decode reaches only if memory
+//! is faster.
 //!
 //!     cargo bench -p nib-bench --bench matvec            (NIB_BENCH_TYPES=q4_0,q8_0 by default)
+//!     NIB_BENCH_SHAPES=2048x2048,512x2048,8192x2048c ... (ROWSxCOLS; `c`: from cache)
 
 use nib_simd::pool::{with_pool, Pool};
 use nib_simd::{GgmlType, MatRef};
@@ -68,6 +71,17 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(1)
         .min(2);
+    // NIB_BENCH_SHAPES=ROWSxCOLS,...: matrices from memory (a trailing `c`: one from cache).
+    let shapes: Vec<(usize, usize, bool)> = std::env::var("NIB_BENCH_SHAPES")
+        .unwrap_or_else(|_| "4096x4096,11008x4096,2048x2048c".into())
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            let cached = s.ends_with('c');
+            let (r, c) = s.trim_end_matches('c').split_once('x').expect("ROWSxCOLS");
+            (r.parse().expect("rows"), c.parse().expect("cols"), cached)
+        })
+        .collect();
     let buf: Vec<u64> = (0..GIB / 8).map(|i| i as u64).collect();
     let k = nib_simd::kernels();
     println!("kernels: {}", k.level());
@@ -81,9 +95,16 @@ fn main() {
     }
     drop(buf);
     for &ty in &types {
-        for (rows, cols) in [(4096usize, 4096usize), (11008, 4096)] {
+        for &(rows, cols, cached) in &shapes {
             let bytes = ty.row_size(cols).unwrap() * rows;
-            let n_mats = GIB.div_ceil(bytes).max(2);
+            // From memory: enough matrices to touch 1 GiB. From cache: one small matrix, read
+            // again and again (the kernel's own speed limit, no memory traffic).
+            let n_mats = if cached {
+                1
+            } else {
+                GIB.div_ceil(bytes).max(2)
+            };
+            let reps = if cached { 200 } else { 1 };
             // One random matrix copied: the contents do not change the speed, the addresses do.
             let base = random_matrix(ty, rows, cols, 7);
             let mats: Vec<Vec<u8>> = (0..n_mats).map(|_| base.clone()).collect();
@@ -100,7 +121,7 @@ fn main() {
                     let mut best = f64::MAX;
                     for _ in 0..3 {
                         let t0 = Instant::now();
-                        for m in &mats {
+                        for m in std::iter::repeat_n(&mats, reps).flatten() {
                             let w = MatRef {
                                 ty,
                                 rows,
@@ -113,10 +134,20 @@ fn main() {
                     }
                     best
                 });
-                let gbs = (bytes * n_mats) as f64 / secs / 1e9;
+                let gbs = (bytes * n_mats * reps) as f64 / secs / 1e9;
+                let what = if cached {
+                    format!(
+                        "one matrix from cache, {:.1} MiB",
+                        bytes as f64 / (1 << 20) as f64
+                    )
+                } else {
+                    format!(
+                        "{n_mats} matrices, {:.2} GiB",
+                        (bytes * n_mats) as f64 / GIB as f64
+                    )
+                };
                 println!(
-                    "| {ty} {rows}x{cols} matvec ({n_mats} matrices, {:.2} GiB) | {t} | {gbs:.1} | {:.0}% |",
-                    (bytes * n_mats) as f64 / GIB as f64,
+                    "| {ty} {rows}x{cols} matvec ({what}) | {t} | {gbs:.1} | {:.0}% |",
                     100.0 * gbs / bw_t
                 );
             }
