@@ -225,12 +225,7 @@ fn matmul(c: &mut Criterion) {
                 let x: Vec<f32> = (0..COLS_MM * tokens).map(|_| rng.f32()).collect();
                 let mut a = Buf::new(at.row_size(COLS_MM).unwrap() * tokens);
                 nib_simd::quantize_rows(&k, at, &x, COLS_MM, tokens, a.bytes_mut());
-                let m = nib_simd::MatRef {
-                    ty,
-                    rows: ROWS_MM,
-                    cols: COLS_MM,
-                    data: w.bytes(),
-                };
+                let m = nib_simd::MatRef::new(ty, ROWS_MM, COLS_MM, w.bytes());
                 let mut out = vec![0f32; ROWS_MM * tokens];
                 let id = format!("{}/{:?}", level.name(), kind);
                 g.bench_function(BenchmarkId::from_parameter(id), |b| {

@@ -8,9 +8,10 @@
 //!
 //!     cargo bench -p nib-bench --bench matvec            (NIB_BENCH_TYPES=q4_0,q8_0 by default)
 //!     NIB_BENCH_SHAPES=2048x2048,512x2048,8192x2048c ... (ROWSxCOLS; `c`: from cache)
+//!     NIB_BENCH_INTERLEAVE=1 ...                         (Q4_0 interleaved, as models load)
 
 use nib_simd::pool::{with_pool, Pool};
-use nib_simd::{GgmlType, MatRef};
+use nib_simd::{GgmlType, Layout, MatRef};
 use std::time::Instant;
 
 const GIB: usize = 1 << 30;
@@ -106,7 +107,18 @@ fn main() {
             };
             let reps = if cached { 200 } else { 1 };
             // One random matrix copied: the contents do not change the speed, the addresses do.
-            let base = random_matrix(ty, rows, cols, 7);
+            let mut base = random_matrix(ty, rows, cols, 7);
+            // NIB_BENCH_INTERLEAVE=1: Q4_0 matrices interleaved as the model loader leaves them
+            // where the kernels have an interleaved tile.
+            let layout = if std::env::var("NIB_BENCH_INTERLEAVE").is_ok_and(|v| v == "1")
+                && nib_simd::interleave::can_interleave(ty, rows, cols)
+                && k.get(ty).unwrap().tile_interleaved.is_some()
+            {
+                nib_simd::interleave::interleave_in_place(&mut base, rows, cols);
+                Layout::Interleaved8
+            } else {
+                Layout::Rows
+            };
             let mats: Vec<Vec<u8>> = (0..n_mats).map(|_| base.clone()).collect();
             let at = k.get(ty).unwrap().vec_dot_type;
             let x: Vec<f32> = (0..cols)
@@ -123,10 +135,8 @@ fn main() {
                         let t0 = Instant::now();
                         for m in std::iter::repeat_n(&mats, reps).flatten() {
                             let w = MatRef {
-                                ty,
-                                rows,
-                                cols,
-                                data: m,
+                                layout,
+                                ..MatRef::new(ty, rows, cols, m)
                             };
                             nib_simd::matmul(k, w, &act, 1, &mut out);
                         }

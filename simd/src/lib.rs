@@ -11,6 +11,7 @@ pub mod attn;
 pub mod blocks;
 pub mod dot;
 pub mod ggml_type;
+pub mod interleave;
 pub mod quantize;
 pub mod reference;
 pub mod traits;
@@ -21,4 +22,4 @@ pub mod matmul;
 pub mod pool;
 pub mod vec;
 
-pub use matmul::{matmul, matmul_multi, quantize_rows, MatRef};
+pub use matmul::{matmul, matmul_multi, quantize_rows, Layout, MatRef};

@@ -6,23 +6,48 @@
 use crate::traits::{DotTile, Kernels, VecDot};
 use crate::GgmlType;
 
-/// A weight matrix in a GGUF layout: `rows` rows of `cols` elements of type `ty`, row-major.
+/// How a matrix's rows lie in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// GGUF's: row after row.
+    #[default]
+    Rows,
+    /// Groups of eight rows interleaved block by block ([`crate::interleave`]; Q4_0 only), for
+    /// the kernels' `tile_interleaved`. Same bytes per row; rows `8g..8g+8` still occupy bytes
+    /// `8g·row_bytes..(8g+8)·row_bytes`.
+    Interleaved8,
+}
+
+/// A weight matrix: `rows` rows of `cols` elements of type `ty`, in `layout`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub layout: Layout,
 }
 
 impl<'a> MatRef<'a> {
+    /// A matrix in GGUF's row-after-row layout.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> MatRef<'a> {
+        MatRef {
+            ty,
+            rows,
+            cols,
+            data,
+            layout: Layout::Rows,
+        }
+    }
+
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
         self.ty.row_size(self.cols).expect("validated matrix")
     }
 
-    /// The bytes of row `r`.
+    /// The bytes of row `r` (of a matrix in the `Rows` layout).
     pub fn row(&self, r: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::Rows);
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
     }
@@ -37,7 +62,7 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
-/// Rows per task, a multiple of 4 so multi-row kernels can be used. A batch: enough tasks to
+/// Rows per task, a multiple of 8 so multi-row kernels (and interleaved groups) can be used. A batch: enough tasks to
 /// balance the threads (a few per thread), each worth its scheduling cost. One token (decode,
 /// memory-bound): one task per thread, so each thread streams one long run of adjacent rows
 /// with its prefetches always ahead; every task start is a cold stream. Measured against four
@@ -48,7 +73,7 @@ fn rows_per_task(rows: usize, cols: usize, n_tokens: usize, threads: usize) -> u
     let min_rows = (32_768 / (cols * n_tokens).max(1)).max(4);
     let per_thread = if n_tokens == 1 { 1 } else { 4 };
     let by_balance = rows.div_ceil(threads * per_thread);
-    by_balance.max(min_rows).div_ceil(4) * 4
+    by_balance.max(min_rows).div_ceil(8) * 8
 }
 
 /// `out[t * w.rows + r] = w.row(r) · act.row(t)` for `t < n_tokens`, `r < w.rows`.
@@ -117,6 +142,25 @@ fn matmul_multi_on(
             .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
         let mut runs = [None, None];
         let mut t0 = 0;
+        if w.layout == Layout::Interleaved8 {
+            assert!(
+                crate::interleave::can_interleave(w.ty, w.rows, w.cols),
+                "a {} matrix of {} x {} cannot be interleaved",
+                w.ty,
+                w.rows,
+                w.cols
+            );
+            // Interleaved matrices are the repacked ones: that order for every token.
+            runs[0] = Some(Run {
+                t0: 0,
+                t1: n_tokens,
+                dot: traits
+                    .vec_dot_repacked
+                    .expect("repacked order of an interleaved type"),
+                tile: traits.tile_interleaved,
+            });
+            t0 = n_tokens;
+        }
         for run in runs.iter_mut() {
             if t0 == n_tokens {
                 break;
@@ -195,10 +239,26 @@ fn matmul_multi_on(
                 };
                 continue;
             }
+            // Interleaved rows without an interleaved kernel: put back in GGUF's layout first.
+            let mut plain = Vec::new();
+            if j.w.layout == Layout::Interleaved8 {
+                let nb = j.w.cols / crate::blocks::QK;
+                plain = vec![0u8; (r1 - r0) * rb];
+                let src = j.w.data[r0 * rb..r1 * rb].chunks_exact(8 * rb);
+                for (s, d) in src.zip(plain.chunks_exact_mut(8 * rb)) {
+                    crate::interleave::deinterleave_group(s, d, nb);
+                }
+            }
+            let row = |r: usize| -> &[u8] {
+                match j.w.layout {
+                    Layout::Rows => j.w.row(r),
+                    Layout::Interleaved8 => &plain[(r - r0) * rb..(r - r0 + 1) * rb],
+                }
+            };
             for t in run.t0..run.t1 {
                 let a = &act[t * j.act_row..(t + 1) * j.act_row];
                 for r in r0..r1 {
-                    let v = (run.dot)(j.w.cols, j.w.row(r), a);
+                    let v = (run.dot)(j.w.cols, row(r), a);
                     // SAFETY: `t * rows + r < n_tokens * rows <= out.len()` (asserted above); the
                     // row ranges of different tasks of one matrix are disjoint and different
                     // matrices have different outputs, so no element is written twice; the

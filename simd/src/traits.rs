@@ -179,6 +179,10 @@ pub struct TypeTraits {
     /// Optional multi-row, multi-token kernels per [`DotKind`] (indexed by `kind as usize`);
     /// where absent, matrix products loop over the `VecDot` of that kind.
     pub tiles: [Option<DotTile>; 4],
+    /// The `Repacked` kind over weights stored eight rows interleaved
+    /// ([`crate::matmul::Layout::Interleaved8`], [`crate::interleave`]), for every batch size;
+    /// levels without it never get such weights.
+    pub tile_interleaved: Option<DotTile>,
 }
 
 impl TypeTraits {
@@ -375,6 +379,7 @@ fn entry(
         vec_dot_repacked: None,
         vec_dot_repacked_gemm: None,
         tiles: [None; 4],
+        tile_interleaved: None,
     }
 }
 

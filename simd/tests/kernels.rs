@@ -405,12 +405,7 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
                 let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
                 let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
                 nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
-                let m = MatRef {
-                    ty,
-                    rows,
-                    cols: n,
-                    data: &w,
-                };
+                let m = MatRef::new(ty, rows, n, &w);
                 let mut want = vec![0f32; rows * toks];
                 let mut got = vec![0f32; rows * toks];
                 nib_simd::matmul(&scalar, m, &act, toks, &mut want);
@@ -421,6 +416,59 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
                         "{level} {ty} {rows}×{n} × {toks} tokens: element {i} {b:e} vs scalar {a:e}"
                     );
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
+    // Q4_0 interleaved eight rows at a time (as models load it where the kernels have an
+    // interleaved tile) against the scalar product of the plain layout: the interleaved tiles
+    // (8 and 16 rows, 1 to 8 tokens) and, on levels without one, the row-by-row fallback.
+    use nib_simd::interleave::interleave_in_place;
+    use nib_simd::Layout;
+    let ty = GgmlType::Q4_0;
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0x1e4);
+    let mut levels = optimised_levels();
+    levels.push(Level::Scalar);
+    for level in levels {
+        let k = Kernels::for_level(level);
+        for (nb, rows, toks) in [
+            (1, 8, 1),
+            (2, 16, 1),
+            (3, 24, 3),
+            (5, 40, 4),
+            (4, 32, 8),
+            (7, 48, 9),
+            (33, 16, 1),
+            (2, 64, 17),
+            (1, 8, 12),
+            (64, 48, 2),
+        ] {
+            let n = nb * 32;
+            let rb = ty.row_size(n).unwrap();
+            let w = matrix(ty, n, rows, rb, &mut rng);
+            let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
+            let at = GgmlType::Q8_0;
+            let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
+            nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
+            let mut want = vec![0f32; rows * toks];
+            nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
+            let mut wi = w.clone();
+            interleave_in_place(&mut wi, rows, n);
+            let m = MatRef {
+                layout: Layout::Interleaved8,
+                ..MatRef::new(ty, rows, n, &wi)
+            };
+            let mut got = vec![f32::NAN; rows * toks];
+            nib_simd::matmul(&k, m, &act, toks, &mut got);
+            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                assert!(
+                    same_bits(*a, *b),
+                    "{level} interleaved {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
+                );
             }
         }
     }
@@ -477,6 +525,10 @@ fn x86_levels_install_every_variant_and_the_tiles() {
                 );
             }
         }
+        assert!(
+            k.get(Q4_0).unwrap().tile_interleaved.is_some(),
+            "{level} Q4_0 interleaved tile"
+        );
     }
 }
 

@@ -90,12 +90,7 @@ fn matmul_matches_llama_cpp_at_each_batch_size() {
             let at = k.get(t).unwrap().vec_dot_type;
             let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
             nib_simd::quantize_rows(&k, at, &r.f32s("x"), n, toks, &mut act);
-            let w = nib_simd::MatRef {
-                ty: t,
-                rows: m,
-                cols: n,
-                data: r.bytes("w"),
-            };
+            let w = nib_simd::MatRef::new(t, m, n, r.bytes("w"));
             let mut got = vec![0f32; m * toks];
             nib_simd::matmul(&k, w, &act, toks, &mut got);
             ok &= same(

@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// Lock model pages in memory.
     #[arg(long)]
     pub mlock: bool,
+    /// Keep the weights in the file's layout (no Q4_0 interleaving at load).
+    #[arg(long)]
+    pub no_repack: bool,
 }
 
 /// One result row.
@@ -127,6 +130,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &LoadOptions {
                 no_mmap: args.no_mmap,
                 mlock: args.mlock,
+                no_repack: args.no_repack,
             },
         )?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -36,6 +36,10 @@ pub struct ModelArgs {
     /// Lock the model's pages in memory (needs a high enough `ulimit -l`).
     #[arg(long)]
     pub mlock: bool,
+    /// Keep the weights in the file's layout (by default Q4_0 matrices are interleaved at load
+    /// where the CPU's kernels read that faster; the results are the same).
+    #[arg(long)]
+    pub no_repack: bool,
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -182,6 +186,7 @@ impl ModelArgs {
             &LoadOptions {
                 no_mmap: self.no_mmap,
                 mlock: self.mlock,
+                no_repack: self.no_repack,
             },
         )?;
         let tokenizer = Tokenizer::from_gguf(&model.gguf)

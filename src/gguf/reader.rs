@@ -482,6 +482,35 @@ impl Gguf {
         self.bytes().len()
     }
 
+    /// The whole file's bytes, writable when they were read into memory (`None` when mapped).
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.backing {
+            Backing::Mmap(_) => None,
+            Backing::Owned(v) => Some(v),
+        }
+    }
+
+    /// Drop this process's mapping of the whole pages inside `range` (bytes of the file no
+    /// longer used, such as weights copied elsewhere at load), so they stop counting in its
+    /// resident memory. Reading them again maps them again from the file. Nothing for bytes
+    /// read into memory.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        if let Backing::Mmap(m) = &self.backing {
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = (range.end.min(m.len()) / PAGE) * PAGE;
+            if end > start {
+                // SAFETY: the mapping is a read-only private map of the file, never written, so
+                // dropping its pages loses nothing: a later read faults the file's bytes back
+                // in. The range lies inside the mapping. An error leaves the pages mapped,
+                // which is harmless.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+    }
+
     /// Whether the bytes are memory-mapped (as opposed to read into memory).
     pub fn is_mapped(&self) -> bool {
         matches!(self.backing, Backing::Mmap(_))

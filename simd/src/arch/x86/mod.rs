@@ -142,6 +142,18 @@ trait Entry {
         out: *mut f32,
         os: usize,
     ) -> bool;
+    /// [`repacked::irun`]: interleaved Q4_0 weights.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn irep_run(
+        n: usize,
+        w: &[u8],
+        nr: usize,
+        a: &[u8],
+        as_: usize,
+        nc: usize,
+        out: *mut f32,
+        os: usize,
+    ) -> bool;
     unsafe fn q4k_dot<const KIND: u8>(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32;
     #[allow(clippy::too_many_arguments)]
     unsafe fn q4k_run<const KIND: u8>(
@@ -312,6 +324,20 @@ macro_rules! entries {
                 unsafe { repacked::run::<$isa>(n, w, ws, nr, a, as_, nc, out, os) }
             }
             #[target_feature(enable = $feat)]
+            unsafe fn irep_run(
+                n: usize,
+                w: &[u8],
+                nr: usize,
+                a: &[u8],
+                as_: usize,
+                nc: usize,
+                out: *mut f32,
+                os: usize,
+            ) -> bool {
+                // SAFETY: this function's features; `out` is the caller's contract.
+                unsafe { repacked::irun::<$isa>(n, w, nr, a, as_, nc, out, os) }
+            }
+            #[target_feature(enable = $feat)]
             unsafe fn q4k_dot<const KIND: u8>(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
                 // SAFETY: this function's features.
                 unsafe { kquants::q4k_tile::<KIND, 1>(x, [y])[0] }
@@ -462,6 +488,32 @@ unsafe fn dt_rep<L: Entry>(
             elementwise(vd_rep::<L>, n, w, ws, nr, a, as_, nc, out, os);
         }
     }
+}
+
+/// The repacked order over interleaved weights (`Layout::Interleaved8`): `nr` a multiple of 8,
+/// `w` the groups of those rows.
+///
+/// # Safety
+/// As for [`DotTile`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn dt_irep<L: Entry>(
+    n: usize,
+    w: &[u8],
+    _ws: usize,
+    nr: usize,
+    a: &[u8],
+    as_: usize,
+    nc: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: as in `dt_legacy`.
+    let done = unsafe { L::irep_run(n, w, nr, a, as_, nc, out, os) };
+    assert!(
+        done,
+        "interleaved Q4_0 product of {nr} rows x {n} columns: not a whole number of groups \
+         or a misaligned activation buffer"
+    );
 }
 
 fn vd_q4k<L: Entry, const KIND: u8>(n: usize, x: &[u8], y: &[u8]) -> f32 {
@@ -759,6 +811,7 @@ fn install<L: Entry>(table: &mut [TypeTraits]) {
                     Some(dt_rep::<L>),
                     None,
                 );
+                t.tile_interleaved = Some(dt_irep::<L>);
             }
             Q4_1 => {
                 t.vec_dot = Some(vd_legacy::<L, BlockQ4_1>);
