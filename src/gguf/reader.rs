@@ -529,6 +529,57 @@ impl Gguf {
         }
     }
 
+    /// [`Gguf::mlock`] of every mapped page except those wholly inside the `skip` ranges (bytes
+    /// released with [`Gguf::release_pages`], which locking would map again).
+    #[cfg(not(unix))]
+    pub fn mlock_except(&self, _skip: &[std::ops::Range<usize>]) -> Result<()> {
+        self.mlock()
+    }
+
+    /// [`Gguf::mlock`] of every mapped page except those wholly inside the `skip` ranges (bytes
+    /// released with [`Gguf::release_pages`], which locking would map again).
+    #[cfg(unix)]
+    pub fn mlock_except(&self, skip: &[std::ops::Range<usize>]) -> Result<()> {
+        const PAGE: usize = 4096;
+        let Backing::Mmap(m) = &self.backing else {
+            return Ok(());
+        };
+        // The pages released: each skipped range's whole pages, in order.
+        let mut holes: Vec<(usize, usize)> = skip
+            .iter()
+            .map(|r| {
+                (
+                    r.start.div_ceil(PAGE) * PAGE,
+                    r.end.min(m.len()) / PAGE * PAGE,
+                )
+            })
+            .filter(|(a, b)| b > a)
+            .collect();
+        holes.sort_unstable();
+        let mut at = 0;
+        let lock = |from: usize, to: usize| -> Result<()> {
+            if to <= from {
+                return Ok(());
+            }
+            // SAFETY: `from..to` lies inside the mapping, which lives as long as `self`;
+            // mlock only pins its pages (munmap unlocks them).
+            let rc = unsafe { libc::mlock(m.as_ptr().add(from).cast(), to - from) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(GgufError::new(format!(
+                    "mlock of {} bytes failed: {e} (raise `ulimit -l` or run without --mlock)",
+                    to - from
+                )));
+            }
+            Ok(())
+        };
+        for (a, b) in holes {
+            lock(at, a.max(at))?;
+            at = at.max(b);
+        }
+        lock(at, m.len())
+    }
+
     /// Ask the kernel to read the mapped file ahead (a hint; errors are ignored).
     pub fn advise_willneed(&self) {
         if let Backing::Mmap(m) = &self.backing {

@@ -208,6 +208,8 @@ pub struct Model {
     pub rope_freqs: Option<Vec<f32>>,
     /// Weights interleaved at load from a mapped file (their file pages are released).
     repacked: Option<memmap2::MmapMut>,
+    /// The file ranges of the weights copied into `repacked`.
+    released: Vec<Range<usize>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -239,7 +241,8 @@ impl Model {
         let model = Model::from_gguf_with(g, !opts.no_repack)
             .with_context(|| format!("loading {}", path.display()))?;
         if opts.mlock {
-            model.gguf.mlock()?;
+            // The file's pages, except those of weights copied out (released at load).
+            model.gguf.mlock_except(&model.released)?;
             if let Some(r) = &model.repacked {
                 r.lock().map_err(|e| {
                     anyhow!(
@@ -329,6 +332,7 @@ impl Model {
             layers,
             rope_freqs,
             repacked: None,
+            released: Vec::new(),
         };
         if repack {
             model.interleave_weights()?;
@@ -346,6 +350,7 @@ impl Model {
             output,
             layers,
             repacked,
+            released,
             ..
         } = self;
         let mut weights: Vec<&mut Weight> = Vec::new();
@@ -396,6 +401,7 @@ impl Model {
             let src = &gguf.bytes()[w.range.clone()];
             interleave::interleave_into(src, &mut buf[place.clone()], w.rows, w.cols);
             gguf.release_pages(w.range.clone());
+            released.push(w.range.clone());
             w.layout = Layout::Interleaved8;
             w.repacked = true;
             w.range = place;
