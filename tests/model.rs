@@ -205,80 +205,79 @@ fn loading_maps_the_file_instead_of_reading_it() {
 }
 
 #[test]
-fn interleaved_q4_0_weights_give_the_logits_of_the_file_layout() {
-    // Q4_0 matrices are interleaved at load where the kernels have an interleaved tile (copied
+fn interleaved_weights_give_the_logits_of_the_file_layout() {
+    // Q4_0 matrices are interleaved eight rows at a time, and those of the other 32-element
+    // formats block by block in fours, at load where the kernels have a tile for that (copied
     // out of a mapped file, rearranged in place when read into memory); every logit must stay
     // the same as with the file's layout (`--no-repack`), for a prompt batch and decode steps.
     use nib::model::Logits;
     use nib::synth::{write_synthetic, Shape, SynthSpec};
     use nib_simd::{GgmlType, Layout};
     let dir = common::Scratch::new("interleave");
-    let path = dir.path("llama-tiny-q4_0.gguf");
     let vocab = Gguf::open(common::model_path(common::SMOLLM2)).unwrap();
-    let spec = SynthSpec {
-        arch: nib::model::Arch::Llama,
-        shape: Shape::preset("tiny").unwrap(),
-        weight_type: GgmlType::Q4_0,
-        seed: 3,
-        n_ctx_train: 4096,
-        sliding_window: 0,
-    };
-    write_synthetic(&spec, &vocab, &path).unwrap();
-    let interleaves = nib_simd::kernels()
-        .get(GgmlType::Q4_0)
-        .unwrap()
-        .tile_interleaved
-        .is_some();
-    let run = |opts: LoadOptions, want: Layout| -> Vec<f32> {
-        let model = Arc::new(Model::load(&path, &opts).unwrap());
-        let l = &model.layers[1];
-        for w in [
-            &l.wq,
-            &l.wk,
-            &l.wv,
-            &l.wo,
-            &l.w_gate,
-            &l.w_up,
-            &l.w_down,
-            &model.output,
-        ] {
-            assert_eq!(w.layout, want, "{} with {opts:?}", w.name);
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_1] {
+        let path = dir.path(&format!("llama-tiny-{ty}.gguf"));
+        let spec = SynthSpec {
+            arch: nib::model::Arch::Llama,
+            shape: Shape::preset("tiny").unwrap(),
+            weight_type: ty,
+            seed: 3,
+            n_ctx_train: 4096,
+            sliding_window: 0,
+        };
+        write_synthetic(&spec, &vocab, &path).unwrap();
+        let t = nib_simd::kernels().get(ty).unwrap();
+        let il = match ty {
+            GgmlType::Q4_0 if t.tile_interleaved.is_some() => Layout::Interleaved8,
+            GgmlType::Q8_0 | GgmlType::Q5_1 if t.tile_blocks4.is_some() => Layout::Blocks4,
+            _ => Layout::Rows,
+        };
+        let run = |opts: LoadOptions, want: Layout| -> Vec<f32> {
+            let model = Arc::new(Model::load(&path, &opts).unwrap());
+            let l = &model.layers[1];
+            for w in [
+                &l.wq,
+                &l.wk,
+                &l.wv,
+                &l.wo,
+                &l.w_gate,
+                &l.w_up,
+                &l.w_down,
+                &model.output,
+            ] {
+                assert_eq!(w.layout, want, "{} with {opts:?}", w.name);
+            }
+            assert_eq!(model.tok_embd.layout, Layout::Rows);
+            let mut ctx = Context::new(model, 64, 16, KvType::F16).unwrap();
+            let prompt: Vec<u32> = (0..12).map(|i| 100 + 37 * i).collect();
+            let mut all = ctx.eval(&prompt, Logits::All).unwrap().to_vec();
+            for t in [5, 6, 7] {
+                all.extend(ctx.eval(&[t], Logits::Last).unwrap());
+            }
+            all
+        };
+        let plain = run(
+            LoadOptions {
+                no_repack: true,
+                ..Default::default()
+            },
+            Layout::Rows,
+        );
+        let mapped = run(LoadOptions::default(), il);
+        let read = run(
+            LoadOptions {
+                no_mmap: true,
+                ..Default::default()
+            },
+            il,
+        );
+        for (name, got) in [("mapped", &mapped), ("read", &read)] {
+            assert_eq!(got.len(), plain.len());
+            let diff = plain
+                .iter()
+                .zip(got.iter())
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(diff, None, "{ty} {name}: first differing logit");
         }
-        assert_eq!(model.tok_embd.layout, Layout::Rows);
-        let mut ctx = Context::new(model, 64, 16, KvType::F16).unwrap();
-        let prompt: Vec<u32> = (0..12).map(|i| 100 + 37 * i).collect();
-        let mut all = ctx.eval(&prompt, Logits::All).unwrap().to_vec();
-        for t in [5, 6, 7] {
-            all.extend(ctx.eval(&[t], Logits::Last).unwrap());
-        }
-        all
-    };
-    let il = if interleaves {
-        Layout::Interleaved8
-    } else {
-        Layout::Rows
-    };
-    let plain = run(
-        LoadOptions {
-            no_repack: true,
-            ..Default::default()
-        },
-        Layout::Rows,
-    );
-    let mapped = run(LoadOptions::default(), il);
-    let read = run(
-        LoadOptions {
-            no_mmap: true,
-            ..Default::default()
-        },
-        il,
-    );
-    for (name, got) in [("mapped", &mapped), ("read", &read)] {
-        assert_eq!(got.len(), plain.len());
-        let diff = plain
-            .iter()
-            .zip(got.iter())
-            .position(|(a, b)| a.to_bits() != b.to_bits());
-        assert_eq!(diff, None, "{name}: first differing logit");
     }
 }

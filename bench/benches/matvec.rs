@@ -8,10 +8,10 @@
 //!
 //!     cargo bench -p nib-bench --bench matvec            (NIB_BENCH_TYPES=q4_0,q8_0 by default)
 //!     NIB_BENCH_SHAPES=2048x2048,512x2048,8192x2048c ... (ROWSxCOLS; `c`: from cache)
-//!     NIB_BENCH_INTERLEAVE=1 ...                         (Q4_0 interleaved, as models load)
+//!     NIB_BENCH_INTERLEAVE=1 ...                         (rows interleaved, as models load)
 
 use nib_simd::pool::{with_pool, Pool};
-use nib_simd::{GgmlType, Layout, MatRef};
+use nib_simd::{interleave, GgmlType, Layout, MatRef};
 use std::time::Instant;
 
 const GIB: usize = 1 << 30;
@@ -108,14 +108,19 @@ fn main() {
             let reps = if cached { 200 } else { 1 };
             // One random matrix copied: the contents do not change the speed, the addresses do.
             let mut base = random_matrix(ty, rows, cols, 7);
-            // NIB_BENCH_INTERLEAVE=1: Q4_0 matrices interleaved as the model loader leaves them
-            // where the kernels have an interleaved tile.
-            let layout = if std::env::var("NIB_BENCH_INTERLEAVE").is_ok_and(|v| v == "1")
-                && nib_simd::interleave::can_interleave(ty, rows, cols)
-                && k.get(ty).unwrap().tile_interleaved.is_some()
-            {
-                nib_simd::interleave::interleave_in_place(&mut base, rows, cols);
+            // NIB_BENCH_INTERLEAVE=1: rows interleaved as the model loader leaves them where the
+            // kernels have a tile for that.
+            let t = k.get(ty).unwrap();
+            let interleave = std::env::var("NIB_BENCH_INTERLEAVE").is_ok_and(|v| v == "1");
+            let layout = if !interleave {
+                Layout::Rows
+            } else if t.tile_interleaved.is_some() && interleave::can_interleave(ty, rows, cols) {
+                interleave::interleave_in_place(&mut base, rows, cols);
                 Layout::Interleaved8
+            } else if t.tile_blocks4.is_some() && interleave::can_interleave_blocks(ty, rows, cols)
+            {
+                interleave::interleave_blocks_in_place(ty, &mut base, rows, cols);
+                Layout::Blocks4
             } else {
                 Layout::Rows
             };

@@ -113,6 +113,68 @@ pub fn interleave_in_place(data: &mut [u8], rows: usize, cols: usize) {
     });
 }
 
+/// Rows per group of the block-interleaved layout ([`crate::matmul::Layout::Blocks4`]).
+pub const BLOCK_ROWS: usize = 4;
+
+/// Whether a matrix can be interleaved block by block in groups of [`BLOCK_ROWS`] rows (the
+/// 32-element formats other than Q4_0, which has its own layout), for the kernels'
+/// `tile_blocks4`.
+pub fn can_interleave_blocks(ty: GgmlType, rows: usize, cols: usize) -> bool {
+    use GgmlType::*;
+    matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0)
+        && rows > 0
+        && rows.is_multiple_of(BLOCK_ROWS)
+        && cols.is_multiple_of(32)
+        && cols >= 32
+}
+
+/// Interleave the rows of a matrix of `rows` × `cols` (`ty` as for [`can_interleave_blocks`])
+/// block by block in groups of four, from `src` into `dst`: group `g`, block `b`, row `r` at
+/// block index `(g·nb + b)·4 + r`. Spread over the current thread pool. Panics unless
+/// [`can_interleave_blocks`] and both hold the matrix.
+pub fn interleave_blocks_into(ty: GgmlType, src: &[u8], dst: &mut [u8], rows: usize, cols: usize) {
+    assert!(can_interleave_blocks(ty, rows, cols));
+    let bs = ty.type_size();
+    let nb = cols / 32;
+    let group = BLOCK_ROWS * nb * bs;
+    let n = rows / BLOCK_ROWS * group;
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    let per = (65_536 / group).max(1);
+    crate::pool::with_current(|pool| {
+        pool.for_each_chunk_mut(dst, per * group, |i, chunk| {
+            let src = &src[i * per * group..];
+            for (j, g) in chunk.chunks_exact_mut(group).enumerate() {
+                let s = &src[j * group..(j + 1) * group];
+                for r in 0..BLOCK_ROWS {
+                    for b in 0..nb {
+                        let from = (r * nb + b) * bs;
+                        let to = (b * BLOCK_ROWS + r) * bs;
+                        g[to..to + bs].copy_from_slice(&s[from..from + bs]);
+                    }
+                }
+            }
+        })
+    });
+}
+
+/// The inverse of [`interleave_blocks_into`] for one group (`BLOCK_ROWS` rows of `nb` blocks of
+/// `bs` bytes).
+pub fn deinterleave_blocks_group(src: &[u8], dst: &mut [u8], nb: usize, bs: usize) {
+    for r in 0..BLOCK_ROWS {
+        for b in 0..nb {
+            let from = (b * BLOCK_ROWS + r) * bs;
+            let to = (r * nb + b) * bs;
+            dst[to..to + bs].copy_from_slice(&src[from..from + bs]);
+        }
+    }
+}
+
+/// Interleave block by block in place (through a copy of the matrix).
+pub fn interleave_blocks_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize) {
+    let src = data.to_vec();
+    interleave_blocks_into(ty, &src, data, rows, cols);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +214,17 @@ mod tests {
         let mut copy = vec![0u8; src.len()];
         interleave_into(&src, &mut copy, rows, cols);
         assert_eq!(copy, m);
+        let q41: Vec<u8> = (0..rows * nb * 20).map(|i| (i * 13 + 5) as u8).collect();
+        let mut blocks = vec![0u8; q41.len()];
+        interleave_blocks_into(GgmlType::Q4_1, &q41, &mut blocks, rows, cols);
+        let mut back = vec![0u8; 4 * nb * 20];
+        deinterleave_blocks_group(&blocks[4 * nb * 20..8 * nb * 20], &mut back, nb, 20);
+        assert_eq!(back, &q41[4 * nb * 20..8 * nb * 20]);
+        assert_eq!(
+            &blocks[20..40],
+            &q41[nb * 20..(nb + 1) * 20],
+            "row 1's first block second"
+        );
         assert!(!can_interleave(GgmlType::Q4_0, 12, 96));
         assert!(!can_interleave(GgmlType::Q8_0, 8, 96));
         assert!(!can_interleave(GgmlType::Q4_0, 8, 32 * 1025));

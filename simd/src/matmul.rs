@@ -16,6 +16,21 @@ pub enum Layout {
     /// the kernels' `tile_interleaved`. Same bytes per row; rows `8g..8g+8` still occupy bytes
     /// `8g·row_bytes..(8g+8)·row_bytes`.
     Interleaved8,
+    /// Groups of four rows interleaved block by block (whole blocks, [`crate::interleave`]; the
+    /// other 32-element formats), for the kernels' `tile_blocks4`. Rows `4g..4g+4` occupy bytes
+    /// `4g·row_bytes..(4g+4)·row_bytes`.
+    Blocks4,
+}
+
+impl Layout {
+    /// Rows per group (1: row after row).
+    pub fn group_rows(self) -> usize {
+        match self {
+            Layout::Rows => 1,
+            Layout::Interleaved8 => crate::interleave::ROWS,
+            Layout::Blocks4 => crate::interleave::BLOCK_ROWS,
+        }
+    }
 }
 
 /// A weight matrix: `rows` rows of `cols` elements of type `ty`, in `layout`.
@@ -142,24 +157,44 @@ fn matmul_multi_on(
             .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
         let mut runs = [None, None];
         let mut t0 = 0;
-        if w.layout == Layout::Interleaved8 {
-            assert!(
-                crate::interleave::can_interleave(w.ty, w.rows, w.cols),
-                "a {} matrix of {} x {} cannot be interleaved",
-                w.ty,
-                w.rows,
-                w.cols
-            );
-            // Interleaved matrices are the repacked ones: that order for every token.
-            runs[0] = Some(Run {
-                t0: 0,
-                t1: n_tokens,
-                dot: traits
-                    .vec_dot_repacked
-                    .expect("repacked order of an interleaved type"),
-                tile: traits.tile_interleaved,
-            });
-            t0 = n_tokens;
+        match w.layout {
+            Layout::Rows => {}
+            Layout::Interleaved8 => {
+                assert!(
+                    crate::interleave::can_interleave(w.ty, w.rows, w.cols),
+                    "a {} matrix of {} x {} cannot be interleaved",
+                    w.ty,
+                    w.rows,
+                    w.cols
+                );
+                // Interleaved matrices are the repacked ones: that order for every token.
+                runs[0] = Some(Run {
+                    t0: 0,
+                    t1: n_tokens,
+                    dot: traits
+                        .vec_dot_repacked
+                        .expect("repacked order of an interleaved type"),
+                    tile: traits.tile_interleaved,
+                });
+                t0 = n_tokens;
+            }
+            Layout::Blocks4 => {
+                assert!(
+                    crate::interleave::can_interleave_blocks(w.ty, w.rows, w.cols),
+                    "a {} matrix of {} x {} cannot be interleaved by blocks",
+                    w.ty,
+                    w.rows,
+                    w.cols
+                );
+                // The 32-element formats sum in one order at every batch size.
+                runs[0] = Some(Run {
+                    t0: 0,
+                    t1: n_tokens,
+                    dot: traits.vec_dot.expect("dot product of a 32-element type"),
+                    tile: traits.tile_blocks4,
+                });
+                t0 = n_tokens;
+            }
         }
         for run in runs.iter_mut() {
             if t0 == n_tokens {
@@ -241,18 +276,28 @@ fn matmul_multi_on(
             }
             // Interleaved rows without an interleaved kernel: put back in GGUF's layout first.
             let mut plain = Vec::new();
-            if j.w.layout == Layout::Interleaved8 {
+            let g = j.w.layout.group_rows();
+            if g > 1 {
                 let nb = j.w.cols / crate::blocks::QK;
                 plain = vec![0u8; (r1 - r0) * rb];
-                let src = j.w.data[r0 * rb..r1 * rb].chunks_exact(8 * rb);
-                for (s, d) in src.zip(plain.chunks_exact_mut(8 * rb)) {
-                    crate::interleave::deinterleave_group(s, d, nb);
+                let src = j.w.data[r0 * rb..r1 * rb].chunks_exact(g * rb);
+                for (s, d) in src.zip(plain.chunks_exact_mut(g * rb)) {
+                    match j.w.layout {
+                        Layout::Interleaved8 => crate::interleave::deinterleave_group(s, d, nb),
+                        _ => crate::interleave::deinterleave_blocks_group(
+                            s,
+                            d,
+                            nb,
+                            j.w.ty.type_size(),
+                        ),
+                    }
                 }
             }
             let row = |r: usize| -> &[u8] {
-                match j.w.layout {
-                    Layout::Rows => j.w.row(r),
-                    Layout::Interleaved8 => &plain[(r - r0) * rb..(r - r0 + 1) * rb],
+                if g > 1 {
+                    &plain[(r - r0) * rb..(r - r0 + 1) * rb]
+                } else {
+                    j.w.row(r)
                 }
             };
             for t in run.t0..run.t1 {

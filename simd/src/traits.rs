@@ -183,6 +183,9 @@ pub struct TypeTraits {
     /// ([`crate::matmul::Layout::Interleaved8`], [`crate::interleave`]), for every batch size;
     /// levels without it never get such weights.
     pub tile_interleaved: Option<DotTile>,
+    /// The `Plain` kind over weights whose rows are interleaved block by block in groups of four
+    /// ([`crate::matmul::Layout::Blocks4`]), for every batch size.
+    pub tile_blocks4: Option<DotTile>,
 }
 
 impl TypeTraits {
@@ -380,6 +383,7 @@ fn entry(
         vec_dot_repacked_gemm: None,
         tiles: [None; 4],
         tile_interleaved: None,
+        tile_blocks4: None,
     }
 }
 

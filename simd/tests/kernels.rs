@@ -474,6 +474,63 @@ fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
     }
 }
 
+#[test]
+fn block_interleaved_rows_give_the_scalar_bits_at_every_level() {
+    // The other 32-element formats with rows interleaved block by block in fours (as models
+    // load them where the kernels have a `tile_blocks4`) against the scalar product of the
+    // plain layout: batch and decode tiles (with leftover tokens) and the fallback.
+    use nib_simd::interleave::interleave_blocks_into;
+    use nib_simd::Layout;
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut rng = Rng(0xb4);
+    let mut levels = optimised_levels();
+    levels.push(Level::Scalar);
+    for level in levels {
+        let k = Kernels::for_level(level);
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+        ] {
+            let at = scalar.get(ty).unwrap().vec_dot_type;
+            for (nb, rows, toks) in [
+                (1, 4, 1),
+                (2, 8, 1),
+                (3, 12, 3),
+                (5, 20, 4),
+                (4, 36, 8),
+                (7, 16, 9),
+                (33, 8, 1),
+                (2, 44, 17),
+            ] {
+                let n = nb * 32;
+                let rb = ty.row_size(n).unwrap();
+                let w = matrix(ty, n, rows, rb, &mut rng);
+                let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
+                let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
+                nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
+                let mut want = vec![0f32; rows * toks];
+                nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
+                let mut wi = vec![0u8; w.len()];
+                interleave_blocks_into(ty, &w, &mut wi, rows, n);
+                let m = MatRef {
+                    layout: Layout::Blocks4,
+                    ..MatRef::new(ty, rows, n, &wi)
+                };
+                let mut got = vec![f32::NAN; rows * toks];
+                nib_simd::matmul(&k, m, &act, toks, &mut got);
+                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                    assert!(
+                        same_bits(*a, *b),
+                        "{level} {ty} blocks4 {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A level that kept a scalar entry would pass every comparison above; the x86 levels must install
 /// their own function for every entry, every summation order, and tiles for the formats models use.
 #[cfg(target_arch = "x86_64")]
@@ -529,6 +586,12 @@ fn x86_levels_install_every_variant_and_the_tiles() {
             k.get(Q4_0).unwrap().tile_interleaved.is_some(),
             "{level} Q4_0 interleaved tile"
         );
+        for ty in [Q4_1, Q5_0, Q5_1, Q8_0] {
+            assert!(
+                k.get(ty).unwrap().tile_blocks4.is_some(),
+                "{level} {ty} block-interleaved tile"
+            );
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub struct BenchArgs {
     /// Lock model pages in memory.
     #[arg(long)]
     pub mlock: bool,
-    /// Keep the weights in the file's layout (no Q4_0 interleaving at load).
+    /// Keep the weights in the file's layout (no interleaving of rows at load).
     #[arg(long)]
     pub no_repack: bool,
 }

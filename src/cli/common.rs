@@ -36,8 +36,9 @@ pub struct ModelArgs {
     /// Lock the model's pages in memory (needs a high enough `ulimit -l`).
     #[arg(long)]
     pub mlock: bool,
-    /// Keep the weights in the file's layout (by default Q4_0 matrices are interleaved at load
-    /// where the CPU's kernels read that faster; the results are the same).
+    /// Keep the weights in the file's layout (by default the rows of Q4_0, Q4_1, Q5_0, Q5_1 and
+    /// Q8_0 matrices are interleaved at load where the CPU's kernels read that faster; the
+    /// results are the same).
     #[arg(long)]
     pub no_repack: bool,
 }

@@ -225,8 +225,9 @@ pub struct LoadOptions {
     pub no_mmap: bool,
     /// Lock the mapped pages in memory.
     pub mlock: bool,
-    /// Keep every weight in the file's layout (llama.cpp's `--no-repack`); by default Q4_0
-    /// matrices are interleaved eight rows at a time where the kernels read that faster.
+    /// Keep every weight in the file's layout (llama.cpp's `--no-repack`); by default the rows
+    /// of the 32-element formats are interleaved where the kernels read that faster
+    /// ([`Model::from_gguf_with`]).
     pub no_repack: bool,
 }
 
@@ -264,7 +265,10 @@ impl Model {
     /// Build the model from an open GGUF file. With `repack`, every Q4_0 matrix the kernels
     /// have an interleaved tile for is interleaved eight rows at a time
     /// ([`nib_simd::interleave`]), as llama.cpp repacks Q4_0 for its x86 kernels: the same
-    /// products to the bit, with fewer instructions per weight. Bytes read into memory are
+    /// products to the bit, with fewer instructions per weight; the other 32-element formats
+    /// (Q4_1, Q5_0, Q5_1, Q8_0) get their rows interleaved block by block in fours where the
+    /// kernels have a tile for that, so a decode tile reads one stream instead of four (the
+    /// same arithmetic, from other addresses). Bytes read into memory are
     /// rearranged in place; from a mapped file, the matrices are copied into one anonymous
     /// buffer (huge pages where the kernel allows) and their file pages released, so memory
     /// holds one copy of each weight either way.
@@ -368,17 +372,33 @@ impl Model {
                 &mut l.w_down,
             ]);
         }
-        weights.retain(|w| {
-            k.get(w.ty).is_some_and(|t| t.tile_interleaved.is_some())
-                && interleave::can_interleave(w.ty, w.rows, w.cols)
-        });
+        // Each matrix's layout where a kernel reads an interleaved one faster.
+        let layout_for = |w: &Weight| -> Layout {
+            let Some(t) = k.get(w.ty) else {
+                return Layout::Rows;
+            };
+            if t.tile_interleaved.is_some() && interleave::can_interleave(w.ty, w.rows, w.cols) {
+                Layout::Interleaved8
+            } else if t.tile_blocks4.is_some()
+                && interleave::can_interleave_blocks(w.ty, w.rows, w.cols)
+            {
+                Layout::Blocks4
+            } else {
+                Layout::Rows
+            }
+        };
+        weights.retain(|w| layout_for(w) != Layout::Rows);
         if weights.is_empty() {
             return Ok(());
         }
         if let Some(bytes) = gguf.bytes_mut() {
             for w in weights {
-                interleave::interleave_in_place(&mut bytes[w.range.clone()], w.rows, w.cols);
-                w.layout = Layout::Interleaved8;
+                let (m, layout) = (&mut bytes[w.range.clone()], layout_for(w));
+                match layout {
+                    Layout::Interleaved8 => interleave::interleave_in_place(m, w.rows, w.cols),
+                    _ => interleave::interleave_blocks_in_place(w.ty, m, w.rows, w.cols),
+                }
+                w.layout = layout;
             }
             return Ok(());
         }
@@ -399,10 +419,14 @@ impl Model {
         let _ = buf.advise(memmap2::Advice::HugePage);
         for (w, place) in weights.into_iter().zip(places) {
             let src = &gguf.bytes()[w.range.clone()];
-            interleave::interleave_into(src, &mut buf[place.clone()], w.rows, w.cols);
+            let (dst, layout) = (&mut buf[place.clone()], layout_for(w));
+            match layout {
+                Layout::Interleaved8 => interleave::interleave_into(src, dst, w.rows, w.cols),
+                _ => interleave::interleave_blocks_into(w.ty, src, dst, w.rows, w.cols),
+            }
             gguf.release_pages(w.range.clone());
             released.push(w.range.clone());
-            w.layout = Layout::Interleaved8;
+            w.layout = layout;
             w.repacked = true;
             w.range = place;
         }

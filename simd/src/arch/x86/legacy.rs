@@ -211,6 +211,61 @@ impl Legacy for BlockQ5_1 {
     }
 }
 
+/// One weight row's blocks: `nb` blocks of `W`, `step` blocks apart in `blocks` from index
+/// `first` (step 1: GGUF's row after row; step 4: rows interleaved block by block in groups of
+/// four, [`crate::matmul::Layout::Blocks4`]).
+#[derive(Clone, Copy)]
+pub(super) struct RowRef<'a, W> {
+    blocks: &'a [W],
+    first: usize,
+    step: usize,
+    nb: usize,
+}
+
+impl<'a, W> RowRef<'a, W> {
+    /// A row stored contiguously.
+    #[inline(always)]
+    pub(super) fn plain(row: &'a [W]) -> Self {
+        RowRef {
+            blocks: row,
+            first: 0,
+            step: 1,
+            nb: row.len(),
+        }
+    }
+
+    /// Row `r` of a group of `g` rows of `nb` blocks interleaved block by block (`group`: the
+    /// group's blocks). Panics if `group` is too short.
+    #[inline(always)]
+    pub(super) fn grouped(group: &'a [W], r: usize, g: usize, nb: usize) -> Self {
+        assert!(r < g && (nb == 0 || group.len() >= nb * g));
+        RowRef {
+            blocks: group,
+            first: r,
+            step: g,
+            nb,
+        }
+    }
+
+    /// Block `b`.
+    ///
+    /// # Safety
+    /// `b < nb`.
+    #[inline(always)]
+    unsafe fn blk(&self, b: usize) -> &'a W {
+        debug_assert!(b < self.nb);
+        // SAFETY: `b < nb` (the caller's contract), and both constructors make
+        // `first + (nb - 1) * step` an index of `blocks`.
+        unsafe { self.blocks.get_unchecked(self.first + b * self.step) }
+    }
+
+    /// Bytes from one block of the row to the next.
+    #[inline(always)]
+    fn step_bytes(&self) -> usize {
+        self.step * size_of::<W>()
+    }
+}
+
 /// Up to eight f16 values as f32 lanes `0..C` (the rest 0).
 #[inline(always)]
 pub(super) unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m256 {
@@ -235,8 +290,8 @@ pub(super) unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m2
 /// of blocks, each in the order of the module doc.
 ///
 /// `ahead[r]` (null for none) is where a row further down starts (the caller takes the tile
-/// after next): for one token, while block `b` is used, the same block of that row is
-/// prefetched. A tile streams `R` rows at once, and short interleaved streams are where the
+/// after next), its blocks as far apart as row `r`'s: for one token, while block `b` is used,
+/// the same block of that row is prefetched. A tile streams `R` rows at once, and short interleaved streams are where the
 /// hardware prefetchers fall behind (a row of a 4096-wide Q8_0 matrix is 68 cache lines); with
 /// the rows ahead already on their way, a matrix × vector product runs at memory speed. (Two
 /// tiles ahead rather than one: +15% decode speed on SmolLM2's 576-wide rows; four: no better.)
@@ -246,13 +301,12 @@ pub(super) unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m2
 /// it may point anywhere.
 #[inline(always)]
 pub(super) unsafe fn tile<I: Isa, W: Legacy, const R: usize, const C: usize>(
-    w: [&[W]; R],
+    w: [RowRef<'_, W>; R],
     a: [&[W::Act]; C],
     ahead: [*const u8; R],
 ) -> [[f32; C]; R] {
     const { assert!(C <= 8) };
-    let nb = w[0].len();
-    let w: [&[W]; R] = std::array::from_fn(|r| &w[r][..nb]);
+    let nb = w.iter().map(|r| r.nb).min().unwrap_or(0);
     let a: [&[W::Act]; C] = std::array::from_fn(|c| &a[c][..nb]);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     // Lanes `0..C`: `summs` of row `r` with each token.
@@ -277,10 +331,11 @@ pub(super) unsafe fn tile<I: Isa, W: Legacy, const R: usize, const C: usize>(
             if C == 1 && !ahead[r].is_null() {
                 // A prefetch is a hint: it never faults, whatever the address, and the pointer
                 // is only formed with wrapping arithmetic.
-                let p = ahead[r].wrapping_add(b * size_of::<W>());
+                let p = ahead[r].wrapping_add(b * w[r].step_bytes());
                 _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
             }
-            let blk = &w[r][b];
+            // SAFETY: `b < nb`, the fewest blocks of any row.
+            let blk = unsafe { w[r].blk(b) };
             let wv = blk.weights::<I>();
             let (xd, xm) = blk.scales();
             for c in 0..C {
@@ -319,13 +374,12 @@ pub(super) unsafe fn tile<I: Isa, W: Legacy, const R: usize, const C: usize>(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn tile_zmm<W: Legacy, const R: usize, const C: usize>(
-    w: [&[W]; R],
+    w: [RowRef<'_, W>; R],
     a: [&[W::Act]; C],
 ) -> [[f32; C]; R] {
     const { assert!(C <= 8 && C.is_multiple_of(2)) };
     use super::isa::Vnni;
-    let nb = w[0].len();
-    let w: [&[W]; R] = std::array::from_fn(|r| &w[r][..nb]);
+    let nb = w.iter().map(|r| r.nb).min().unwrap_or(0);
     let a: [&[W::Act]; C] = std::array::from_fn(|c| &a[c][..nb]);
     // Only the first `C / 2` entries of the per-pair arrays are used.
     let mut acc = [[_mm512_setzero_ps(); C]; R];
@@ -356,7 +410,8 @@ pub(super) unsafe fn tile_zmm<W: Legacy, const R: usize, const C: usize>(
             _mm256_setzero_ps()
         };
         for r in 0..R {
-            let blk = &w[r][b];
+            // SAFETY: `b < nb`, the fewest blocks of any row.
+            let blk = unsafe { w[r].blk(b) };
             let wv = _mm512_broadcast_i64x4(blk.weights::<Vnni>());
             let (xd, xm) = blk.scales();
             let xd = both(xd, xd);

@@ -31,11 +31,11 @@ use crate::reference as r;
 use crate::traits::{DotKind, DotTile, FromFloat, Level, ToFloat, TypeTraits, VecDot};
 use crate::GgmlType;
 use bytemuck::{try_cast_slice, try_cast_slice_mut, Pod};
-use drive::{all_rows_typed, drive, row};
+use drive::{all_rows_typed, blocks_at, drive, row};
 use half::{bf16, f16};
 use isa::{Avx2, Isa, Vnni};
 use kquants::{GEMM, PLAIN, REPACKED, TILED, TILE_TOKENS};
-use legacy::Legacy;
+use legacy::{Legacy, RowRef};
 
 /// Views `bytes[..count * size_of::<T>()]` as `&[T]`, or `None` if misaligned.
 /// Panics (like the scalar kernels) if `bytes` is shorter than that.
@@ -142,6 +142,18 @@ trait Entry {
         out: *mut f32,
         os: usize,
     ) -> bool;
+    /// [`legacy_brun`]: rows interleaved block by block in groups of four.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn legacy_brun<W: Legacy>(
+        n: usize,
+        w: &[u8],
+        nr: usize,
+        a: &[u8],
+        as_: usize,
+        nc: usize,
+        out: *mut f32,
+        os: usize,
+    ) -> bool;
     /// [`repacked::irun`]: interleaved Q4_0 weights.
     #[allow(clippy::too_many_arguments)]
     unsafe fn irep_run(
@@ -204,10 +216,77 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
     if !all_rows_typed::<W>(w, ws, nr, nb) || !all_rows_typed::<W::Act>(a, as_, nc, nb) {
         return false;
     }
-    let wr = |r: usize| row::<W>(w, ws, r, nb);
+    let wr = |r: usize| RowRef::plain(row::<W>(w, ws, r, nb));
     let ar = |c: usize| row::<W::Act>(a, as_, c, nb);
     // Where row `r` starts (past the matrix for the last tiles: only ever prefetched).
     let ahead = |r: usize| w.as_ptr().wrapping_add(r * ws);
+    // SAFETY: the caller's contract.
+    unsafe { legacy_drive::<I, W, R, C, RD>(nr, nc, out, os, wr, ar, ahead) };
+    true
+}
+
+/// [`legacy_run`] over rows interleaved block by block in groups of four
+/// ([`crate::matmul::Layout::Blocks4`]): `nr` a multiple of 4, `w` the groups of those rows.
+/// `false` (nothing written) if the shapes or alignments do not fit.
+///
+/// # Safety
+/// As for [`legacy_run`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn legacy_brun<I: Isa, W: Legacy, const R: usize, const C: usize, const RD: usize>(
+    n: usize,
+    w: &[u8],
+    nr: usize,
+    a: &[u8],
+    as_: usize,
+    nc: usize,
+    out: *mut f32,
+    os: usize,
+) -> bool {
+    const G: usize = crate::interleave::BLOCK_ROWS;
+    let nb = n / QK;
+    let Some(all) = blocks_at::<W>(w, 0, nr * nb) else {
+        return false;
+    };
+    if !nr.is_multiple_of(G) || !all_rows_typed::<W::Act>(a, as_, nc, nb) {
+        return false;
+    }
+    let wr = |r: usize| RowRef::grouped(&all[r / G * G * nb..(r / G + 1) * G * nb], r % G, G, nb);
+    let ar = |c: usize| row::<W::Act>(a, as_, c, nb);
+    // Where row `r`'s first block lies (past the matrix for the last tiles: only ever
+    // prefetched).
+    let ahead = |r: usize| {
+        all.as_ptr()
+            .cast::<u8>()
+            .wrapping_add((r / G * G * nb + r % G) * size_of::<W>())
+    };
+    // SAFETY: the caller's contract.
+    unsafe { legacy_drive::<I, W, R, C, RD>(nr, nc, out, os, wr, ar, ahead) };
+    true
+}
+
+/// The tiles of [`legacy_run`] over rows `wr(r)`, tokens `ar(c)`, prefetching from `ahead(r)`.
+///
+/// # Safety
+/// As for [`legacy_run`]; every row has the blocks of every token.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn legacy_drive<
+    'a,
+    I: Isa,
+    W: Legacy + 'a,
+    const R: usize,
+    const C: usize,
+    const RD: usize,
+>(
+    nr: usize,
+    nc: usize,
+    out: *mut f32,
+    os: usize,
+    wr: impl Fn(usize) -> RowRef<'a, W>,
+    ar: impl Fn(usize) -> &'a [W::Act],
+    ahead: impl Fn(usize) -> *const u8,
+) {
     // SAFETY: the caller's contract.
     unsafe {
         drive::<R, C, RD>(
@@ -238,7 +317,6 @@ unsafe fn legacy_run<I: Isa, W: Legacy, const R: usize, const C: usize, const RD
             },
         )
     };
-    true
 }
 
 /// A tile run of Q4_K or Q6_K: one row × [`TILE_TOKENS`] tokens per tile, `tile(row, tokens)`.
@@ -286,7 +364,9 @@ macro_rules! entries {
             #[target_feature(enable = $feat)]
             unsafe fn legacy_dot<W: Legacy>(x: &[W], y: &[W::Act]) -> f32 {
                 // SAFETY: this function's features.
-                unsafe { legacy::tile::<$isa, W, 1, 1>([x], [y], [std::ptr::null()])[0][0] }
+                unsafe {
+                    legacy::tile::<$isa, W, 1, 1>([RowRef::plain(x)], [y], [std::ptr::null()])[0][0]
+                }
             }
             #[target_feature(enable = $feat)]
             unsafe fn legacy_run<W: Legacy>(
@@ -322,6 +402,20 @@ macro_rules! entries {
             ) -> bool {
                 // SAFETY: this function's features; `out` is the caller's contract.
                 unsafe { repacked::run::<$isa>(n, w, ws, nr, a, as_, nc, out, os) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn legacy_brun<W: Legacy>(
+                n: usize,
+                w: &[u8],
+                nr: usize,
+                a: &[u8],
+                as_: usize,
+                nc: usize,
+                out: *mut f32,
+                os: usize,
+            ) -> bool {
+                // SAFETY: this function's features; `out` is the caller's contract.
+                unsafe { legacy_brun::<$isa, W, $r, $c, $rd>(n, w, nr, a, as_, nc, out, os) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn irep_run(
@@ -488,6 +582,32 @@ unsafe fn dt_rep<L: Entry>(
             elementwise(vd_rep::<L>, n, w, ws, nr, a, as_, nc, out, os);
         }
     }
+}
+
+/// The plain order over rows interleaved block by block in fours (`Layout::Blocks4`): `nr` a
+/// multiple of 4, `w` the groups of those rows.
+///
+/// # Safety
+/// As for [`DotTile`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn dt_legacy_b4<L: Entry, W: Legacy>(
+    n: usize,
+    w: &[u8],
+    _ws: usize,
+    nr: usize,
+    a: &[u8],
+    as_: usize,
+    nc: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: as in `dt_legacy`.
+    let done = unsafe { L::legacy_brun::<W>(n, w, nr, a, as_, nc, out, os) };
+    assert!(
+        done,
+        "block-interleaved product of {nr} rows x {n} columns: not a whole number of groups \
+         or a misaligned buffer"
+    );
 }
 
 /// The repacked order over interleaved weights (`Layout::Interleaved8`): `nr` a multiple of 8,
@@ -816,18 +936,22 @@ fn install<L: Entry>(table: &mut [TypeTraits]) {
             Q4_1 => {
                 t.vec_dot = Some(vd_legacy::<L, BlockQ4_1>);
                 t.tiles = tiles(Some(dt_legacy::<L, BlockQ4_1>), None, None, None);
+                t.tile_blocks4 = Some(dt_legacy_b4::<L, BlockQ4_1>);
             }
             Q5_0 => {
                 t.vec_dot = Some(vd_legacy::<L, BlockQ5_0>);
                 t.tiles = tiles(Some(dt_legacy::<L, BlockQ5_0>), None, None, None);
+                t.tile_blocks4 = Some(dt_legacy_b4::<L, BlockQ5_0>);
             }
             Q5_1 => {
                 t.vec_dot = Some(vd_legacy::<L, BlockQ5_1>);
                 t.tiles = tiles(Some(dt_legacy::<L, BlockQ5_1>), None, None, None);
+                t.tile_blocks4 = Some(dt_legacy_b4::<L, BlockQ5_1>);
             }
             Q8_0 => {
                 t.vec_dot = Some(vd_legacy::<L, BlockQ8_0>);
                 t.tiles = tiles(Some(dt_legacy::<L, BlockQ8_0>), None, None, None);
+                t.tile_blocks4 = Some(dt_legacy_b4::<L, BlockQ8_0>);
             }
             Q2_K => t.vec_dot = Some(dot_q2_k),
             Q3_K => t.vec_dot = Some(dot_q3_k),
