@@ -77,13 +77,14 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
-/// Rows per task, a multiple of 8 so multi-row kernels (and interleaved groups) can be used. A batch: enough tasks to
-/// balance the threads (a few per thread), each worth its scheduling cost. One token (decode,
-/// memory-bound): one task per thread, so each thread streams one long run of adjacent rows
-/// with its prefetches always ahead; every task start is a cold stream. Measured against four
-/// tasks per thread, alternating token by token (Zen 4, 2 threads): decode +6% on the 1b Q4_0
-/// model, +3% on 1b Q8_0, +11% on SmolLM2 Q4_1, +8% on gemma-3; letting a thread that is done
-/// steal 32-128 KiB units from the end of another's rows was no better than this.
+/// Rows per task, a multiple of 8 so multi-row kernels (and interleaved groups) can be used.
+/// A batch: enough tasks to balance the threads (a few per thread), each worth its scheduling
+/// cost. One token (decode, memory-bound): one task per thread, so each thread streams one long
+/// run of adjacent rows with its prefetches always ahead; every task start is a cold stream.
+/// Measured against four tasks per thread, alternating token by token (2 threads, AMD EPYC):
+/// decode +6% on the 1b Q4_0 model, +3% on 1b Q8_0, +11% on SmolLM2 Q4_1, +8% on gemma-3;
+/// letting a thread that is done steal 32-128 KiB units from the end of another's rows was no
+/// better than this.
 fn rows_per_task(rows: usize, cols: usize, n_tokens: usize, threads: usize) -> usize {
     let min_rows = (32_768 / (cols * n_tokens).max(1)).max(4);
     let per_thread = if n_tokens == 1 { 1 } else { 4 };

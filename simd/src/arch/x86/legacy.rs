@@ -291,10 +291,12 @@ pub(super) unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m2
 ///
 /// `ahead[r]` (null for none) is where a row further down starts (the caller takes the tile
 /// after next), its blocks as far apart as row `r`'s: for one token, while block `b` is used,
-/// the same block of that row is prefetched. A tile streams `R` rows at once, and short interleaved streams are where the
-/// hardware prefetchers fall behind (a row of a 4096-wide Q8_0 matrix is 68 cache lines); with
-/// the rows ahead already on their way, a matrix × vector product runs at memory speed. (Two
-/// tiles ahead rather than one: +15% decode speed on SmolLM2's 576-wide rows; four: no better.)
+/// the same block of that row is prefetched. A tile of the file's layout streams `R` rows at
+/// once, and short interleaved streams are where the hardware prefetchers fall behind (a row of
+/// a 4096-wide Q8_0 matrix is 68 cache lines); with the rows ahead already on their way, a
+/// matrix × vector product runs at memory speed. (Two tiles ahead rather than one: +15% decode
+/// speed on SmolLM2's 576-wide rows; four: no better.) Rows interleaved block by block
+/// ([`RowRef::grouped`]) make one stream of a tile, which the same prefetches keep ahead.
 ///
 /// # Safety
 /// AVX2, FMA, F16C and the features of `I`. `ahead` is never dereferenced, only prefetched, so

@@ -335,7 +335,7 @@ pub(super) unsafe fn run<I: Isa>(
 /// token per pass memory latency is exposed at every page without this. The callers prefetch
 /// the group two groups ahead (as the row-major tiles prefetch the rows two tiles ahead):
 /// decode of the 1b Q4_0 model +28% on one thread and +30% on two over the row-major tiles,
-/// 7b +45%, SmolLM2 Q4_0 +30% (Zen 4; one group ahead did as well on the 1b and 7b models and
+/// 7b +45%, SmolLM2 Q4_0 +30% (AMD EPYC; one group ahead did as well on the 1b and 7b models and
 /// 5% worse on SmolLM2's short rows; 16-row tiles on 512-bit vectors, 10% worse than 8 rows).
 #[inline(always)]
 fn prefetch_ahead(g: *const u8, b: usize, dist: usize) {
