@@ -110,20 +110,15 @@ fn main() {
             let mut base = random_matrix(ty, rows, cols, 7);
             // NIB_BENCH_INTERLEAVE=1: rows interleaved as the model loader leaves them where the
             // kernels have a tile for that.
-            let t = k.get(ty).unwrap();
             let interleave = std::env::var("NIB_BENCH_INTERLEAVE").is_ok_and(|v| v == "1");
-            let layout = if !interleave {
-                Layout::Rows
-            } else if t.tile_interleaved.is_some() && interleave::can_interleave(ty, rows, cols) {
-                interleave::interleave_in_place(&mut base, rows, cols);
-                Layout::Interleaved8
-            } else if t.tile_blocks4.is_some() && interleave::can_interleave_blocks(ty, rows, cols)
-            {
-                interleave::interleave_blocks_in_place(ty, &mut base, rows, cols);
-                Layout::Blocks4
+            let layout = if interleave {
+                interleave::best_layout(k.get(ty).unwrap(), rows, cols)
             } else {
                 Layout::Rows
             };
+            if layout != Layout::Rows {
+                interleave::interleave_in_place(layout, ty, &mut base, rows, cols);
+            }
             let mats: Vec<Vec<u8>> = (0..n_mats).map(|_| base.clone()).collect();
             let at = k.get(ty).unwrap().vec_dot_type;
             let x: Vec<f32> = (0..cols)

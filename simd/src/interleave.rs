@@ -14,184 +14,197 @@
 //! ```
 //!
 //! so a 256-bit vector loaded from `q[g]` holds group `g` of row `r` in its 32-bit lane `r`, and
-//! the scales convert with one instruction. A group of eight rows takes exactly the bytes of its
-//! eight rows (18 bytes per row and block), so a matrix is interleaved in place, group by group.
+//! the scales convert with one instruction ([`Layout::Interleaved8`]).
+//!
+//! The other 32-element formats (Q4_1, Q5_0, Q5_1, Q8_0) keep their blocks whole and interleave
+//! four rows block by block: block `b` of row `r` of a group at block index `b·4 + r`
+//! ([`Layout::Blocks4`]), so a tile of four rows reads one stream.
+//!
+//! Either way a group takes exactly the bytes of its rows, so a matrix is interleaved in place,
+//! group by group.
 
 use crate::blocks::BlockQ4_0;
+use crate::matmul::Layout;
+use crate::traits::TypeTraits;
 use crate::GgmlType;
 
-/// Rows per group.
+/// Rows per group of [`Layout::Interleaved8`].
 pub const ROWS: usize = 8;
-/// Bytes of one interleaved block of a group (eight Q4_0 blocks).
+/// Rows per group of [`Layout::Blocks4`].
+pub const BLOCK_ROWS: usize = 4;
+/// Bytes of one interleaved block of a [`Layout::Interleaved8`] group (eight Q4_0 blocks).
 pub const GROUP_BLOCK: usize = ROWS * size_of::<BlockQ4_0>();
-/// Longest row (in blocks) the interleaved kernels take.
+/// Longest row (in blocks) the Q4_0 interleaved kernels take.
 pub const MAX_BLOCKS: usize = 1024;
 
-/// Whether a matrix of this type and shape can be interleaved (and then multiplied by the
-/// kernels' `tile_interleaved`).
-pub fn can_interleave(ty: GgmlType, rows: usize, cols: usize) -> bool {
-    ty == GgmlType::Q4_0
-        && rows > 0
-        && rows.is_multiple_of(ROWS)
-        && cols.is_multiple_of(32)
-        && (1..=MAX_BLOCKS).contains(&(cols / 32))
+/// Whether a matrix of this type and shape can be stored in `layout` (always, for
+/// [`Layout::Rows`]).
+pub fn fits(layout: Layout, ty: GgmlType, rows: usize, cols: usize) -> bool {
+    use GgmlType::*;
+    let shape = |g: usize| rows > 0 && rows.is_multiple_of(g) && cols.is_multiple_of(32);
+    match layout {
+        Layout::Rows => true,
+        Layout::Interleaved8 => {
+            ty == Q4_0 && shape(ROWS) && (1..=MAX_BLOCKS).contains(&(cols / 32))
+        }
+        Layout::Blocks4 => {
+            matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0) && shape(BLOCK_ROWS) && cols >= 32
+        }
+    }
 }
 
-/// Interleave one group: `src` holds eight rows of `nb` Q4_0 blocks one after another, `dst`
-/// receives the group (both `nb * GROUP_BLOCK` bytes).
-pub fn interleave_group(src: &[u8], dst: &mut [u8], nb: usize) {
-    let rb = nb * size_of::<BlockQ4_0>();
-    assert!(src.len() >= ROWS * rb && dst.len() >= ROWS * rb);
+/// The layout a level's kernels read fastest for this matrix: interleaved where it has a tile
+/// for that and the shape fits, else GGUF's rows.
+pub fn best_layout(t: &TypeTraits, rows: usize, cols: usize) -> Layout {
+    let (ty, layouts) = (
+        t.ty,
+        [
+            (Layout::Interleaved8, t.tile_interleaved.is_some()),
+            (Layout::Blocks4, t.tile_blocks4.is_some()),
+        ],
+    );
+    layouts
+        .into_iter()
+        .find(|&(l, tile)| tile && fits(l, ty, rows, cols))
+        .map_or(Layout::Rows, |(l, _)| l)
+}
+
+/// One group: `src` holds its rows of `nb` blocks of `ty` one after another, `dst` receives the
+/// interleaved group (`forward`), or the other way round.
+fn group(layout: Layout, ty: GgmlType, src: &[u8], dst: &mut [u8], nb: usize, forward: bool) {
+    let bs = ty.type_size();
+    let g = layout.group_rows();
+    let rb = nb * bs;
+    assert!(src.len() >= g * rb && dst.len() >= g * rb);
     for b in 0..nb {
-        let out = &mut dst[b * GROUP_BLOCK..(b + 1) * GROUP_BLOCK];
-        for r in 0..ROWS {
-            let blk = &src[r * rb + b * 18..r * rb + (b + 1) * 18];
-            out[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
-            for g in 0..4 {
-                let at = 16 + 32 * g + 4 * r;
-                out[at..at + 4].copy_from_slice(&blk[2 + 4 * g..6 + 4 * g]);
+        for r in 0..g {
+            let at_rows = r * rb + b * bs;
+            match layout {
+                Layout::Rows => {}
+                Layout::Interleaved8 => {
+                    // (scale, then the four 4-byte quant groups) of row `r`, block `b`.
+                    let at = b * GROUP_BLOCK;
+                    let mut pieces = [(at + 2 * r, at_rows, 2); 5];
+                    for q in 0..4 {
+                        pieces[q + 1] = (at + 16 + 32 * q + 4 * r, at_rows + 2 + 4 * q, 4);
+                    }
+                    for (il, rw, n) in pieces {
+                        let (from, to) = if forward { (rw, il) } else { (il, rw) };
+                        dst[to..to + n].copy_from_slice(&src[from..from + n]);
+                    }
+                }
+                Layout::Blocks4 => {
+                    let il = (b * g + r) * bs;
+                    let (from, to) = if forward {
+                        (at_rows, il)
+                    } else {
+                        (il, at_rows)
+                    };
+                    dst[to..to + bs].copy_from_slice(&src[from..from + bs]);
+                }
             }
         }
     }
+}
+
+/// Interleave one group of `layout` (see [`group`]).
+pub fn interleave_group(layout: Layout, ty: GgmlType, src: &[u8], dst: &mut [u8], nb: usize) {
+    group(layout, ty, src, dst, nb, true);
 }
 
 /// The inverse of [`interleave_group`].
-pub fn deinterleave_group(src: &[u8], dst: &mut [u8], nb: usize) {
-    let rb = nb * size_of::<BlockQ4_0>();
-    assert!(src.len() >= ROWS * rb && dst.len() >= ROWS * rb);
-    for b in 0..nb {
-        let grp = &src[b * GROUP_BLOCK..(b + 1) * GROUP_BLOCK];
-        for r in 0..ROWS {
-            let blk = &mut dst[r * rb + b * 18..r * rb + (b + 1) * 18];
-            blk[..2].copy_from_slice(&grp[2 * r..2 * r + 2]);
-            for g in 0..4 {
-                let at = 16 + 32 * g + 4 * r;
-                blk[2 + 4 * g..6 + 4 * g].copy_from_slice(&grp[at..at + 4]);
-            }
-        }
-    }
+pub fn deinterleave_group(layout: Layout, ty: GgmlType, src: &[u8], dst: &mut [u8], nb: usize) {
+    group(layout, ty, src, dst, nb, false);
 }
 
-/// Interleave a whole matrix of `rows` × `cols` Q4_0 from `src` into `dst` (both its bytes),
-/// the groups spread over the current thread pool. Panics unless [`can_interleave`] and both
-/// hold the matrix.
-pub fn interleave_into(src: &[u8], dst: &mut [u8], rows: usize, cols: usize) {
-    assert!(can_interleave(GgmlType::Q4_0, rows, cols));
-    let nb = cols / 32;
-    let group = ROWS * nb * size_of::<BlockQ4_0>();
-    let n = rows / ROWS * group;
-    let (src, dst) = (&src[..n], &mut dst[..n]);
-    let per = (65_536 / group).max(1);
+/// `f(src_group, dst_group)` for every group of a matrix, spread over the current thread pool
+/// (several groups per task, so a task is worth its scheduling). `src` is `None` for in place.
+fn each_group(
+    data: &mut [u8],
+    src: Option<&[u8]>,
+    group_bytes: usize,
+    f: impl Fn(&[u8], &mut [u8]) + Sync,
+) {
+    let per = (65_536 / group_bytes).max(1);
     crate::pool::with_current(|pool| {
-        pool.for_each_chunk_mut(dst, per * group, |i, chunk| {
-            let src = &src[i * per * group..];
-            for (j, g) in chunk.chunks_exact_mut(group).enumerate() {
-                interleave_group(&src[j * group..(j + 1) * group], g, nb);
-            }
-        })
-    });
-}
-
-/// Interleave a whole matrix of `rows` × `cols` Q4_0 in place (`data` its bytes), the groups
-/// spread over the current thread pool. Panics unless [`can_interleave`] and `data` holds the
-/// matrix.
-pub fn interleave_in_place(data: &mut [u8], rows: usize, cols: usize) {
-    assert!(can_interleave(GgmlType::Q4_0, rows, cols));
-    let nb = cols / 32;
-    let group = ROWS * nb * size_of::<BlockQ4_0>();
-    let data = &mut data[..rows / ROWS * group];
-    // Several groups per task, so a task is worth its scheduling.
-    let per = (65_536 / group).max(1);
-    crate::pool::with_current(|pool| {
-        pool.for_each_chunk_mut(data, per * group, |_, chunk| {
-            let mut tmp = vec![0u8; group];
-            for g in chunk.chunks_exact_mut(group) {
-                tmp.copy_from_slice(g);
-                interleave_group(&tmp, g, nb);
-            }
-        })
-    });
-}
-
-/// Rows per group of the block-interleaved layout ([`crate::matmul::Layout::Blocks4`]).
-pub const BLOCK_ROWS: usize = 4;
-
-/// Whether a matrix can be interleaved block by block in groups of [`BLOCK_ROWS`] rows (the
-/// 32-element formats other than Q4_0, which has its own layout), for the kernels'
-/// `tile_blocks4`.
-pub fn can_interleave_blocks(ty: GgmlType, rows: usize, cols: usize) -> bool {
-    use GgmlType::*;
-    matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0)
-        && rows > 0
-        && rows.is_multiple_of(BLOCK_ROWS)
-        && cols.is_multiple_of(32)
-        && cols >= 32
-}
-
-/// Interleave the rows of a matrix of `rows` × `cols` (`ty` as for [`can_interleave_blocks`])
-/// block by block in groups of four, from `src` into `dst`: group `g`, block `b`, row `r` at
-/// block index `(g·nb + b)·4 + r`. Spread over the current thread pool. Panics unless
-/// [`can_interleave_blocks`] and both hold the matrix.
-pub fn interleave_blocks_into(ty: GgmlType, src: &[u8], dst: &mut [u8], rows: usize, cols: usize) {
-    assert!(can_interleave_blocks(ty, rows, cols));
-    let bs = ty.type_size();
-    let nb = cols / 32;
-    let group = BLOCK_ROWS * nb * bs;
-    let n = rows / BLOCK_ROWS * group;
-    let (src, dst) = (&src[..n], &mut dst[..n]);
-    let per = (65_536 / group).max(1);
-    crate::pool::with_current(|pool| {
-        pool.for_each_chunk_mut(dst, per * group, |i, chunk| {
-            let src = &src[i * per * group..];
-            for (j, g) in chunk.chunks_exact_mut(group).enumerate() {
-                let s = &src[j * group..(j + 1) * group];
-                for r in 0..BLOCK_ROWS {
-                    for b in 0..nb {
-                        let from = (r * nb + b) * bs;
-                        let to = (b * BLOCK_ROWS + r) * bs;
-                        g[to..to + bs].copy_from_slice(&s[from..from + bs]);
+        pool.for_each_chunk_mut(data, per * group_bytes, |i, chunk| {
+            let mut tmp = Vec::new();
+            for (j, g) in chunk.chunks_exact_mut(group_bytes).enumerate() {
+                let from = match src {
+                    Some(s) => &s[(i * per + j) * group_bytes..][..group_bytes],
+                    None => {
+                        tmp.clear();
+                        tmp.extend_from_slice(g);
+                        &tmp[..]
                     }
-                }
+                };
+                f(from, g);
             }
         })
     });
 }
 
-/// The inverse of [`interleave_blocks_into`] for one group (`BLOCK_ROWS` rows of `nb` blocks of
-/// `bs` bytes).
-pub fn deinterleave_blocks_group(src: &[u8], dst: &mut [u8], nb: usize, bs: usize) {
-    for r in 0..BLOCK_ROWS {
-        for b in 0..nb {
-            let from = (b * BLOCK_ROWS + r) * bs;
-            let to = (r * nb + b) * bs;
-            dst[to..to + bs].copy_from_slice(&src[from..from + bs]);
-        }
-    }
+/// The bytes of one group and of the whole matrix, after checking that it fits `layout`.
+fn sizes(layout: Layout, ty: GgmlType, rows: usize, cols: usize) -> (usize, usize) {
+    assert!(
+        layout != Layout::Rows && fits(layout, ty, rows, cols),
+        "a {ty} matrix of {rows} x {cols} cannot be stored as {layout:?}"
+    );
+    let group = layout.group_rows() * cols / 32 * ty.type_size();
+    (group, rows / layout.group_rows() * group)
 }
 
-/// Interleave block by block in place (through a copy of the matrix).
-pub fn interleave_blocks_in_place(ty: GgmlType, data: &mut [u8], rows: usize, cols: usize) {
-    let src = data.to_vec();
-    interleave_blocks_into(ty, &src, data, rows, cols);
+/// Interleave a whole matrix of `rows` × `cols` of `ty` into `layout`, from `src` into `dst`
+/// (both its bytes), the groups spread over the current thread pool. Panics unless it
+/// [`fits`] and both hold the matrix.
+pub fn interleave_into(
+    layout: Layout,
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [u8],
+    rows: usize,
+    cols: usize,
+) {
+    let (group_bytes, n) = sizes(layout, ty, rows, cols);
+    let nb = cols / 32;
+    each_group(&mut dst[..n], Some(&src[..n]), group_bytes, |s, d| {
+        interleave_group(layout, ty, s, d, nb)
+    });
+}
+
+/// [`interleave_into`] in place (`data` the matrix's bytes), through one group's copy at a time.
+pub fn interleave_in_place(
+    layout: Layout,
+    ty: GgmlType,
+    data: &mut [u8],
+    rows: usize,
+    cols: usize,
+) {
+    let (group_bytes, n) = sizes(layout, ty, rows, cols);
+    let nb = cols / 32;
+    each_group(&mut data[..n], None, group_bytes, |s, d| {
+        interleave_group(layout, ty, s, d, nb)
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use GgmlType::*;
 
     #[test]
     fn interleave_round_trips_and_places_bytes() {
         let nb = 3;
         let src: Vec<u8> = (0..ROWS * nb * 18).map(|i| (i * 7 + 3) as u8).collect();
         let mut grp = vec![0u8; src.len()];
-        interleave_group(&src, &mut grp, nb);
+        interleave_group(Layout::Interleaved8, Q4_0, &src, &mut grp, nb);
         // Row 5, block 2: its scale, and its quant bytes 8..12 (group 2).
         let blk = &src[5 * nb * 18 + 2 * 18..][..18];
         let out = &grp[2 * GROUP_BLOCK..][..GROUP_BLOCK];
         assert_eq!(&out[10..12], &blk[..2]);
         assert_eq!(&out[16 + 64 + 20..16 + 64 + 24], &blk[10..14]);
         let mut back = vec![0u8; src.len()];
-        deinterleave_group(&grp, &mut back, nb);
+        deinterleave_group(Layout::Interleaved8, Q4_0, &grp, &mut back, nb);
         assert_eq!(back, src);
     }
 
@@ -199,34 +212,33 @@ mod tests {
     fn whole_matrix_in_place_equals_group_by_group() {
         let (rows, cols) = (24, 96);
         let nb = cols / 32;
-        let src: Vec<u8> = (0..rows * nb * 18).map(|i| (i * 31 + 1) as u8).collect();
-        let mut m = src.clone();
-        interleave_in_place(&mut m, rows, cols);
-        for (g, (a, b)) in src
-            .chunks_exact(ROWS * nb * 18)
-            .zip(m.chunks_exact(ROWS * nb * 18))
-            .enumerate()
-        {
-            let mut want = vec![0u8; a.len()];
-            interleave_group(a, &mut want, nb);
-            assert_eq!(b, &want[..], "group {g}");
+        for (layout, ty) in [(Layout::Interleaved8, Q4_0), (Layout::Blocks4, Q4_1)] {
+            let bs = ty.type_size();
+            let g = layout.group_rows() * nb * bs;
+            let src: Vec<u8> = (0..rows * nb * bs).map(|i| (i * 31 + 1) as u8).collect();
+            let mut m = src.clone();
+            interleave_in_place(layout, ty, &mut m, rows, cols);
+            for (i, (a, b)) in src.chunks_exact(g).zip(m.chunks_exact(g)).enumerate() {
+                let mut want = vec![0u8; a.len()];
+                interleave_group(layout, ty, a, &mut want, nb);
+                assert_eq!(b, &want[..], "{layout:?} group {i}");
+                let mut back = vec![0u8; a.len()];
+                deinterleave_group(layout, ty, b, &mut back, nb);
+                assert_eq!(back, a, "{layout:?} group {i} back");
+            }
+            let mut copy = vec![0u8; src.len()];
+            interleave_into(layout, ty, &src, &mut copy, rows, cols);
+            assert_eq!(copy, m);
         }
-        let mut copy = vec![0u8; src.len()];
-        interleave_into(&src, &mut copy, rows, cols);
-        assert_eq!(copy, m);
-        let q41: Vec<u8> = (0..rows * nb * 20).map(|i| (i * 13 + 5) as u8).collect();
+        // Blocks4: row 1's first block comes second.
+        let q41: Vec<u8> = (0..8 * nb * 20).map(|i| (i * 13 + 5) as u8).collect();
         let mut blocks = vec![0u8; q41.len()];
-        interleave_blocks_into(GgmlType::Q4_1, &q41, &mut blocks, rows, cols);
-        let mut back = vec![0u8; 4 * nb * 20];
-        deinterleave_blocks_group(&blocks[4 * nb * 20..8 * nb * 20], &mut back, nb, 20);
-        assert_eq!(back, &q41[4 * nb * 20..8 * nb * 20]);
-        assert_eq!(
-            &blocks[20..40],
-            &q41[nb * 20..(nb + 1) * 20],
-            "row 1's first block second"
-        );
-        assert!(!can_interleave(GgmlType::Q4_0, 12, 96));
-        assert!(!can_interleave(GgmlType::Q8_0, 8, 96));
-        assert!(!can_interleave(GgmlType::Q4_0, 8, 32 * 1025));
+        interleave_into(Layout::Blocks4, Q4_1, &q41, &mut blocks, 8, cols);
+        assert_eq!(&blocks[20..40], &q41[nb * 20..(nb + 1) * 20]);
+        assert!(!fits(Layout::Interleaved8, Q4_0, 12, 96));
+        assert!(!fits(Layout::Interleaved8, Q8_0, 8, 96));
+        assert!(!fits(Layout::Interleaved8, Q4_0, 8, 32 * 1025));
+        assert!(!fits(Layout::Blocks4, Q4_0, 8, 96));
+        assert!(!fits(Layout::Blocks4, Q8_0, 6, 96));
     }
 }

@@ -158,44 +158,28 @@ fn matmul_multi_on(
             .unwrap_or_else(|| panic!("no kernels for {}", w.ty));
         let mut runs = [None, None];
         let mut t0 = 0;
-        match w.layout {
-            Layout::Rows => {}
-            Layout::Interleaved8 => {
-                assert!(
-                    crate::interleave::can_interleave(w.ty, w.rows, w.cols),
-                    "a {} matrix of {} x {} cannot be interleaved",
-                    w.ty,
-                    w.rows,
-                    w.cols
-                );
-                // Interleaved matrices are the repacked ones: that order for every token.
-                runs[0] = Some(Run {
-                    t0: 0,
-                    t1: n_tokens,
-                    dot: traits
-                        .vec_dot_repacked
-                        .expect("repacked order of an interleaved type"),
-                    tile: traits.tile_interleaved,
-                });
-                t0 = n_tokens;
-            }
-            Layout::Blocks4 => {
-                assert!(
-                    crate::interleave::can_interleave_blocks(w.ty, w.rows, w.cols),
-                    "a {} matrix of {} x {} cannot be interleaved by blocks",
-                    w.ty,
-                    w.rows,
-                    w.cols
-                );
-                // The 32-element formats sum in one order at every batch size.
-                runs[0] = Some(Run {
-                    t0: 0,
-                    t1: n_tokens,
-                    dot: traits.vec_dot.expect("dot product of a 32-element type"),
-                    tile: traits.tile_blocks4,
-                });
-                t0 = n_tokens;
-            }
+        if w.layout != Layout::Rows {
+            assert!(
+                crate::interleave::fits(w.layout, w.ty, w.rows, w.cols),
+                "a {} matrix of {} x {} cannot be stored as {:?}",
+                w.ty,
+                w.rows,
+                w.cols,
+                w.layout
+            );
+            // One order for every token: interleaved Q4_0 matrices are the repacked ones, and
+            // the other 32-element formats sum in one order at every batch size.
+            let (dot, tile) = match w.layout {
+                Layout::Interleaved8 => (traits.vec_dot_repacked, traits.tile_interleaved),
+                _ => (traits.vec_dot, traits.tile_blocks4),
+            };
+            runs[0] = Some(Run {
+                t0: 0,
+                t1: n_tokens,
+                dot: dot.expect("the order of an interleaved layout"),
+                tile,
+            });
+            t0 = n_tokens;
         }
         for run in runs.iter_mut() {
             if t0 == n_tokens {
@@ -283,15 +267,7 @@ fn matmul_multi_on(
                 plain = vec![0u8; (r1 - r0) * rb];
                 let src = j.w.data[r0 * rb..r1 * rb].chunks_exact(g * rb);
                 for (s, d) in src.zip(plain.chunks_exact_mut(g * rb)) {
-                    match j.w.layout {
-                        Layout::Interleaved8 => crate::interleave::deinterleave_group(s, d, nb),
-                        _ => crate::interleave::deinterleave_blocks_group(
-                            s,
-                            d,
-                            nb,
-                            j.w.ty.type_size(),
-                        ),
-                    }
+                    crate::interleave::deinterleave_group(j.w.layout, j.w.ty, s, d, nb);
                 }
             }
             let row = |r: usize| -> &[u8] {

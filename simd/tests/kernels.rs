@@ -421,21 +421,51 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
     }
 }
 
-#[test]
-fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
-    // Q4_0 interleaved eight rows at a time (as models load it where the kernels have an
-    // interleaved tile) against the scalar product of the plain layout: the interleaved tiles
-    // (8 and 16 rows, 1 to 8 tokens) and, on levels without one, the row-by-row fallback.
-    use nib_simd::interleave::interleave_in_place;
-    use nib_simd::Layout;
-    let ty = GgmlType::Q4_0;
+/// Products of `ty` stored in `layout` (as models load them where the kernels have a tile for
+/// it) against the scalar product of the plain layout, at every level (the interleaved tiles,
+/// and on levels without one, the de-interleaving fallback), for `(blocks, rows, tokens)`.
+fn check_layout(layout: nib_simd::Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) {
     let scalar = Kernels::for_level(Level::Scalar);
-    let mut rng = Rng(0x1e4);
+    let mut rng = Rng(0x1e4 ^ ty as u64);
     let mut levels = optimised_levels();
     levels.push(Level::Scalar);
+    let at = scalar.get(ty).unwrap().vec_dot_type;
     for level in levels {
         let k = Kernels::for_level(level);
-        for (nb, rows, toks) in [
+        for &(nb, rows, toks) in shapes {
+            let n = nb * 32;
+            let rb = ty.row_size(n).unwrap();
+            let w = matrix(ty, n, rows, rb, &mut rng);
+            let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
+            let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
+            nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
+            let mut want = vec![0f32; rows * toks];
+            nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
+            let mut wi = w.clone();
+            nib_simd::interleave::interleave_in_place(layout, ty, &mut wi, rows, n);
+            let m = MatRef {
+                layout,
+                ..MatRef::new(ty, rows, n, &wi)
+            };
+            let mut got = vec![f32::NAN; rows * toks];
+            nib_simd::matmul(&k, m, &act, toks, &mut got);
+            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                assert!(
+                    same_bits(*a, *b),
+                    "{level} {ty} {layout:?} {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
+    // Eight rows interleaved: the 8- and 16-row tiles, 1 to 8 tokens per tile and leftovers.
+    check_layout(
+        nib_simd::Layout::Interleaved8,
+        GgmlType::Q4_0,
+        &[
             (1, 8, 1),
             (2, 16, 1),
             (3, 24, 3),
@@ -446,55 +476,24 @@ fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
             (2, 64, 17),
             (1, 8, 12),
             (64, 48, 2),
-        ] {
-            let n = nb * 32;
-            let rb = ty.row_size(n).unwrap();
-            let w = matrix(ty, n, rows, rb, &mut rng);
-            let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
-            let at = GgmlType::Q8_0;
-            let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
-            nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
-            let mut want = vec![0f32; rows * toks];
-            nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
-            let mut wi = w.clone();
-            interleave_in_place(&mut wi, rows, n);
-            let m = MatRef {
-                layout: Layout::Interleaved8,
-                ..MatRef::new(ty, rows, n, &wi)
-            };
-            let mut got = vec![f32::NAN; rows * toks];
-            nib_simd::matmul(&k, m, &act, toks, &mut got);
-            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
-                assert!(
-                    same_bits(*a, *b),
-                    "{level} interleaved {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
-                );
-            }
-        }
-    }
+        ],
+    );
 }
 
 #[test]
 fn block_interleaved_rows_give_the_scalar_bits_at_every_level() {
-    // The other 32-element formats with rows interleaved block by block in fours (as models
-    // load them where the kernels have a `tile_blocks4`) against the scalar product of the
-    // plain layout: batch and decode tiles (with leftover tokens) and the fallback.
-    use nib_simd::interleave::interleave_blocks_into;
-    use nib_simd::Layout;
-    let scalar = Kernels::for_level(Level::Scalar);
-    let mut rng = Rng(0xb4);
-    let mut levels = optimised_levels();
-    levels.push(Level::Scalar);
-    for level in levels {
-        let k = Kernels::for_level(level);
-        for ty in [
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-        ] {
-            let at = scalar.get(ty).unwrap().vec_dot_type;
-            for (nb, rows, toks) in [
+    // The other 32-element formats, four rows interleaved block by block: batch and decode
+    // tiles, with leftover tokens.
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ] {
+        check_layout(
+            nib_simd::Layout::Blocks4,
+            ty,
+            &[
                 (1, 4, 1),
                 (2, 8, 1),
                 (3, 12, 3),
@@ -503,31 +502,8 @@ fn block_interleaved_rows_give_the_scalar_bits_at_every_level() {
                 (7, 16, 9),
                 (33, 8, 1),
                 (2, 44, 17),
-            ] {
-                let n = nb * 32;
-                let rb = ty.row_size(n).unwrap();
-                let w = matrix(ty, n, rows, rb, &mut rng);
-                let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
-                let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
-                nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
-                let mut want = vec![0f32; rows * toks];
-                nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
-                let mut wi = vec![0u8; w.len()];
-                interleave_blocks_into(ty, &w, &mut wi, rows, n);
-                let m = MatRef {
-                    layout: Layout::Blocks4,
-                    ..MatRef::new(ty, rows, n, &wi)
-                };
-                let mut got = vec![f32::NAN; rows * toks];
-                nib_simd::matmul(&k, m, &act, toks, &mut got);
-                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
-                    assert!(
-                        same_bits(*a, *b),
-                        "{level} {ty} blocks4 {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
-                    );
-                }
-            }
-        }
+            ],
+        );
     }
 }
 

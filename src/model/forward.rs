@@ -235,14 +235,22 @@ impl Context {
     /// One batch through the whole network. `out_at`: where in the logits buffer (in rows) this
     /// batch's logits go, if any are wanted.
     fn forward_batch(&mut self, tokens: &[u32], which: Logits, out_at: Option<usize>) {
-        let mut seqs = [Seq {
+        let (seq, parts) = self.split(tokens.len());
+        forward(parts, &mut [seq], tokens, which, out_at);
+        self.n_past += tokens.len();
+    }
+
+    /// This context as the sequence of a batch (its next `n` positions) and as the holder of
+    /// the batch's scratch and model (disjoint borrows).
+    fn split(&mut self, n: usize) -> (Seq<'_>, Parts<'_>) {
+        let seq = Seq {
             kv: &mut self.kv,
             swa_cells: &mut self.swa_cells,
             pos0: self.n_past,
-            n: tokens.len(),
+            n,
             off: 0,
             kv_split: self.kv_split,
-        }];
+        };
         let parts = Parts {
             model: &self.model,
             s: &mut self.s,
@@ -250,8 +258,7 @@ impl Context {
             rope_swa: &self.rope_swa,
             trace: &mut self.trace,
         };
-        forward(parts, &mut seqs, tokens, which, out_at);
-        self.n_past += tokens.len();
+        (seq, parts)
     }
 
     /// One decoding step for several contexts of the same model at once: token `tokens[i]` at
@@ -294,32 +301,10 @@ impl Context {
         if first.s.logits.len() < n * n_vocab {
             first.s.logits.resize(n * n_vocab, 0.0);
         }
+        let (seq, parts) = first.split(1);
         let mut seqs: Vec<Seq<'_>> = Vec::with_capacity(n);
-        seqs.push(Seq {
-            kv: &mut first.kv,
-            swa_cells: &mut first.swa_cells,
-            pos0: first.n_past,
-            n: 1,
-            off: 0,
-            kv_split: first.kv_split,
-        });
-        for c in rest.iter_mut() {
-            seqs.push(Seq {
-                kv: &mut c.kv,
-                swa_cells: &mut c.swa_cells,
-                pos0: c.n_past,
-                n: 1,
-                off: 0,
-                kv_split: c.kv_split,
-            });
-        }
-        let parts = Parts {
-            model: &first.model,
-            s: &mut first.s,
-            rope: &first.rope,
-            rope_swa: &first.rope_swa,
-            trace: &mut first.trace,
-        };
+        seqs.push(seq);
+        seqs.extend(rest.iter_mut().map(|c| c.split(1).0));
         forward(parts, &mut seqs, tokens, Logits::Last, Some(0));
         drop(seqs);
         first.n_past += 1;

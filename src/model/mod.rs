@@ -168,8 +168,6 @@ pub struct Weight {
     /// How its rows lie: as in the file, or interleaved at load for faster kernels
     /// ([`Model::from_gguf_with`]).
     pub layout: Layout,
-    /// Its bytes: in the file, or (interleaved) in [`Model`]'s repacked buffer.
-    repacked: bool,
     range: Range<usize>,
 }
 
@@ -206,7 +204,8 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// Llama 3 `rope_freqs.weight`: per-dimension frequency divisors.
     pub rope_freqs: Option<Vec<f32>>,
-    /// Weights interleaved at load from a mapped file (their file pages are released).
+    /// Weights interleaved at load from a mapped file (their file pages are released): every
+    /// weight whose layout is not `Rows` lies here when this is `Some`.
     repacked: Option<memmap2::MmapMut>,
     /// The file ranges of the weights copied into `repacked`.
     released: Vec<Range<usize>>,
@@ -373,19 +372,9 @@ impl Model {
             ]);
         }
         // Each matrix's layout where a kernel reads an interleaved one faster.
-        let layout_for = |w: &Weight| -> Layout {
-            let Some(t) = k.get(w.ty) else {
-                return Layout::Rows;
-            };
-            if t.tile_interleaved.is_some() && interleave::can_interleave(w.ty, w.rows, w.cols) {
-                Layout::Interleaved8
-            } else if t.tile_blocks4.is_some()
-                && interleave::can_interleave_blocks(w.ty, w.rows, w.cols)
-            {
-                Layout::Blocks4
-            } else {
-                Layout::Rows
-            }
+        let layout_for = |w: &Weight| {
+            k.get(w.ty)
+                .map_or(Layout::Rows, |t| interleave::best_layout(t, w.rows, w.cols))
         };
         weights.retain(|w| layout_for(w) != Layout::Rows);
         if weights.is_empty() {
@@ -393,12 +382,9 @@ impl Model {
         }
         if let Some(bytes) = gguf.bytes_mut() {
             for w in weights {
-                let (m, layout) = (&mut bytes[w.range.clone()], layout_for(w));
-                match layout {
-                    Layout::Interleaved8 => interleave::interleave_in_place(m, w.rows, w.cols),
-                    _ => interleave::interleave_blocks_in_place(w.ty, m, w.rows, w.cols),
-                }
-                w.layout = layout;
+                w.layout = layout_for(w);
+                let m = &mut bytes[w.range.clone()];
+                interleave::interleave_in_place(w.layout, w.ty, m, w.rows, w.cols);
             }
             return Ok(());
         }
@@ -419,15 +405,11 @@ impl Model {
         let _ = buf.advise(memmap2::Advice::HugePage);
         for (w, place) in weights.into_iter().zip(places) {
             let src = &gguf.bytes()[w.range.clone()];
-            let (dst, layout) = (&mut buf[place.clone()], layout_for(w));
-            match layout {
-                Layout::Interleaved8 => interleave::interleave_into(src, dst, w.rows, w.cols),
-                _ => interleave::interleave_blocks_into(w.ty, src, dst, w.rows, w.cols),
-            }
+            w.layout = layout_for(w);
+            let dst = &mut buf[place.clone()];
+            interleave::interleave_into(w.layout, w.ty, src, dst, w.rows, w.cols);
             gguf.release_pages(w.range.clone());
             released.push(w.range.clone());
-            w.layout = layout;
-            w.repacked = true;
             w.range = place;
         }
         *repacked = Some(buf);
@@ -440,8 +422,10 @@ impl Model {
             ty: w.ty,
             rows: w.rows,
             cols: w.cols,
-            data: match (&self.repacked, w.repacked) {
-                (Some(buf), true) => &buf[w.range.clone()],
+            // Interleaved weights of a mapped file are in the repacked buffer (read into memory,
+            // they were rearranged where they lie).
+            data: match &self.repacked {
+                Some(buf) if w.layout != Layout::Rows => &buf[w.range.clone()],
                 _ => &self.gguf.bytes()[w.range.clone()],
             },
             layout: w.layout,
@@ -519,7 +503,6 @@ impl Loader<'_> {
             rows,
             cols,
             layout: Layout::Rows,
-            repacked: false,
             range: start..start + t.size as usize,
         })
     }

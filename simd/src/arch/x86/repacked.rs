@@ -54,6 +54,75 @@ pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     acc
 }
 
+/// One token's step of a tile: its block `blk` (offset term `off`) times the unpacked
+/// nibbles `v` of eight rows (lane `r` = row `r`; `v[g]` the low and `v[g + 4]` the high
+/// nibbles of quant group `g`) with the rows' scales `xd`: `acc` updated in the order of the
+/// module doc.
+///
+/// # Safety
+/// AVX2, FMA, F16C and the features of `I`.
+#[inline(always)]
+unsafe fn token_step<I: Isa>(
+    v: &[__m256i; 8],
+    xd: __m256,
+    blk: &BlockQ8_0,
+    off: i32,
+    acc: __m256,
+) -> __m256 {
+    let q = &blk.qs;
+    let group = |k: usize| {
+        _mm256_set1_epi32(i32::from_le_bytes([
+            q[4 * k] as u8,
+            q[4 * k + 1] as u8,
+            q[4 * k + 2] as u8,
+            q[4 * k + 3] as u8,
+        ]))
+    };
+    let mut s0 = _mm256_set1_epi32(off);
+    let mut s1 = _mm256_setzero_si256();
+    for k in (0..8).step_by(2) {
+        s0 = I::dot_u8_i8(s0, v[k], group(k));
+        s1 = I::dot_u8_i8(s1, v[k + 1], group(k + 1));
+    }
+    let isum = _mm256_add_epi32(s0, s1);
+    let d = _mm256_mul_ps(xd, f16_splat(blk.d));
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc)
+}
+
+/// [`token_step`] for sixteen rows on 512-bit vectors (one instruction where the 256-bit step
+/// needs two: the activation groups broadcast to sixteen lanes).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI besides AVX2, FMA, F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn token_step16(
+    v: &[__m512i; 8],
+    xd: __m512,
+    blk: &BlockQ8_0,
+    off: i32,
+    acc: __m512,
+) -> __m512 {
+    let q = &blk.qs;
+    let group = |k: usize| {
+        _mm512_set1_epi32(i32::from_le_bytes([
+            q[4 * k] as u8,
+            q[4 * k + 1] as u8,
+            q[4 * k + 2] as u8,
+            q[4 * k + 3] as u8,
+        ]))
+    };
+    let mut s0 = _mm512_set1_epi32(off);
+    let mut s1 = _mm512_setzero_si512();
+    for k in (0..8).step_by(2) {
+        s0 = _mm512_dpbusd_epi32(s0, v[k], group(k));
+        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], group(k + 1));
+    }
+    let isum = _mm512_add_epi32(s0, s1);
+    let d = _mm512_mul_ps(xd, _mm512_set1_ps(f16_to_f32(blk.d)));
+    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc)
+}
+
 /// Rows `w` (eight, of `nb` blocks) times tokens `a`, with `offs[c][b]` = `offset_term(a[c][b])`
 /// (initialised for `b < nb`): `out[c]` lane `r` = row `r` · token `c`.
 ///
@@ -116,26 +185,9 @@ unsafe fn tile<I: Isa, const C: usize>(
             w[7][b].d.to_bits() as i16,
         ));
         for c in 0..C {
-            let blk = &a[c][b];
-            let q = &blk.qs;
-            let group = |k: usize| {
-                _mm256_set1_epi32(i32::from_le_bytes([
-                    q[4 * k] as u8,
-                    q[4 * k + 1] as u8,
-                    q[4 * k + 2] as u8,
-                    q[4 * k + 3] as u8,
-                ]))
-            };
             // SAFETY: the caller initialised `offs[c][..nb]`.
-            let mut s0 = _mm256_set1_epi32(unsafe { offs[c][b].assume_init() });
-            let mut s1 = _mm256_setzero_si256();
-            for k in (0..8).step_by(2) {
-                s0 = I::dot_u8_i8(s0, v[k], group(k));
-                s1 = I::dot_u8_i8(s1, v[k + 1], group(k + 1));
-            }
-            let isum = _mm256_add_epi32(s0, s1);
-            let d = _mm256_mul_ps(xd, f16_splat(blk.d));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[c]);
+            let off = unsafe { offs[c][b].assume_init() };
+            acc[c] = token_step::<I>(&v, xd, &a[c][b], off, acc[c]);
         }
     }
     acc
@@ -192,29 +244,10 @@ unsafe fn tile16<const C: usize>(
         // SAFETY: `d16` is 32 readable bytes; `loadu` has no alignment requirement.
         let xd = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(d16.as_ptr().cast()) });
         for c in 0..C {
-            let blk = &a[c][b];
-            let q = &blk.qs;
-            let mut s0 = _mm512_set1_epi32(unsafe { offs[c][b].assume_init() });
-            let mut s1 = _mm512_setzero_si512();
-            for k in (0..8).step_by(2) {
-                let g0 = i32::from_le_bytes([
-                    q[4 * k] as u8,
-                    q[4 * k + 1] as u8,
-                    q[4 * k + 2] as u8,
-                    q[4 * k + 3] as u8,
-                ]);
-                let g1 = i32::from_le_bytes([
-                    q[4 * k + 4] as u8,
-                    q[4 * k + 5] as u8,
-                    q[4 * k + 6] as u8,
-                    q[4 * k + 7] as u8,
-                ]);
-                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(g0));
-                s1 = _mm512_dpbusd_epi32(s1, v[k + 1], _mm512_set1_epi32(g1));
-            }
-            let isum = _mm512_add_epi32(s0, s1);
-            let d = _mm512_mul_ps(xd, _mm512_set1_ps(f16_to_f32(blk.d)));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc[c]);
+            // SAFETY: the caller initialised `offs[c][..nb]`.
+            let off = unsafe { offs[c][b].assume_init() };
+            // SAFETY: this function's features.
+            acc[c] = unsafe { token_step16(&v, xd, &a[c][b], off, acc[c]) };
         }
     }
     acc
@@ -386,26 +419,9 @@ unsafe fn itile<I: Isa, const C: usize>(
             (xd, v)
         };
         for c in 0..C {
-            let blk = &a[c][b];
-            let q = &blk.qs;
-            let group = |k: usize| {
-                _mm256_set1_epi32(i32::from_le_bytes([
-                    q[4 * k] as u8,
-                    q[4 * k + 1] as u8,
-                    q[4 * k + 2] as u8,
-                    q[4 * k + 3] as u8,
-                ]))
-            };
             // SAFETY: the caller initialised `offs[c][..nb]`.
-            let mut s0 = _mm256_set1_epi32(unsafe { offs[c][b].assume_init() });
-            let mut s1 = _mm256_setzero_si256();
-            for k in (0..8).step_by(2) {
-                s0 = I::dot_u8_i8(s0, v[k], group(k));
-                s1 = I::dot_u8_i8(s1, v[k + 1], group(k + 1));
-            }
-            let isum = _mm256_add_epi32(s0, s1);
-            let d = _mm256_mul_ps(xd, f16_splat(blk.d));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[c]);
+            let off = unsafe { offs[c][b].assume_init() };
+            acc[c] = token_step::<I>(&v, xd, &a[c][b], off, acc[c]);
         }
     }
     acc
@@ -450,30 +466,10 @@ unsafe fn itile16<const C: usize>(
             (xd, v)
         };
         for c in 0..C {
-            let blk = &a[c][b];
-            let q = &blk.qs;
             // SAFETY: the caller initialised `offs[c][..nb]`.
-            let mut s0 = _mm512_set1_epi32(unsafe { offs[c][b].assume_init() });
-            let mut s1 = _mm512_setzero_si512();
-            for k in (0..8).step_by(2) {
-                let g0 = i32::from_le_bytes([
-                    q[4 * k] as u8,
-                    q[4 * k + 1] as u8,
-                    q[4 * k + 2] as u8,
-                    q[4 * k + 3] as u8,
-                ]);
-                let g1 = i32::from_le_bytes([
-                    q[4 * k + 4] as u8,
-                    q[4 * k + 5] as u8,
-                    q[4 * k + 6] as u8,
-                    q[4 * k + 7] as u8,
-                ]);
-                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(g0));
-                s1 = _mm512_dpbusd_epi32(s1, v[k + 1], _mm512_set1_epi32(g1));
-            }
-            let isum = _mm512_add_epi32(s0, s1);
-            let d = _mm512_mul_ps(xd, _mm512_set1_ps(f16_to_f32(blk.d)));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc[c]);
+            let off = unsafe { offs[c][b].assume_init() };
+            // SAFETY: this function's features.
+            acc[c] = unsafe { token_step16(&v, xd, &a[c][b], off, acc[c]) };
         }
     }
     acc
