@@ -14,6 +14,7 @@ pub mod ggml_type;
 pub mod interleave;
 pub mod quantize;
 pub mod reference;
+pub mod testing;
 pub mod traits;
 
 pub use ggml_type::{GgmlType, ALL_TYPES, QK_K};
