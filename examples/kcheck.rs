@@ -1,6 +1,6 @@
 // Compare every level's vec_dot with scalar on real rows of a model.
 use nib::gguf::Gguf;
-use nib_simd::traits::{Kernels, Level};
+use nib_simd::{Kernels, Level};
 fn main() {
     let g = Gguf::open(std::env::args().nth(1).unwrap()).unwrap();
     let sc = Kernels::for_level(Level::Scalar);
@@ -27,8 +27,8 @@ fn main() {
             let mut worst = 0f32;
             for r in 0..8 {
                 let row = &data[r * rb..(r + 1) * rb];
-                let want = (tr.vec_dot.unwrap())(cols, row, &a);
-                let got = (k.get(t.ty).unwrap().vec_dot.unwrap())(cols, row, &a);
+                let want = (tr.dot(nib_simd::Order::Vec).unwrap())(cols, row, &a);
+                let got = (k.get(t.ty).unwrap().dot(nib_simd::Order::Vec).unwrap())(cols, row, &a);
                 worst = worst.max((want - got).abs() / want.abs().max(1e-3));
             }
             println!(

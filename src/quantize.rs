@@ -136,7 +136,7 @@ pub fn quantize_file(
             .get(t.ty)
             .and_then(|tr| tr.to_float)
             .ok_or_else(|| anyhow!("tensor {:?}: nib cannot read {}", t.name, t.ty))?;
-        let quantize = nib_simd::quantize::weight_quantizer(new_ty)
+        let quantize = nib_simd::formats::weight_quantizer(new_ty)
             .ok_or_else(|| anyhow!("tensor {:?}: nib cannot write {new_ty}", t.name))?;
         let cols = t.dims[0] as usize;
         let rows = t.n_rows() as usize;

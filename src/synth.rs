@@ -112,7 +112,7 @@ fn random_rows(seed: u64, name: &str, rows: usize, cols: usize, mean: f32, std: 
 
 /// Convert f32 rows (each `cols` long) into `ty`'s bytes.
 pub fn quantize_weights(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
-    let f = nib_simd::quantize::weight_quantizer(ty)
+    let f = nib_simd::formats::weight_quantizer(ty)
         .ok_or_else(|| anyhow::anyhow!("nib cannot quantize weights to {ty}"))?;
     let rb = ty
         .row_size(cols)

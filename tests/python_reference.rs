@@ -10,9 +10,9 @@
 //! either is missing the tests fail and say how to get it.
 
 use nib::gguf::Gguf;
-use nib_simd::quantize::weight_quantizer;
-use nib_simd::traits::{Kernels, Level};
+use nib_simd::formats::weight_quantizer;
 use nib_simd::GgmlType;
+use nib_simd::{Kernels, Level};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -11,9 +11,9 @@
 //!   cargo bench -p nib-bench --bench kernels -- matmul  # the matrix products
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use half::f16;
-use nib_simd::traits::{Kernels, Level};
+use nib_simd::testing::{random_row, Rng};
 use nib_simd::GgmlType;
+use nib_simd::{Kernels, Level};
 use std::time::Duration;
 
 /// Elements per row (a typical hidden size) and rows per measured batch.
@@ -42,63 +42,17 @@ impl Buf {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
-
-/// Byte offsets of the f16 scales in one block, set to small normal values.
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q4_K | Q5_K => &[0, 2],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
 /// `rows` rows of `ty` with random quants and sane scales (or random floats).
 fn weights(ty: GgmlType, rows: usize, rng: &mut Rng) -> Buf {
     weights_n(ty, rows, N, rng)
 }
 
-/// `rows` rows of `n` elements of `ty`, as [`weights`].
+/// `rows` rows of `n` elements of `ty`, as [`weights`], in a buffer aligned for every block.
 fn weights_n(ty: GgmlType, rows: usize, n: usize, rng: &mut Rng) -> Buf {
     let row = ty.row_size(n).unwrap();
     let mut buf = Buf::new(rows * row);
-    let b = buf.bytes_mut();
-    match ty {
-        GgmlType::F32 => b
-            .chunks_exact_mut(4)
-            .for_each(|c| c.copy_from_slice(&rng.f32().to_le_bytes())),
-        GgmlType::F16 => b
-            .chunks_exact_mut(2)
-            .for_each(|c| c.copy_from_slice(&f16::from_f32(rng.f32()).to_le_bytes())),
-        GgmlType::BF16 => b
-            .chunks_exact_mut(2)
-            .for_each(|c| c.copy_from_slice(&half::bf16::from_f32(rng.f32()).to_le_bytes())),
-        _ => {
-            b.iter_mut().for_each(|v| *v = rng.next() as u8);
-            for blk in b.chunks_exact_mut(ty.type_size()) {
-                for &off in f16_fields(ty) {
-                    let d = f16::from_f32(0.01 + 0.01 * rng.f32().abs());
-                    blk[off..off + 2].copy_from_slice(&d.to_le_bytes());
-                }
-            }
-        }
+    for r in buf.bytes_mut().chunks_exact_mut(row) {
+        r.copy_from_slice(&random_row(ty, n, rng, 0.25));
     }
     buf
 }
@@ -135,7 +89,7 @@ fn vec_dot(c: &mut Criterion) {
             let at = t.vec_dot_type;
             let mut a = Buf::new(at.row_size(N).unwrap());
             (k.get(at).unwrap().from_float.unwrap())(&x, a.bytes_mut());
-            let dot = t.vec_dot.unwrap();
+            let dot = t.dot(nib_simd::Order::Vec).unwrap();
             g.bench_function(BenchmarkId::from_parameter(level.name()), |b| {
                 b.iter(|| {
                     let mut s = 0.0f32;
@@ -219,7 +173,7 @@ fn matmul(c: &mut Criterion) {
             for level in levels() {
                 let k = Kernels::for_level(level);
                 let t = k.get(ty).unwrap();
-                let kind = t.kind_for(ROWS_MM, tokens, 0).unwrap();
+                let order = t.order_for(ROWS_MM, tokens, 0).unwrap();
                 // The order is what llama.cpp would use here (repacked for Q4_0/Q4_K).
                 let at = t.vec_dot_type;
                 let x: Vec<f32> = (0..COLS_MM * tokens).map(|_| rng.f32()).collect();
@@ -227,7 +181,7 @@ fn matmul(c: &mut Criterion) {
                 nib_simd::quantize_rows(&k, at, &x, COLS_MM, tokens, a.bytes_mut());
                 let m = nib_simd::MatRef::new(ty, ROWS_MM, COLS_MM, w.bytes());
                 let mut out = vec![0f32; ROWS_MM * tokens];
-                let id = format!("{}/{:?}", level.name(), kind);
+                let id = format!("{}/{:?}", level.name(), order);
                 g.bench_function(BenchmarkId::from_parameter(id), |b| {
                     b.iter(|| {
                         nib_simd::pool::with_pool(&pool, || {

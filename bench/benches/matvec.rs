@@ -53,7 +53,7 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
             (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    let q = nib_simd::quantize::weight_quantizer(ty).unwrap();
+    let q = nib_simd::formats::weight_quantizer(ty).unwrap();
     let rb = ty.row_size(cols).unwrap();
     let mut out = vec![0u8; rb * rows];
     for (o, xi) in out.chunks_mut(rb).zip(x.chunks(cols)) {
@@ -112,7 +112,7 @@ fn main() {
             // kernels have a tile for that.
             let interleave = std::env::var("NIB_BENCH_INTERLEAVE").is_ok_and(|v| v == "1");
             let layout = if interleave {
-                interleave::best_layout(k.get(ty).unwrap(), rows, cols)
+                k.best_layout(ty, rows, cols)
             } else {
                 Layout::Rows
             };

@@ -3,11 +3,11 @@
 //! nib's `ops::attention` decides which of llama.cpp's paths a batch takes and which cells each
 //! query sees; these kernels do the arithmetic:
 //!
-//! * [`VecOps::fa_vec`]: the **vector path** for one query row over a list of visible cells: the
+//! * [`crate::vec::VecOps::fa_vec`]: the **vector path** for one query row over a list of visible cells: the
 //!   query rounded to f16, each score the 64-lane f16 dot ([`crate::vec::dot_f16`]) times the
 //!   scale (or the softcap), an online softmax with libm's `expf`, and an f16 accumulator
 //!   updated as `ggml_vec_scale_f16` / `ggml_vec_mad_f16` do (see [`scalar::fa_vec`]).
-//! * [`VecOps::fa_tiled`]: the **tiled path** for a block of query rows sharing one KV head, in
+//! * [`crate::vec::VecOps::fa_tiled`]: the **tiled path** for a block of query rows sharing one KV head, in
 //!   tiles of [`TILE_KV`] cells: f32 scores summed over the head dimension in order, the vector
 //!   `expf` polynomial, the tile sums in f64, the output accumulated cell by cell
 //!   (see [`scalar::fa_tiled`]).
@@ -20,7 +20,6 @@
 pub(crate) mod generic;
 pub mod scalar;
 
-use crate::vec::VecOps;
 use half::f16;
 
 /// Cells per KV tile of the tiled path (llama.cpp's `GGML_FA_TILE_KV`).
@@ -167,26 +166,4 @@ pub struct TiledRow {
     pub q: usize,
     pub pos: usize,
     pub out: usize,
-}
-
-impl VecOps {
-    /// The vector path for one query row `q` (`k.dim` values) over `rows` (the K/V rows of the
-    /// visible cells, in llama.cpp's visiting order), continuing `st`. See [`scalar::fa_vec`].
-    pub fn fa_vec<I: Iterator<Item = usize>>(
-        self,
-        q: &[f32],
-        k: HeadRows,
-        v: HeadRows,
-        rows: I,
-        score: Score,
-        st: &mut VecState,
-    ) {
-        crate::vec::dispatch!(self, fa_vec(q, k, v, rows, score, st))
-    }
-
-    /// The tiled path for `rows` (queries of heads sharing the KV head `h`), writing each row's
-    /// normalised output. See [`scalar::fa_tiled`].
-    pub fn fa_tiled(self, h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) {
-        crate::vec::dispatch!(self, fa_tiled(h, q, rows, out))
-    }
 }

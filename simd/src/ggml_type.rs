@@ -63,7 +63,7 @@ impl GgmlType {
         ALL_TYPES.iter().copied().find(|t| *t as u32 == id)
     }
 
-    pub fn id(self) -> u32 {
+    pub const fn id(self) -> u32 {
         self as u32
     }
 
@@ -115,7 +115,7 @@ impl GgmlType {
     }
 
     /// Elements per block.
-    pub fn block_size(self) -> usize {
+    pub const fn block_size(self) -> usize {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
@@ -125,7 +125,7 @@ impl GgmlType {
     }
 
     /// Bytes per block.
-    pub fn type_size(self) -> usize {
+    pub const fn type_size(self) -> usize {
         use GgmlType::*;
         match self {
             F32 => 4,

@@ -1,9 +1,12 @@
-//! Weights interleaved eight rows at a time, for kernels that compute eight rows per pass (the
-//! idea of llama.cpp's repacked Q4_0 layout; the arithmetic is unchanged, only where the bytes
-//! are).
+//! Weights interleaved at load: how a matrix's rows may lie in memory ([`Layout`]), which
+//! matrices fit a layout, and the rearrangement of whole matrices (in parallel, in place or into
+//! another buffer). The arithmetic never changes, only where the bytes are; the kernels that read
+//! each layout are in `crate::arch`, and which layout a level reads fastest is decided by
+//! [`crate::dispatch::Kernels::best_layout`].
 //!
-//! A Q4_0 matrix of `rows` rows (a multiple of 8) × `nb` blocks becomes `rows / 8` groups, each
-//! group `nb` interleaved blocks of [`GROUP_BLOCK`] bytes, in block order:
+//! [`Layout::Interleaved8`] (Q4_0; the idea of llama.cpp's repacked Q4_0 layout): a matrix of
+//! `rows` rows (a multiple of 8) × `nb` blocks becomes `rows / 8` groups, each group `nb`
+//! interleaved blocks of [`GROUP_BLOCK`] bytes, in block order:
 //!
 //! ```text
 //! d[0] .. d[7]            the eight rows' f16 scales of block b (16 bytes)
@@ -14,26 +17,51 @@
 //! ```
 //!
 //! so a 256-bit vector loaded from `q[g]` holds group `g` of row `r` in its 32-bit lane `r`, and
-//! the scales convert with one instruction ([`Layout::Interleaved8`]).
+//! the scales convert with one instruction.
 //!
-//! The other 32-element formats (Q4_1, Q5_0, Q5_1, Q8_0) keep their blocks whole and interleave
-//! four rows block by block: block `b` of row `r` of a group at block index `b·4 + r`
-//! ([`Layout::Blocks4`]), so a tile of four rows reads one stream.
+//! [`Layout::Blocks4`] (the other 32-element formats: Q4_1, Q5_0, Q5_1, Q8_0) keeps blocks whole
+//! and interleaves four rows block by block: block `b` of row `r` of a group at block index
+//! `b·4 + r`, so a tile of four rows reads one stream.
 //!
 //! Either way a group takes exactly the bytes of its rows, so a matrix is interleaved in place,
 //! group by group.
 
-use crate::blocks::BlockQ4_0;
-use crate::matmul::Layout;
-use crate::traits::TypeTraits;
 use crate::GgmlType;
+
+/// How a matrix's rows lie in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// GGUF's: row after row.
+    #[default]
+    Rows,
+    /// Groups of eight Q4_0 rows interleaved block by block, scales and quant groups apart (see
+    /// the module doc). Rows `8g..8g+8` occupy bytes `8g·row_bytes..(8g+8)·row_bytes`.
+    Interleaved8,
+    /// Groups of four rows interleaved block by block (whole blocks; the other 32-element
+    /// formats). Rows `4g..4g+4` occupy bytes `4g·row_bytes..(4g+4)·row_bytes`.
+    Blocks4,
+}
+
+impl Layout {
+    /// Every interleaved layout.
+    pub const INTERLEAVED: [Layout; 2] = [Layout::Interleaved8, Layout::Blocks4];
+
+    /// Rows per group (1: row after row).
+    pub fn group_rows(self) -> usize {
+        match self {
+            Layout::Rows => 1,
+            Layout::Interleaved8 => ROWS,
+            Layout::Blocks4 => BLOCK_ROWS,
+        }
+    }
+}
 
 /// Rows per group of [`Layout::Interleaved8`].
 pub const ROWS: usize = 8;
 /// Rows per group of [`Layout::Blocks4`].
 pub const BLOCK_ROWS: usize = 4;
 /// Bytes of one interleaved block of a [`Layout::Interleaved8`] group (eight Q4_0 blocks).
-pub const GROUP_BLOCK: usize = ROWS * size_of::<BlockQ4_0>();
+pub const GROUP_BLOCK: usize = ROWS * GgmlType::Q4_0.type_size();
 /// Longest row (in blocks) the Q4_0 interleaved kernels take.
 pub const MAX_BLOCKS: usize = 1024;
 
@@ -51,22 +79,6 @@ pub fn fits(layout: Layout, ty: GgmlType, rows: usize, cols: usize) -> bool {
             matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0) && shape(BLOCK_ROWS) && cols >= 32
         }
     }
-}
-
-/// The layout a level's kernels read fastest for this matrix: interleaved where it has a tile
-/// for that and the shape fits, else GGUF's rows.
-pub fn best_layout(t: &TypeTraits, rows: usize, cols: usize) -> Layout {
-    let (ty, layouts) = (
-        t.ty,
-        [
-            (Layout::Interleaved8, t.tile_interleaved.is_some()),
-            (Layout::Blocks4, t.tile_blocks4.is_some()),
-        ],
-    );
-    layouts
-        .into_iter()
-        .find(|&(l, tile)| tile && fits(l, ty, rows, cols))
-        .map_or(Layout::Rows, |(l, _)| l)
 }
 
 /// One group: `src` holds its rows of `nb` blocks of `ty` one after another, `dst` receives the

@@ -1,35 +1,20 @@
 //! Matrix products over threads: a quantized weight matrix times one (decode) or many (prompt)
-//! activation rows, split by output rows across nib's thread pool ([`crate::pool`]). Each task takes a chunk of weight
-//! rows and multiplies it with every activation row, so a loaded weight block serves the whole
-//! batch while it is in cache.
+//! activation rows, split by output rows across nib's thread pool ([`crate::pool`]). Each task
+//! takes a chunk of weight rows and multiplies it with every activation row, so a loaded weight
+//! block serves the whole batch while it is in cache.
 
-use crate::traits::{DotTile, Kernels, VecDot};
+use crate::dispatch::Kernels;
+use crate::interleave::{self, Layout};
+use crate::traits::{DotTile, Order, Tile, VecDot};
 use crate::GgmlType;
 
-/// How a matrix's rows lie in memory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Layout {
-    /// GGUF's: row after row.
-    #[default]
-    Rows,
-    /// Groups of eight rows interleaved block by block ([`crate::interleave`]; Q4_0 only), for
-    /// the kernels' `tile_interleaved`. Same bytes per row; rows `8g..8g+8` still occupy bytes
-    /// `8g·row_bytes..(8g+8)·row_bytes`.
-    Interleaved8,
-    /// Groups of four rows interleaved block by block (whole blocks, [`crate::interleave`]; the
-    /// other 32-element formats), for the kernels' `tile_blocks4`. Rows `4g..4g+4` occupy bytes
-    /// `4g·row_bytes..(4g+4)·row_bytes`.
-    Blocks4,
-}
-
-impl Layout {
-    /// Rows per group (1: row after row).
-    pub fn group_rows(self) -> usize {
-        match self {
-            Layout::Rows => 1,
-            Layout::Interleaved8 => crate::interleave::ROWS,
-            Layout::Blocks4 => crate::interleave::BLOCK_ROWS,
-        }
+/// The order of an interleaved layout, for a level without a tile for it (the rows are then put
+/// back in GGUF's layout and multiplied with that order's `VecDot`): each layout is read in the
+/// order its tiles sum in.
+fn layout_order(layout: Layout) -> Order {
+    match layout {
+        Layout::Rows | Layout::Blocks4 => Order::Vec,
+        Layout::Interleaved8 => Order::Block,
     }
 }
 
@@ -95,15 +80,11 @@ fn rows_per_task(rows: usize, cols: usize, n_tokens: usize, threads: usize) -> u
 /// `out[t * w.rows + r] = w.row(r) · act.row(t)` for `t < n_tokens`, `r < w.rows`.
 ///
 /// Each element is computed with the dot product [`crate::TypeTraits::dot_for`] picks for this
-/// matrix and batch size, so the result is that of llama.cpp multiplying the same `n_tokens`
-/// rows in one `ggml_mul_mat`.
+/// matrix and batch size (or its interleaved layout's order), so the result is that of llama.cpp
+/// multiplying the same `n_tokens` rows in one `ggml_mul_mat`.
 ///
 /// `act` holds `n_tokens` rows already converted to the weight type's `vec_dot_type`.
 /// Panics if the kernels have no dot product for `w.ty` or if the buffers are too small.
-///
-/// Each element is computed with the dot product [`crate::TypeTraits::dot_for`] picks for this
-/// matrix and batch size, so the result is that of llama.cpp multiplying the same `n_tokens`
-/// rows in one `ggml_mul_mat`.
 pub fn matmul(k: &Kernels, w: MatRef<'_>, act: &[u8], n_tokens: usize, out: &mut [f32]) {
     matmul_multi(k, &mut [(w, out)], act, n_tokens);
 }
@@ -128,7 +109,7 @@ fn matmul_multi_on(
     act: &[u8],
     n_tokens: usize,
 ) {
-    /// Tokens `t0..t1` use summation order `kind` (a batch has at most two such runs).
+    /// Tokens `t0..t1` use one summation order (a batch has at most two such runs).
     #[derive(Clone, Copy)]
     struct Run {
         t0: usize,
@@ -160,23 +141,24 @@ fn matmul_multi_on(
         let mut t0 = 0;
         if w.layout != Layout::Rows {
             assert!(
-                crate::interleave::fits(w.layout, w.ty, w.rows, w.cols),
+                interleave::fits(w.layout, w.ty, w.rows, w.cols),
                 "a {} matrix of {} x {} cannot be stored as {:?}",
                 w.ty,
                 w.rows,
                 w.cols,
                 w.layout
             );
-            // One order for every token: interleaved Q4_0 matrices are the repacked ones, and
-            // the other 32-element formats sum in one order at every batch size.
-            let (dot, tile) = match w.layout {
-                Layout::Interleaved8 => (traits.vec_dot_repacked, traits.tile_interleaved),
-                _ => (traits.vec_dot, traits.tile_blocks4),
+            // One order for every token: the layout's.
+            let (order, tile) = match traits.interleaved {
+                Some(i) if i.layout == w.layout => (i.order, Some(i.tile)),
+                _ => (layout_order(w.layout), None),
             };
             runs[0] = Some(Run {
                 t0: 0,
                 t1: n_tokens,
-                dot: dot.expect("the order of an interleaved layout"),
+                dot: traits
+                    .dot(order)
+                    .expect("the order of an interleaved layout"),
                 tile,
             });
             t0 = n_tokens;
@@ -185,19 +167,19 @@ fn matmul_multi_on(
             if t0 == n_tokens {
                 break;
             }
-            let kind = traits
-                .kind_for(w.rows, n_tokens, t0)
+            let order = traits
+                .order_for(w.rows, n_tokens, t0)
                 .unwrap_or_else(|| panic!("no dot product for {}", w.ty));
             let mut t1 = t0 + 1;
-            while t1 < n_tokens && traits.kind_for(w.rows, n_tokens, t1) == Some(kind) {
+            while t1 < n_tokens && traits.order_for(w.rows, n_tokens, t1) == Some(order) {
                 t1 += 1;
             }
-            let dot = traits.dot(kind).expect("a kind has its dot product");
+            let dot = traits.dot(order).expect("an order has its dot product");
             *run = Some(Run {
                 t0,
                 t1,
                 dot,
-                tile: traits.tile(kind),
+                tile: traits.tile(order),
             });
             t0 = t1;
         }
@@ -245,17 +227,17 @@ fn matmul_multi_on(
                 // every other task's elements (other row ranges, other matrices' outputs), and
                 // the outputs stay mutably borrowed until every task is done.
                 unsafe {
-                    tile(
-                        j.w.cols,
-                        &j.w.data[r0 * rb..r1 * rb],
-                        rb,
-                        r1 - r0,
-                        &act[run.t0 * j.act_row..run.t1 * j.act_row],
-                        j.act_row,
-                        run.t1 - run.t0,
-                        j.out.0.add(run.t0 * rows + r0),
-                        rows,
-                    )
+                    tile(&Tile {
+                        n: j.w.cols,
+                        w: &j.w.data[r0 * rb..r1 * rb],
+                        w_stride: rb,
+                        rows: r1 - r0,
+                        a: &act[run.t0 * j.act_row..run.t1 * j.act_row],
+                        a_stride: j.act_row,
+                        tokens: run.t1 - run.t0,
+                        out: j.out.0.add(run.t0 * rows + r0),
+                        out_stride: rows,
+                    })
                 };
                 continue;
             }
@@ -263,11 +245,11 @@ fn matmul_multi_on(
             let mut plain = Vec::new();
             let g = j.w.layout.group_rows();
             if g > 1 {
-                let nb = j.w.cols / crate::blocks::QK;
+                let nb = j.w.cols / crate::formats::QK;
                 plain = vec![0u8; (r1 - r0) * rb];
                 let src = j.w.data[r0 * rb..r1 * rb].chunks_exact(g * rb);
                 for (s, d) in src.zip(plain.chunks_exact_mut(g * rb)) {
-                    crate::interleave::deinterleave_group(j.w.layout, j.w.ty, s, d, nb);
+                    interleave::deinterleave_group(j.w.layout, j.w.ty, s, d, nb);
                 }
             }
             let row = |r: usize| -> &[u8] {

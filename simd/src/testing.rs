@@ -1,5 +1,9 @@
 //! Deterministic randomness for the tests and benchmarks of every crate in the workspace (one
-//! generator, so no test file carries its own copy). Not used by the kernels.
+//! generator, so no test file carries its own copy), and random weight rows with sane scales. Not
+//! used by the kernels.
+
+use crate::GgmlType;
+use half::{bf16, f16};
 
 /// xorshift64* (Vigna): small, fast and reproducible on every platform. The seed must not be 0
 /// (the generator would stay at 0).
@@ -34,6 +38,48 @@ impl Rng {
     pub fn fill(&mut self, out: &mut [u8]) {
         for b in out {
             *b = self.byte();
+        }
+    }
+}
+
+/// Byte offsets of the f16 scale fields inside one block of `ty` (which must hold finite values
+/// for a row to be a sane test input).
+pub fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q8_1 => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q4_K | Q5_K => &[0, 2],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random row of `n` elements of `ty`: floats in `[-scale, scale)`, or random quant bytes with
+/// every f16 scale set to a small finite value (about `scale · 0.05`).
+pub fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
+    match ty {
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.f32() * scale).to_le_bytes())
+            .collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| bf16::from_f32(rng.f32() * scale).to_le_bytes())
+            .collect(),
+        _ => {
+            let mut v = vec![0u8; ty.row_size(n).expect("whole blocks")];
+            rng.fill(&mut v);
+            for b in v.chunks_exact_mut(ty.type_size()) {
+                for &off in f16_fields(ty) {
+                    let d = f16::from_f32(rng.f32().abs() * scale * 0.05 + 1e-4);
+                    b[off..off + 2].copy_from_slice(&d.to_le_bytes());
+                }
+            }
+            v
         }
     }
 }

@@ -16,16 +16,14 @@
 pub(crate) mod lanes;
 pub mod scalar;
 
-#[cfg(target_arch = "aarch64")]
-pub(crate) mod aarch64;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86;
-
 pub use scalar::{
     axpy, axpy_f16, dot_f32, dot_f32_f16, expf_poly, gelu, reduce16, rms_scale, silu, silu_poly,
     softmax_inplace,
 };
 
+use crate::attn::generic as attn_generic;
+use crate::attn::scalar as attn_scalar;
+use crate::attn::{HeadRows, Score, TiledHead, TiledRow, VecState};
 use half::f16;
 use std::fmt;
 use std::sync::OnceLock;
@@ -63,25 +61,12 @@ impl Isa {
 
     /// Whether this CPU can run the kernels compiled for it.
     pub fn is_supported(self) -> bool {
+        let c = crate::dispatch::cpu();
         match self {
             Isa::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                    && is_x86_feature_detected!("f16c")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                Isa::Avx2.is_supported()
-                    && is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-            }
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[allow(unreachable_patterns)]
-            _ => false,
+            Isa::Avx2 => c.avx2,
+            Isa::Avx512 => c.avx2 && c.avx512,
+            Isa::Neon => c.neon,
         }
     }
 
@@ -132,120 +117,98 @@ pub fn ops() -> VecOps {
     })
 }
 
-/// Calls `$name` of the instruction set a [`VecOps`] holds: an entry point of `x86::avx512`,
-/// `x86::avx2` or `aarch64::neon`, else `scalar::$name` as the calling module sees `scalar`.
+/// Calls `$name` of the instruction set a [`VecOps`] holds: the entry point of the module
+/// `avx512`, `avx2` or `neon` that [`entry_points!`] declared, else `$scalar::$name` (the
+/// reference).
 macro_rules! dispatch {
-    ($ops:expr, $name:ident($($a:expr),* $(,)?)) => {
+    ($ops:expr, $scalar:ident::$name:ident($($a:expr),* $(,)?)) => {
         match $ops.isa() {
             #[cfg(target_arch = "x86_64")]
-            $crate::vec::Isa::Avx512 => {
+            Isa::Avx512 => {
                 // SAFETY: a `VecOps` holds `Avx512` only if `Isa::Avx512.is_supported()` found
                 // AVX-512 F/BW/VL, AVX2, FMA and F16C: every feature the entry point is compiled
                 // for.
-                unsafe { $crate::vec::x86::avx512::$name($($a),*) }
+                unsafe { avx512::$name($($a),*) }
             }
             #[cfg(target_arch = "x86_64")]
-            $crate::vec::Isa::Avx2 => {
+            Isa::Avx2 => {
                 // SAFETY: a `VecOps` holds `Avx2` only if `Isa::Avx2.is_supported()` found AVX2,
                 // FMA and F16C: every feature the entry point is compiled for.
-                unsafe { $crate::vec::x86::avx2::$name($($a),*) }
+                unsafe { avx2::$name($($a),*) }
             }
             #[cfg(target_arch = "aarch64")]
-            $crate::vec::Isa::Neon => $crate::vec::aarch64::neon::$name($($a),*),
-            _ => scalar::$name($($a),*),
+            Isa::Neon => neon::$name($($a),*),
+            _ => $scalar::$name($($a),*),
         }
     };
 }
-pub(crate) use dispatch;
 
-/// Declares, in an instruction set's module, one entry point per kernel: a function (with the
-/// given attributes, i.e. the target features) that runs the generic kernel with the token
-/// `$tok`.
+/// Declares the modules `avx2` and `avx512` (x86-64) or `neon` (aarch64), each with one entry
+/// point per listed kernel: a function compiled with the instruction set's target features that
+/// runs the generic kernel `$path` with the instruction set's [`lanes::Lanes`] token, so the whole
+/// kernel is inlined under those features.
 macro_rules! entry_points {
-    ($(#[$attr:meta])*; $tok:expr) => {
-        use half::f16;
-        use $crate::attn::{HeadRows, Score, TiledHead, TiledRow, VecState};
-        use $crate::vec::lanes as g;
-        use $crate::attn::generic as a;
-
-        $(#[$attr])*
-        pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-            g::rms_norm($tok, x, w, eps, out)
+    ($(fn $name:ident $(<$g:ident: $b:path>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $path:path;)*) => {
+        #[cfg(target_arch = "x86_64")]
+        mod avx2 {
+            use super::*;
+            use crate::arch::x86::lanes::Avx2;
+            $(
+                #[target_feature(enable = "avx2,fma,f16c")]
+                pub(super) fn $name $(<$g: $b>)? ($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: `VecOps` calls this only after `Isa::Avx2.is_supported()` found
+                    // AVX2, FMA and F16C.
+                    $path(unsafe { Avx2::new() }, $($arg),*)
+                }
+            )*
         }
-        $(#[$attr])*
-        pub(crate) fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
-            g::rms_norm_inplace($tok, x, w, eps)
+        #[cfg(target_arch = "x86_64")]
+        mod avx512 {
+            use super::*;
+            use crate::arch::x86::lanes::Avx512;
+            $(
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+                pub(super) fn $name $(<$g: $b>)? ($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: `VecOps` calls this only after `Isa::Avx512.is_supported()` found
+                    // AVX-512 F/BW/VL, AVX2, FMA and F16C.
+                    $path(unsafe { Avx512::new() }, $($arg),*)
+                }
+            )*
         }
-        $(#[$attr])*
-        pub(crate) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
-            g::rms_norm_rows($tok, x, w, eps, cols, out)
-        }
-        $(#[$attr])*
-        pub(crate) fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
-            g::swiglu_inplace($tok, gate, up)
-        }
-        $(#[$attr])*
-        pub(crate) fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-            g::geglu_inplace($tok, gate, up)
-        }
-        $(#[$attr])*
-        pub(crate) fn soft_max_exp(x: &mut [f32], max: f32) -> f64 {
-            g::soft_max_exp($tok, x, max)
-        }
-        $(#[$attr])*
-        pub(crate) fn rope_pairs(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-            g::rope_pairs($tok, x, cos, sin)
-        }
-        $(#[$attr])*
-        pub(crate) fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-            g::rope_halves($tok, x, cos, sin)
-        }
-        $(#[$attr])*
-        pub(crate) fn to_f16(x: &[f32], out: &mut [f16]) {
-            g::to_f16($tok, x, out)
-        }
-        $(#[$attr])*
-        pub(crate) fn from_f16(x: &[f16], out: &mut [f32]) {
-            g::from_f16($tok, x, out)
-        }
-        $(#[$attr])*
-        pub(crate) fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
-            g::dot_f16($tok, x, y)
-        }
-        $(#[$attr])*
-        pub(crate) fn add_inplace(y: &mut [f32], x: &[f32]) {
-            g::add_inplace($tok, y, x)
-        }
-        $(#[$attr])*
-        pub(crate) fn scale(x: &mut [f32], a: f32) {
-            g::scale($tok, x, a)
-        }
-        $(#[$attr])*
-        pub(crate) fn scale_into(x: &[f32], a: f32, out: &mut [f32]) {
-            g::scale_into($tok, x, a, out)
-        }
-        $(#[$attr])*
-        pub(crate) fn merge_scaled(acc: &mut [f32], a: f32, x: &[f32], b: f32) {
-            g::merge_scaled($tok, acc, a, x, b)
-        }
-        $(#[$attr])*
-        pub(crate) fn fa_vec<I: Iterator<Item = usize>>(
-            q: &[f32],
-            k: HeadRows,
-            v: HeadRows,
-            cells: I,
-            score: Score,
-            st: &mut VecState,
-        ) {
-            a::fa_vec($tok, q, k, v, cells, score, st)
-        }
-        $(#[$attr])*
-        pub(crate) fn fa_tiled(h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) {
-            a::fa_tiled($tok, h, q, rows, out)
+        #[cfg(target_arch = "aarch64")]
+        mod neon {
+            use super::*;
+            use crate::arch::aarch64::lanes::Neon;
+            $(
+                pub(super) fn $name $(<$g: $b>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $path(Neon::new(), $($arg),*)
+                }
+            )*
         }
     };
 }
-pub(crate) use entry_points;
+
+entry_points! {
+    fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) = lanes::rms_norm;
+    fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) = lanes::rms_norm_inplace;
+    fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) = lanes::rms_norm_rows;
+    fn swiglu_inplace(gate: &mut [f32], up: &[f32]) = lanes::swiglu_inplace;
+    fn geglu_inplace(gate: &mut [f32], up: &[f32]) = lanes::geglu_inplace;
+    fn soft_max_exp(x: &mut [f32], max: f32) -> f64 = lanes::soft_max_exp;
+    fn rope_pairs(x: &mut [f32], cos: &[f32], sin: &[f32]) = lanes::rope_pairs;
+    fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) = lanes::rope_halves;
+    fn to_f16(x: &[f32], out: &mut [f16]) = lanes::to_f16;
+    fn from_f16(x: &[f16], out: &mut [f32]) = lanes::from_f16;
+    fn dot_f16(x: &[f16], y: &[f16]) -> f32 = lanes::dot_f16;
+    fn add_inplace(y: &mut [f32], x: &[f32]) = lanes::add_inplace;
+    fn scale(x: &mut [f32], a: f32) = lanes::scale;
+    fn scale_into(x: &[f32], a: f32, out: &mut [f32]) = lanes::scale_into;
+    fn merge_scaled(acc: &mut [f32], a: f32, x: &[f32], b: f32) = lanes::merge_scaled;
+    fn fa_vec<I: Iterator<Item = usize>>(
+        q: &[f32], k: HeadRows, v: HeadRows, cells: I, score: Score, st: &mut VecState,
+    ) = attn_generic::fa_vec;
+    fn fa_tiled(h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) = attn_generic::fa_tiled;
+}
 
 impl VecOps {
     /// The kernels of `isa`, if this CPU supports it.
@@ -264,63 +227,84 @@ impl VecOps {
 
     /// [`scalar::rms_norm`]: `out = (x * rms_scale(x)) * w`.
     pub fn rms_norm(self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-        dispatch!(self, rms_norm(x, w, eps, out))
+        dispatch!(self, scalar::rms_norm(x, w, eps, out))
     }
     /// [`scalar::rms_norm_inplace`].
     pub fn rms_norm_inplace(self, x: &mut [f32], w: &[f32], eps: f32) {
-        dispatch!(self, rms_norm_inplace(x, w, eps))
+        dispatch!(self, scalar::rms_norm_inplace(x, w, eps))
     }
     /// [`scalar::rms_norm_rows`]: each `cols`-wide row.
     pub fn rms_norm_rows(self, x: &[f32], w: &[f32], eps: f32, cols: usize, out: &mut [f32]) {
-        dispatch!(self, rms_norm_rows(x, w, eps, cols, out))
+        dispatch!(self, scalar::rms_norm_rows(x, w, eps, cols, out))
     }
     /// [`scalar::swiglu_inplace`].
     pub fn swiglu_inplace(self, gate: &mut [f32], up: &[f32]) {
-        dispatch!(self, swiglu_inplace(gate, up))
+        dispatch!(self, scalar::swiglu_inplace(gate, up))
     }
     /// [`scalar::geglu_inplace`].
     pub fn geglu_inplace(self, gate: &mut [f32], up: &[f32]) {
-        dispatch!(self, geglu_inplace(gate, up))
+        dispatch!(self, scalar::geglu_inplace(gate, up))
     }
     /// [`scalar::soft_max_exp`].
     pub fn soft_max_exp(self, x: &mut [f32], max: f32) -> f64 {
-        dispatch!(self, soft_max_exp(x, max))
+        dispatch!(self, scalar::soft_max_exp(x, max))
     }
     /// [`scalar::rope_pairs`].
     pub fn rope_pairs(self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
-        dispatch!(self, rope_pairs(x, cos, sin))
+        dispatch!(self, scalar::rope_pairs(x, cos, sin))
     }
     /// [`scalar::rope_halves`].
     pub fn rope_halves(self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
-        dispatch!(self, rope_halves(x, cos, sin))
+        dispatch!(self, scalar::rope_halves(x, cos, sin))
     }
     /// [`scalar::to_f16`].
     pub fn to_f16(self, x: &[f32], out: &mut [f16]) {
-        dispatch!(self, to_f16(x, out))
+        dispatch!(self, scalar::to_f16(x, out))
     }
     /// [`scalar::from_f16`].
     pub fn from_f16(self, x: &[f16], out: &mut [f32]) {
-        dispatch!(self, from_f16(x, out))
+        dispatch!(self, scalar::from_f16(x, out))
     }
     /// [`scalar::dot_f16`].
     pub fn dot_f16(self, x: &[f16], y: &[f16]) -> f32 {
-        dispatch!(self, dot_f16(x, y))
+        dispatch!(self, scalar::dot_f16(x, y))
     }
     /// [`scalar::add_inplace`].
     pub fn add_inplace(self, y: &mut [f32], x: &[f32]) {
-        dispatch!(self, add_inplace(y, x))
+        dispatch!(self, scalar::add_inplace(y, x))
     }
     /// [`scalar::scale`].
     pub fn scale(self, x: &mut [f32], a: f32) {
-        dispatch!(self, scale(x, a))
+        dispatch!(self, scalar::scale(x, a))
     }
     /// [`scalar::scale_into`].
     pub fn scale_into(self, x: &[f32], a: f32, out: &mut [f32]) {
-        dispatch!(self, scale_into(x, a, out))
+        dispatch!(self, scalar::scale_into(x, a, out))
     }
     /// [`scalar::merge_scaled`].
     pub fn merge_scaled(self, acc: &mut [f32], a: f32, x: &[f32], b: f32) {
-        dispatch!(self, merge_scaled(acc, a, x, b))
+        dispatch!(self, scalar::merge_scaled(acc, a, x, b))
+    }
+
+    /// The vector path of flash attention for one query row `q` (`k.dim` values) over `rows`
+    /// (the K/V rows of the visible cells, in llama.cpp's visiting order), continuing `st`. See
+    /// [`crate::attn::scalar::fa_vec`].
+    pub fn fa_vec<I: Iterator<Item = usize>>(
+        self,
+        q: &[f32],
+        k: HeadRows,
+        v: HeadRows,
+        rows: I,
+        score: Score,
+        st: &mut VecState,
+    ) {
+        dispatch!(self, attn_scalar::fa_vec(q, k, v, rows, score, st))
+    }
+
+    /// The tiled path of flash attention for `rows` (queries of heads sharing the KV head `h`),
+    /// writing each row's normalised output. See [`crate::attn::scalar::fa_tiled`].
+    pub fn fa_tiled(self, h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) {
+        dispatch!(self, attn_scalar::fa_tiled(h, q, rows, out))
     }
 }
 

@@ -1,74 +1,15 @@
 //! Every kernel level this CPU supports against the scalar reference, bit for bit: every weight
-//! format and every summation order the scalar table has (`vec_dot`, `vec_dot_tiled`,
-//! `vec_dot_repacked`, `vec_dot_repacked_gemm`), the tile kernels against their order's `VecDot`,
+//! format and every summation order the reference table has (each [`Order`]), the tile kernels
+//! against their order's `VecDot` and the interleaved layouts' tiles against the plain layout,
 //! whole matrix products against the scalar level's, dequantization and activation quantization,
 //! on rows of several lengths (one block, odd block counts, many blocks) and edge values.
 //! Under qemu these run once per emulated CPU (`QEMU_CPU=neoverse-n1`, `cortex-a72`).
 
 use half::f16;
-use nib_simd::traits::{DotKind, Kernels, Level, VecDot};
-use nib_simd::{GgmlType, MatRef};
-
-/// xorshift64*: deterministic, dependency-free randomness for tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-/// Byte offsets of the f16 scale fields inside one block of `ty`, which must hold finite values.
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q8_1 => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q4_K | Q5_K => &[0, 2],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// A random weight row of `n` elements in `ty`: random quants, small finite scales.
-fn random_row(ty: GgmlType, n: usize, rng: &mut Rng, scale: f32) -> Vec<u8> {
-    match ty {
-        GgmlType::F32 => (0..n)
-            .flat_map(|_| (rng.f32() * scale).to_le_bytes())
-            .collect(),
-        GgmlType::F16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.f32() * scale).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => (0..n)
-            .flat_map(|_| half::bf16::from_f32(rng.f32() * scale).to_le_bytes())
-            .collect(),
-        _ => {
-            let bs = ty.type_size();
-            let mut v: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
-            for b in v.chunks_exact_mut(bs) {
-                for &off in f16_fields(ty) {
-                    let d = f16::from_f32(rng.f32().abs() * scale * 0.05 + 1e-4);
-                    b[off..off + 2].copy_from_slice(&d.to_le_bytes());
-                }
-            }
-            v
-        }
-    }
-}
+use nib_simd::interleave::{self, Layout};
+use nib_simd::testing::{f16_fields, random_row, Rng};
+use nib_simd::traits::VecDot;
+use nib_simd::{GgmlType, Kernels, Level, MatRef, Order, Tile};
 
 fn levels() -> Vec<Level> {
     Level::ALL
@@ -85,19 +26,28 @@ fn optimised_levels() -> Vec<Level> {
         .collect()
 }
 
-const WEIGHT_TYPES: [GgmlType; 13] = {
-    use GgmlType::*;
-    [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-    ]
-};
+/// Every type with a dot product in the reference table: what a new format's table line adds is
+/// tested with no change here.
+fn weight_types() -> Vec<GgmlType> {
+    let scalar = Kernels::for_level(Level::Scalar);
+    scalar
+        .types()
+        .filter(|&ty| scalar.get(ty).unwrap().dot(Order::Vec).is_some())
+        .collect()
+}
 
-const KINDS: [DotKind; 4] = [
-    DotKind::Plain,
-    DotKind::Tiled,
-    DotKind::Repacked,
-    DotKind::RepackedGemm,
-];
+/// Every quantized activation type (the `vec_dot_type` of some weight type).
+fn activation_types() -> Vec<GgmlType> {
+    let scalar = Kernels::for_level(Level::Scalar);
+    let mut v: Vec<GgmlType> = weight_types()
+        .into_iter()
+        .map(|ty| scalar.get(ty).unwrap().vec_dot_type)
+        .filter(|t| t.is_quantized())
+        .collect();
+    v.sort_by_key(|t| t.id());
+    v.dedup();
+    v
+}
 
 fn block_counts() -> [usize; 8] {
     // Odd and even counts around the SIMD kernels' unrolling and a longer row.
@@ -118,19 +68,19 @@ fn activations(scalar: &Kernels, ty: GgmlType, x: &[f32]) -> Vec<u8> {
 }
 
 /// Every summation order of `ty` the scalar table has, with the scalar and the level's function.
-fn dots(scalar: &Kernels, k: &Kernels, ty: GgmlType) -> Vec<(DotKind, VecDot, VecDot)> {
+fn dots(scalar: &Kernels, k: &Kernels, ty: GgmlType) -> Vec<(Order, VecDot, VecDot)> {
     let (s, t) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
-    KINDS
+    Order::ALL
         .into_iter()
-        .filter_map(|kind| {
-            let want = s.dot(kind)?;
-            let got = t.dot(kind).unwrap_or_else(|| {
+        .filter_map(|order| {
+            let want = s.dot(order)?;
+            let got = t.dot(order).unwrap_or_else(|| {
                 panic!(
-                    "{} {ty}: no {kind:?} dot product (the scalar table has one)",
+                    "{} {ty}: no {order:?} dot product (the scalar table has one)",
                     k.level()
                 )
             });
-            Some((kind, want, got))
+            Some((order, want, got))
         })
         .collect()
 }
@@ -150,7 +100,7 @@ fn dequantize_matches_scalar_at_every_level() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES {
+        for ty in weight_types() {
             for nb in block_counts() {
                 let n = nb * ty.block_size().max(32);
                 let row = random_row(ty, n, &mut rng, 4.0);
@@ -186,7 +136,7 @@ fn dequantized_dot(scalar: &Kernels, ty: GgmlType, w: &[u8], a: &[u8], n: usize)
 fn scalar_dot_products_are_close_to_the_exact_value() {
     let scalar = Kernels::for_level(Level::Scalar);
     let mut rng = Rng(0xfeed_beef_0bad_cafe);
-    for ty in WEIGHT_TYPES {
+    for ty in weight_types() {
         for nb in block_counts() {
             let n = nb * ty.block_size().max(32);
             for scale in [1.0f32, 1e-3, 100.0] {
@@ -194,12 +144,12 @@ fn scalar_dot_products_are_close_to_the_exact_value() {
                 let x: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
                 let a = activations(&scalar, ty, &x);
                 let (exact, mag) = dequantized_dot(&scalar, ty, &w, &a, n);
-                for (kind, want, _) in dots(&scalar, &scalar, ty) {
+                for (order, want, _) in dots(&scalar, &scalar, ty) {
                     let want = want(n, &w, &a) as f64;
                     // f16 products in the legacy formats round once per block; the rest is f32.
                     assert!(
                         (want - exact).abs() <= 2e-3 * mag + 1e-6,
-                        "scalar {ty} {kind:?} n={n} s={scale}: {want} vs exact {exact}"
+                        "scalar {ty} {order:?} n={n} s={scale}: {want} vs exact {exact}"
                     );
                 }
             }
@@ -260,7 +210,7 @@ fn every_dot_product_gives_the_scalar_bits_at_every_level() {
     let mut rng = Rng(0x0dd5_17e5);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES {
+        for ty in weight_types() {
             let counts: Vec<usize> = if ty.block_size() > 1 {
                 block_counts().to_vec()
             } else {
@@ -279,11 +229,11 @@ fn every_dot_product_gives_the_scalar_bits_at_every_level() {
                         random_row(ty, n, &mut rng, 2.0)
                     };
                     for (i, w) in ws.iter().enumerate() {
-                        for (kind, want, got) in dots(&scalar, &k, ty) {
+                        for (order, want, got) in dots(&scalar, &k, ty) {
                             let (want, got) = (want(n, w, &a), got(n, w, &a));
                             assert!(
                                 same_bits(want, got),
-                                "{level} {ty} {kind:?} n={n} weights #{i}: {got:e} vs scalar {want:e}"
+                                "{level} {ty} {order:?} n={n} weights #{i}: {got:e} vs scalar {want:e}"
                             );
                         }
                     }
@@ -317,11 +267,11 @@ fn tiles_give_their_orders_bits() {
     let mut rng = Rng(0x7113);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES {
+        for ty in weight_types() {
             let t = k.get(ty).unwrap();
-            for kind in KINDS {
-                let Some(tile) = t.tile(kind) else { continue };
-                let dot = t.dot(kind).expect("a tile's order has a VecDot");
+            for order in Order::ALL {
+                let Some(tile) = t.tile(order) else { continue };
+                let dot = t.dot(order).expect("a tile's order has a VecDot");
                 for (nb, nr, nc) in [
                     (1, 1, 1),
                     (2, 3, 2),
@@ -357,20 +307,32 @@ fn tiles_give_their_orders_bits() {
                     let mut out = vec![sentinel; os * nc + 2];
                     // SAFETY: `out` has `os * nc` elements, more than `c * os + r` for every
                     // `c < nc`, `r < nr`, and nothing else accesses it.
-                    unsafe { tile(n, &w, ws, nr, &a, as_, nc, out.as_mut_ptr(), os) };
+                    unsafe {
+                        tile(&Tile {
+                            n,
+                            w: &w,
+                            w_stride: ws,
+                            rows: nr,
+                            a: &a,
+                            a_stride: as_,
+                            tokens: nc,
+                            out: out.as_mut_ptr(),
+                            out_stride: os,
+                        })
+                    };
                     for (i, &v) in out.iter().enumerate() {
                         let (c, r) = (i / os, i % os);
                         if c < nc && r < nr {
                             let want = dot(n, &w[r * ws..], &a[c * as_..]);
                             assert!(
                                 same_bits(want, v),
-                                "{level} {ty} {kind:?} tile nb={nb} {nr}×{nc}: ({r}, {c}) = {v:e}, VecDot {want:e}"
+                                "{level} {ty} {order:?} tile nb={nb} {nr}×{nc}: ({r}, {c}) = {v:e}, VecDot {want:e}"
                             );
                         } else {
                             assert_eq!(
                                 v.to_bits(),
                                 sentinel.to_bits(),
-                                "{level} {ty} {kind:?} tile wrote outside its block at {i}"
+                                "{level} {ty} {order:?} tile wrote outside its block at {i}"
                             );
                         }
                     }
@@ -382,14 +344,14 @@ fn tiles_give_their_orders_bits() {
 
 #[test]
 fn matmul_gives_the_scalar_bits_at_every_level() {
-    // Whole products through `matmul` (kind selection, tiles, runs of two orders, threads):
-    // rows with and without the repacked layout's multiple of 8, batches across the tiled
-    // K-quant threshold and the repacked gemm's groups of 4.
+    // Whole products through `matmul` (order selection, tiles, runs of two orders, threads):
+    // rows with and without llama.cpp's repacking multiple of 8, batches across the tiled K-quant
+    // threshold and the repacked gemm's groups of 4.
     let scalar = Kernels::for_level(Level::Scalar);
     let mut rng = Rng(0x3a7);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+        for ty in weight_types().into_iter().filter(|t| t.block_size() > 1) {
             let at = scalar.get(ty).unwrap().vec_dot_type;
             for (nb, rows, toks) in [
                 (2, 8, 1),
@@ -424,7 +386,7 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
 /// Products of `ty` stored in `layout` (as models load them where the kernels have a tile for
 /// it) against the scalar product of the plain layout, at every level (the interleaved tiles,
 /// and on levels without one, the de-interleaving fallback), for `(blocks, rows, tokens)`.
-fn check_layout(layout: nib_simd::Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) {
+fn check_layout(layout: Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) {
     let scalar = Kernels::for_level(Level::Scalar);
     let mut rng = Rng(0x1e4 ^ ty as u64);
     let mut levels = optimised_levels();
@@ -442,7 +404,7 @@ fn check_layout(layout: nib_simd::Layout, ty: GgmlType, shapes: &[(usize, usize,
             let mut want = vec![0f32; rows * toks];
             nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
             let mut wi = w.clone();
-            nib_simd::interleave::interleave_in_place(layout, ty, &mut wi, rows, n);
+            interleave::interleave_in_place(layout, ty, &mut wi, rows, n);
             let m = MatRef {
                 layout,
                 ..MatRef::new(ty, rows, n, &wi)
@@ -460,50 +422,33 @@ fn check_layout(layout: nib_simd::Layout, ty: GgmlType, shapes: &[(usize, usize,
 }
 
 #[test]
-fn interleaved_q4_0_gives_the_scalar_bits_at_every_level() {
-    // Eight rows interleaved: the 8- and 16-row tiles, 1 to 8 tokens per tile and leftovers.
-    check_layout(
-        nib_simd::Layout::Interleaved8,
-        GgmlType::Q4_0,
-        &[
-            (1, 8, 1),
-            (2, 16, 1),
-            (3, 24, 3),
-            (5, 40, 4),
-            (4, 32, 8),
-            (7, 48, 9),
-            (33, 16, 1),
-            (2, 64, 17),
-            (1, 8, 12),
-            (64, 48, 2),
-        ],
-    );
-}
-
-#[test]
-fn block_interleaved_rows_give_the_scalar_bits_at_every_level() {
-    // The other 32-element formats, four rows interleaved block by block: batch and decode
-    // tiles, with leftover tokens.
-    for ty in [
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-    ] {
-        check_layout(
-            nib_simd::Layout::Blocks4,
-            ty,
-            &[
-                (1, 4, 1),
-                (2, 8, 1),
-                (3, 12, 3),
-                (5, 20, 4),
-                (4, 36, 8),
-                (7, 16, 9),
-                (33, 8, 1),
-                (2, 44, 17),
-            ],
-        );
+fn interleaved_layouts_give_the_scalar_bits_at_every_level() {
+    // Every layout, for every type that fits it (whether or not this CPU's levels have a tile
+    // for it: the levels without one de-interleave), on shapes around the tiles: batch and decode
+    // tiles (8 and 16 rows, 1 to 8 tokens per tile), leftover tokens, long rows.
+    for layout in Layout::INTERLEAVED {
+        let g = layout.group_rows();
+        for ty in weight_types() {
+            if !interleave::fits(layout, ty, 2 * g, 64) {
+                continue;
+            }
+            let shapes: Vec<(usize, usize, usize)> = [
+                (1, 1, 1),
+                (2, 2, 1),
+                (3, 3, 3),
+                (5, 5, 4),
+                (4, 4, 8),
+                (7, 6, 9),
+                (33, 2, 1),
+                (2, 8, 17),
+                (1, 1, 12),
+                (64, 6, 2),
+            ]
+            .into_iter()
+            .map(|(nb, groups, toks)| (nb, groups * g, toks))
+            .collect();
+            check_layout(layout, ty, &shapes);
+        }
     }
 }
 
@@ -517,16 +462,17 @@ fn x86_levels_install_every_variant_and_the_tiles() {
     let addr = |f: Option<VecDot>| f.map(|f| f as usize);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES {
+        for ty in weight_types() {
             let (s, t) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
-            for kind in KINDS {
-                if s.dot(kind).is_some() {
-                    assert!(t.dot(kind).is_some(), "{level} {ty} {kind:?} missing");
+            for order in Order::ALL {
+                if s.dot(order).is_some() {
+                    assert!(t.dot(order).is_some(), "{level} {ty} {order:?} missing");
                     assert_ne!(
-                        addr(t.dot(kind)),
-                        addr(s.dot(kind)),
-                        "{level} {ty} {kind:?} is scalar"
+                        addr(t.dot(order)),
+                        addr(s.dot(order)),
+                        "{level} {ty} {order:?} is scalar"
                     );
+                    assert!(t.tile(order).is_some(), "{level} {ty} {order:?} tile");
                 }
             }
             if ty != F32 {
@@ -534,7 +480,7 @@ fn x86_levels_install_every_variant_and_the_tiles() {
                 assert_ne!(f(t), f(s), "{level} {ty} to_float is scalar");
             }
         }
-        for at in [F16, BF16, Q8_0, Q8_1, Q8_K] {
+        for at in activation_types().into_iter().chain([F16, BF16]) {
             let f = |t: &nib_simd::TypeTraits| t.from_float.map(|f| f as usize);
             assert_ne!(
                 f(k.get(at).unwrap()),
@@ -542,30 +488,18 @@ fn x86_levels_install_every_variant_and_the_tiles() {
                 "{level} {at} from_float"
             );
         }
-        for (ty, kinds) in [
-            (Q4_0, &[DotKind::Plain, DotKind::Repacked][..]),
-            (Q4_1, &[DotKind::Plain]),
-            (Q5_0, &[DotKind::Plain]),
-            (Q5_1, &[DotKind::Plain]),
-            (Q8_0, &[DotKind::Plain]),
-            (Q4_K, &KINDS),
-            (Q6_K, &[DotKind::Plain, DotKind::Tiled]),
+        for (ty, layout) in [
+            (Q4_0, Layout::Interleaved8),
+            (Q4_1, Layout::Blocks4),
+            (Q5_0, Layout::Blocks4),
+            (Q5_1, Layout::Blocks4),
+            (Q8_0, Layout::Blocks4),
         ] {
-            for &kind in kinds {
-                assert!(
-                    k.get(ty).unwrap().tile(kind).is_some(),
-                    "{level} {ty} {kind:?} tile"
-                );
-            }
-        }
-        assert!(
-            k.get(Q4_0).unwrap().tile_interleaved.is_some(),
-            "{level} Q4_0 interleaved tile"
-        );
-        for ty in [Q4_1, Q5_0, Q5_1, Q8_0] {
-            assert!(
-                k.get(ty).unwrap().tile_blocks4.is_some(),
-                "{level} {ty} block-interleaved tile"
+            let i = k.get(ty).unwrap().interleaved;
+            assert_eq!(
+                i.map(|i| i.layout),
+                Some(layout),
+                "{level} {ty} interleaved tile"
             );
         }
     }
@@ -577,13 +511,10 @@ fn activation_quantizers_match_scalar_at_every_level() {
     let mut rng = Rng(42);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for at in [
-            GgmlType::Q8_0,
-            GgmlType::Q8_1,
-            GgmlType::Q8_K,
-            GgmlType::F16,
-            GgmlType::BF16,
-        ] {
+        for at in activation_types()
+            .into_iter()
+            .chain([GgmlType::F16, GgmlType::BF16])
+        {
             let bs = at.block_size().max(32);
             for nb in block_counts() {
                 let n = nb * bs.max(if at == GgmlType::Q8_K { 256 } else { 32 });
@@ -627,7 +558,7 @@ fn activation_quantizers_match_scalar_at_every_level() {
 }
 
 /// On aarch64 the levels must really install their own kernels (a level that silently kept the
-/// scalar entries would pass every comparison above): every kind of every quantized format, with a
+/// scalar entries would pass every comparison above): every order of every quantized format, with a
 /// tile, and dotprod's differ from plain NEON's.
 #[cfg(target_arch = "aarch64")]
 #[test]
@@ -640,26 +571,24 @@ fn aarch64_levels_install_their_own_kernels() {
         (
             t.to_float.map(|f| f as usize),
             t.from_float.map(|f| f as usize),
-            t.vec_dot.map(|f| f as usize),
+            t.dot(Order::Vec).map(|f| f as usize),
         )
     };
-    let kind = |k: &Kernels, ty: GgmlType, kind: DotKind| {
+    let order = |k: &Kernels, ty: GgmlType, order: Order| {
         let t = k.get(ty).unwrap();
         (
-            t.dot(kind).map(|f| f as usize),
-            t.tile(kind).map(|f| f as usize),
+            t.dot(order).map(|f| f as usize),
+            t.tile(order).map(|f| f as usize),
         )
     };
-    let quant_dots = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
-    for ty in quant_dots.into_iter().chain([F32, F16, BF16]) {
+    for ty in weight_types() {
         assert_ne!(addr(&neon, ty).2, addr(&scalar, ty).2, "neon vec_dot {ty}");
+        if ty != F32 {
+            assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
+        }
     }
-    for ty in [
-        F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
-    ] {
+    for ty in activation_types().into_iter().chain([F16, BF16]) {
         assert_ne!(addr(&neon, ty).0, addr(&scalar, ty).0, "neon to_float {ty}");
-    }
-    for ty in [F16, BF16, Q8_0, Q8_1, Q8_K] {
         assert_ne!(
             addr(&neon, ty).1,
             addr(&scalar, ty).1,
@@ -669,22 +598,22 @@ fn aarch64_levels_install_their_own_kernels() {
     let dp = Level::NeonDotprod
         .is_supported()
         .then(|| Kernels::for_level(Level::NeonDotprod));
-    for ty in quant_dots {
-        for kd in KINDS {
-            let s = kind(&scalar, ty, kd);
+    for ty in weight_types().into_iter().filter(|t| t.is_quantized()) {
+        for o in Order::ALL {
+            let s = order(&scalar, ty, o);
             if s.0.is_none() {
                 continue;
             }
-            let n = kind(&neon, ty, kd);
-            assert!(n.0.is_some() && n.0 != s.0, "neon {ty} {kd:?} dot");
-            assert!(n.1.is_some(), "neon {ty} {kd:?} tile");
+            let n = order(&neon, ty, o);
+            assert!(n.0.is_some() && n.0 != s.0, "neon {ty} {o:?} dot");
+            assert!(n.1.is_some(), "neon {ty} {o:?} tile");
             if let Some(dp) = &dp {
-                let d = kind(dp, ty, kd);
+                let d = order(dp, ty, o);
                 assert!(
                     d.0.is_some() && d.0 != s.0 && d.0 != n.0,
-                    "dotprod {ty} {kd:?}"
+                    "dotprod {ty} {o:?}"
                 );
-                assert!(d.1.is_some() && d.1 != n.1, "dotprod {ty} {kd:?} tile");
+                assert!(d.1.is_some() && d.1 != n.1, "dotprod {ty} {o:?} tile");
             }
         }
     }
@@ -700,7 +629,7 @@ fn aarch64_activation_quantizers_are_bit_exact() {
     let mut rng = Rng(0x5eed);
     for level in levels() {
         let k = Kernels::for_level(level);
-        for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+        for at in activation_types() {
             for nb in [1, 2, 5] {
                 let n = nb * at.block_size();
                 let mut inputs: Vec<Vec<f32>> = vec![
@@ -799,13 +728,10 @@ fn activation_quantizers_give_the_reference_bytes_on_x86() {
     let mut rng = Rng(7);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
-        for at in [
-            GgmlType::Q8_0,
-            GgmlType::Q8_1,
-            GgmlType::Q8_K,
-            GgmlType::F16,
-            GgmlType::BF16,
-        ] {
+        for at in activation_types()
+            .into_iter()
+            .chain([GgmlType::F16, GgmlType::BF16])
+        {
             for nb in block_counts() {
                 let n = nb * if at == GgmlType::Q8_K { 256 } else { 32 };
                 for (r, x) in probe_rows(n, &mut rng).into_iter().enumerate() {
@@ -882,7 +808,7 @@ fn dequantize_is_exact_for_extreme_scales() {
     let mut rng = Rng(0xd00d);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
-        for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+        for ty in weight_types().into_iter().filter(|t| t.block_size() > 1) {
             let n = 2 * ty.block_size();
             for d in [0.0f32, 6e-8, 1e-5, 65504.0, -2.5] {
                 let mut w: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
@@ -932,20 +858,32 @@ fn tiles_over_long_rows_and_batches_are_bit_exact() {
                     activations(&scalar, ty, &x)
                 })
                 .collect();
-            for kind in KINDS {
-                let (Some(dot), Some(tile)) = (st.dot(kind), lt.tile(kind)) else {
+            for order in Order::ALL {
+                let (Some(dot), Some(tile)) = (st.dot(order), lt.tile(order)) else {
                     continue;
                 };
                 let mut out = vec![0f32; nr * nc];
                 // SAFETY: `out` holds `c * nr + r` for every `c < nc`, `r < nr`.
-                unsafe { tile(n, &w, rb, nr, &a, ab, nc, out.as_mut_ptr(), nr) };
+                unsafe {
+                    tile(&Tile {
+                        n,
+                        w: &w,
+                        w_stride: rb,
+                        rows: nr,
+                        a: &a,
+                        a_stride: ab,
+                        tokens: nc,
+                        out: out.as_mut_ptr(),
+                        out_stride: nr,
+                    })
+                };
                 for t in 0..nc {
                     for r in 0..nr {
                         let want = dot(n, &w[r * rb..][..rb], &a[t * ab..][..ab]);
                         let got = out[t * nr + r];
                         assert!(
                             same_bits(got, want),
-                            "{level} {ty} {kind:?} row {r} token {t}: {got} vs {want}"
+                            "{level} {ty} {order:?} row {r} token {t}: {got} vs {want}"
                         );
                     }
                 }

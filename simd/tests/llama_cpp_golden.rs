@@ -10,8 +10,8 @@
 #[path = "common/records.rs"]
 mod records;
 
-use nib_simd::traits::{Kernels, Level};
 use nib_simd::{vec, GgmlType};
+use nib_simd::{Kernels, Level};
 use records::{files, golden_dir, same, Records};
 use std::path::{Path, PathBuf};
 
@@ -65,8 +65,11 @@ fn activation_quantization_and_vec_dot_match_llama_cpp() {
             let mut got = vec![0f32; rows * rows];
             for i in 0..rows {
                 for j in 0..rows {
-                    got[i * rows + j] =
-                        (tr.vec_dot.unwrap())(n, &w[i * wb..][..wb], &xq[j * ab..][..ab]);
+                    got[i * rows + j] = (tr.dot(nib_simd::Order::Vec).unwrap())(
+                        n,
+                        &w[i * wb..][..wb],
+                        &xq[j * ab..][..ab],
+                    );
                 }
             }
             ok &= same(

@@ -1,9 +1,9 @@
 //! The weight quantizers (`from_float` of the weight formats): bytes identical to ggml's
 //! reference quantizers (golden hashes), bounded round-trip error, and structural edge cases.
 
-use nib_simd::quantize::weight_quantizer;
-use nib_simd::traits::{Kernels, Level};
+use nib_simd::formats::weight_quantizer;
 use nib_simd::GgmlType;
+use nib_simd::{Kernels, Level};
 
 /// A deterministic test row of `n` elements (a multiple of 256): per super-block one of eight
 /// shapes — Gaussian-like at three scales, uniform, Gaussian with rare large outliers, zeros or

@@ -93,7 +93,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let kv_type = KvType::from_name(&args.kv_type)
         .with_context(|| format!("unknown KV type {:?}", args.kv_type))?;
-    nib_simd::traits::requested_level()?;
+    nib_simd::dispatch::requested_level()?;
     let models = if args.models.is_empty() {
         vec![model_path(None)?]
     } else {

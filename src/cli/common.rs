@@ -178,7 +178,7 @@ impl Loaded {
 impl ModelArgs {
     /// Size the thread pool, load the model and build the tokenizer.
     pub fn load(&self) -> Result<Loaded> {
-        nib_simd::traits::requested_level()?;
+        nib_simd::dispatch::requested_level()?;
         let threads = init_threads(self.threads)?;
         let path = model_path(self.model.as_deref())?;
         let t0 = Instant::now();

@@ -75,7 +75,7 @@ pub fn main() -> anyhow::Result<()> {
             metadata,
         } => inspect::run(&model, json, metadata),
         Command::Info => {
-            let level = nib_simd::traits::requested_level()?;
+            let level = nib_simd::dispatch::requested_level()?;
             println!("nib {}", env!("CARGO_PKG_VERSION"));
             println!("kernels: {level} (detected: {})", nib_simd::Level::detect());
             println!("threads: {} (default)", crate::default_threads());

@@ -372,10 +372,7 @@ impl Model {
             ]);
         }
         // Each matrix's layout where a kernel reads an interleaved one faster.
-        let layout_for = |w: &Weight| {
-            k.get(w.ty)
-                .map_or(Layout::Rows, |t| interleave::best_layout(t, w.rows, w.cols))
-        };
+        let layout_for = |w: &Weight| k.best_layout(w.ty, w.rows, w.cols);
         weights.retain(|w| layout_for(w) != Layout::Rows);
         if weights.is_empty() {
             return Ok(());
@@ -486,7 +483,7 @@ impl Loader<'_> {
                 t.ty
             )
         })?;
-        if traits.vec_dot.is_none()
+        if traits.dot(nib_simd::Order::Vec).is_none()
             || k.get(traits.vec_dot_type)
                 .and_then(|a| a.from_float)
                 .is_none()

@@ -1,4 +1,6 @@
-//! Per-ISA kernels. Each installer overwrites entries of the scalar table with faster functions.
+//! The kernels of each instruction-set family, one folder per architecture with the same files
+//! for the same roles. Each installs its levels' kernels over the reference table
+//! ([`crate::formats::reference`]) when [`crate::dispatch`] asks for a level this CPU supports.
 
 #[cfg(target_arch = "x86_64")]
 pub mod x86;

@@ -7,7 +7,7 @@
 //! * F32 · F32 and BF16 · BF16 are, in the reference, f32 products added in order into an f64:
 //!   the products are computed four at a time here, but the f64 additions stay one chain.
 
-use super::common::*;
+use super::simd::*;
 use core::arch::aarch64::*;
 
 /// Four f32 at byte pointer `p`.
@@ -76,9 +76,9 @@ unsafe fn add_f64_in_order(s: f64, p: float32x4_t) -> f64 {
     s + vgetq_lane_f64::<1>(hi)
 }
 
-/// `Σ (x[i] * y[i]) as f64` over `n` f32 (little-endian bytes), as [`crate::dot::scalar::vec_dot_f32`].
+/// `Σ (x[i] * y[i]) as f64` over `n` f32 (little-endian bytes), as [`crate::formats::float::vec_dot_f32`].
 /// Panics if a row is shorter.
-pub(crate) fn vec_dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
+pub(super) fn vec_dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let (x, y) = (&x[..4 * n], &y[..4 * n]);
     let (px, py) = (x.as_ptr(), y.as_ptr());
     let mut s = 0f64;
@@ -99,8 +99,8 @@ pub(crate) fn vec_dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s as f32
 }
 
-/// `Σ (x[i] * y[i]) as f64` over `n` bf16, as [`crate::dot::scalar::vec_dot_bf16`].
-pub(crate) fn vec_dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
+/// `Σ (x[i] * y[i]) as f64` over `n` bf16, as [`crate::formats::float::vec_dot_bf16`].
+pub(super) fn vec_dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let (x, y) = (&x[..2 * n], &y[..2 * n]);
     let (px, py) = (x.as_ptr(), y.as_ptr());
     let mut s = 0f64;
@@ -122,7 +122,7 @@ pub(crate) fn vec_dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
 }
 
 /// f16 · f16 as [`crate::vec::dot_f16`] (llama.cpp's `ggml_vec_dot_f16` on AVX-512).
-pub(crate) fn vec_dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
+pub(super) fn vec_dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let (x, y) = (&x[..2 * n], &y[..2 * n]);
     let (px, py) = (x.as_ptr(), y.as_ptr());
     let np = n - n % 64;
@@ -160,7 +160,7 @@ pub(crate) fn vec_dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
 }
 
 /// f16 row (bytes) → f32, exactly, for `min(x.len() / 2, y.len())` elements.
-pub(crate) fn dequantize_row_f16(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_f16(x: &[u8], y: &mut [f32]) {
     let n = (x.len() / 2).min(y.len());
     let mut i = 0;
     // SAFETY: each step reads 16 bytes (8 halves) and writes 8 f32 at element `i`, `i + 8 <= n`.
@@ -178,7 +178,7 @@ pub(crate) fn dequantize_row_f16(x: &[u8], y: &mut [f32]) {
 }
 
 /// f32 row → f16 (bytes), rounding to nearest even, for `min(x.len(), y.len() / 2)` elements.
-pub(crate) fn quantize_row_f16(x: &[f32], y: &mut [u8]) {
+pub(super) fn quantize_row_f16(x: &[f32], y: &mut [u8]) {
     let n = x.len().min(y.len() / 2);
     let mut i = 0;
     // SAFETY: each step reads 8 f32 and writes 16 bytes (8 halves) at element `i`, `i + 8 <= n`.
@@ -200,7 +200,7 @@ pub(crate) fn quantize_row_f16(x: &[f32], y: &mut [u8]) {
 
 /// bf16 row (bytes) → f32 as `half::bf16::to_f32` (exact; NaNs quieted), for
 /// `min(x.len() / 2, y.len())` elements.
-pub(crate) fn dequantize_row_bf16(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_bf16(x: &[u8], y: &mut [f32]) {
     let n = (x.len() / 2).min(y.len());
     let mut i = 0;
     // SAFETY: each step reads 16 bytes (8 values) and writes 8 f32 at element `i`, `i + 8 <= n`.
@@ -236,7 +236,7 @@ unsafe fn f32_to_bf16_bits(v: float32x4_t) -> uint32x4_t {
 }
 
 /// f32 row → bf16 (bytes) as `half::bf16::from_f32`, for `min(x.len(), y.len() / 2)` elements.
-pub(crate) fn quantize_row_bf16(x: &[f32], y: &mut [u8]) {
+pub(super) fn quantize_row_bf16(x: &[f32], y: &mut [u8]) {
     let n = x.len().min(y.len() / 2);
     let mut i = 0;
     // SAFETY: each step reads 8 f32 and writes 16 bytes (8 values) at element `i`, `i + 8 <= n`.

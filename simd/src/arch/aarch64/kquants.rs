@@ -1,10 +1,6 @@
-//! Dot products of the K-quants (Q2_K .. Q6_K) with Q8_K activations, bit-identical to
-//! [`crate::dot::scalar`] in every summation order the scalar table has:
-//!
-//! * Q4_K: [`Q4KPlain`] (llama.cpp's eight f32 lanes plus four min lanes), [`Q4KRepacked`],
-//!   [`Q4KRepackedGemm`] and [`Q4KTiled`] (one or two f32 accumulators per output);
-//! * Q6_K: [`Q6KPlain`] (eight lanes, offset through `bsums`) and [`Q6KTiled`];
-//! * Q2_K, Q3_K, Q5_K: [`Sumf`], one f32 sum per output updated once per super-block.
+//! The K-quants (Q2_K .. Q6_K) with Q8_K activations: each format's unpacking ([`KFormat`]) and
+//! the integer passes that every summation order shares. The kernels, one per order, are in
+//! `kquant_orders`.
 //!
 //! The integer part is shared: a block is consumed in four passes of four 16-byte weight vectors
 //! ([`KFormat`]), each dotted with its 16 activation bytes into per-lane quad sums (exact) and
@@ -19,12 +15,11 @@
 //! (Q3_K's `-4`, Q6_K's `-32` in the tiled order) are applied to the weights, as the scalar code
 //! does, so every kernel returns the scalar bits for any bytes.
 
-use super::common::*;
-use super::kernel::Kernel;
+use super::simd::*;
 use core::arch::aarch64::*;
 
 /// Bytes of a Q8_K block: `d` (f32) at 0, 256 quants at 4, sixteen i16 `bsums` at 260.
-const Q8K: usize = 292;
+pub(super) const Q8K: usize = 292;
 
 #[inline(always)]
 fn le32(q: &[u8], k: usize) -> u32 {
@@ -70,7 +65,7 @@ pub(crate) fn q3_k_scales(q: &[u8; 12]) -> [u32; 4] {
 
 /// Eight bytes (a little-endian u64) as two i32 vectors of four.
 #[inline(always)]
-unsafe fn bytes8_i32(v: u64) -> [int32x4_t; 2] {
+pub(super) unsafe fn bytes8_i32(v: u64) -> [int32x4_t; 2] {
     let w = vmovl_u8(vcreate_u8(v));
     [
         vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(w))),
@@ -80,7 +75,7 @@ unsafe fn bytes8_i32(v: u64) -> [int32x4_t; 2] {
 
 /// Sixteen i8 as four i32 vectors of four.
 #[inline(always)]
-unsafe fn bytes16_i32(v: int8x16_t) -> [int32x4_t; 4] {
+pub(super) unsafe fn bytes16_i32(v: int8x16_t) -> [int32x4_t; 4] {
     let [lo, hi] = widen16(v);
     [
         vmovl_s16(vget_low_s16(lo)),
@@ -92,13 +87,13 @@ unsafe fn bytes16_i32(v: int8x16_t) -> [int32x4_t; 4] {
 
 /// Sixteen i8 as two i16 vectors of eight.
 #[inline(always)]
-unsafe fn widen16(v: int8x16_t) -> [int16x8_t; 2] {
+pub(super) unsafe fn widen16(v: int8x16_t) -> [int16x8_t; 2] {
     [vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v)]
 }
 
 /// The sixteen i16 `bsums` of the Q8_K block at `q`.
 #[inline(always)]
-unsafe fn bsums(q: *const u8) -> [int16x8_t; 2] {
+pub(super) unsafe fn bsums(q: *const u8) -> [int16x8_t; 2] {
     [
         vreinterpretq_s16_u8(vld1q_u8(q.add(260))),
         vreinterpretq_s16_u8(vld1q_u8(q.add(276))),
@@ -107,14 +102,14 @@ unsafe fn bsums(q: *const u8) -> [int16x8_t; 2] {
 
 /// The per-32 sums of the Q8_K block at `q` (adjacent `bsums` pairs, in i32): sums 0..4, 4..8.
 #[inline(always)]
-unsafe fn bsums32(q: *const u8) -> [int32x4_t; 2] {
+pub(super) unsafe fn bsums32(q: *const u8) -> [int32x4_t; 2] {
     let [b0, b1] = bsums(q);
     [vpaddlq_s16(b0), vpaddlq_s16(b1)]
 }
 
 /// `Σ b[k]·s[k]` over sixteen i16 pairs, as four partial lanes (only their total is meaningful).
 #[inline(always)]
-unsafe fn dot16_i16(b: &[int16x8_t; 2], s: &[int16x8_t; 2]) -> int32x4_t {
+pub(super) unsafe fn dot16_i16(b: &[int16x8_t; 2], s: &[int16x8_t; 2]) -> int32x4_t {
     let p = vmull_s16(vget_low_s16(b[0]), vget_low_s16(s[0]));
     let p = vmlal_high_s16(p, b[0], s[0]);
     let p = vmlal_s16(p, vget_low_s16(b[1]), vget_low_s16(s[1]));
@@ -125,13 +120,13 @@ unsafe fn dot16_i16(b: &[int16x8_t; 2], s: &[int16x8_t; 2]) -> int32x4_t {
 /// `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]`, the integer of min lane `i` in the eight-lane order and of
 /// sub-block pair `i` in the repacked `gemm` order.
 #[inline(always)]
-unsafe fn k4_min_pairs(mn: &[int32x4_t; 2], s: &[int32x4_t; 2]) -> int32x4_t {
+pub(super) unsafe fn k4_min_pairs(mn: &[int32x4_t; 2], s: &[int32x4_t; 2]) -> int32x4_t {
     vpaddq_s32(vmulq_s32(mn[0], s[0]), vmulq_s32(mn[1], s[1]))
 }
 
 /// The 4×4 transpose of four i32 vectors: lane `r` of result `i` is lane `i` of `m[r]`.
 #[inline(always)]
-unsafe fn transpose4(m: [int32x4_t; 4]) -> [int32x4_t; 4] {
+pub(super) unsafe fn transpose4(m: [int32x4_t; 4]) -> [int32x4_t; 4] {
     let t0 = vreinterpretq_s64_s32(vtrn1q_s32(m[0], m[1]));
     let t1 = vreinterpretq_s64_s32(vtrn2q_s32(m[0], m[1]));
     let t2 = vreinterpretq_s64_s32(vtrn1q_s32(m[2], m[3]));
@@ -145,7 +140,7 @@ unsafe fn transpose4(m: [int32x4_t; 4]) -> [int32x4_t; 4] {
 }
 
 /// A K-quant weight format as four passes of four 16-element weight vectors.
-pub(crate) trait KFormat {
+pub(super) trait KFormat {
     /// Bytes per block.
     const XB: usize;
     /// Per pass and vector: `(activation byte offset within the 256 quants, scale vector, scale
@@ -203,13 +198,13 @@ const MAP_SIXTEENS: [[(usize, usize, usize, usize); 4]; 4] = {
 };
 
 #[inline(always)]
-unsafe fn s8(v: uint8x16_t) -> int8x16_t {
+pub(super) unsafe fn s8(v: uint8x16_t) -> int8x16_t {
     vreinterpretq_s8_u8(v)
 }
 
 /// Q4_K: `d` at 0, `dmin` at 2, packed 6-bit scales and mins at 4, 128 quant bytes at 16
 /// (sub-block `2P` in the low nibbles of bytes `32P..32P+32`, `2P + 1` in their high nibbles).
-pub(crate) struct Q4K;
+pub(super) struct Q4K;
 
 impl KFormat for Q4K {
     const XB: usize = 144;
@@ -238,14 +233,14 @@ impl KFormat for Q4K {
 
 /// The scales and the mins of a Q4_K / Q5_K block, each as two i32 vectors.
 #[inline(always)]
-unsafe fn k4_header(p: *const u8) -> ([int32x4_t; 2], [int32x4_t; 2]) {
+pub(super) unsafe fn k4_header(p: *const u8) -> ([int32x4_t; 2], [int32x4_t; 2]) {
     let (sc, mn) = k4_scales_mins(&(p.add(4) as *const [u8; 12]).read_unaligned());
     (bytes8_i32(sc), bytes8_i32(mn))
 }
 
 /// Q5_K: as Q4_K, with the fifth bits at 16 (bit `2P` / `2P + 1` of `qh[l]` for element `l` of
 /// sub-block `2P` / `2P + 1`) and the quants at 48.
-pub(crate) struct Q5K;
+pub(super) struct Q5K;
 
 impl KFormat for Q5K {
     const XB: usize = 176;
@@ -291,7 +286,7 @@ impl KFormat for Q5K {
 /// 192, `d` at 208. Pass `P` covers half `N = P / 2` (128 elements) and, of its eight vectors
 /// (elements `128N + 16i`), `i` = `2Q, 2Q + 1, 4 + 2Q, 5 + 2Q` with `Q = P % 2`: the four that
 /// share two `ql` loads. `SIGNED` gives the values minus 32 (else unsigned, 0..63).
-pub(crate) struct Q6K<const SIGNED: bool>;
+pub(super) struct Q6K<const SIGNED: bool>;
 
 impl<const SIGNED: bool> KFormat for Q6K<SIGNED> {
     const XB: usize = 210;
@@ -354,7 +349,7 @@ impl<const SIGNED: bool> KFormat for Q6K<SIGNED> {
 /// Q2_K: sixteen scale bytes at 0 (low nibble: scale, high nibble: min), 64 quant bytes at 16,
 /// `d` at 80, `dmin` at 82. Sub-block `is = 8k + 2s + h` is bits `2s..2s+2` of bytes
 /// `32k + 16h ..+16`; pass `P = 2k + S` holds sub-blocks `4P..4P+4` (`s = 2S, 2S + 1`).
-pub(crate) struct Q2K;
+pub(super) struct Q2K;
 
 impl KFormat for Q2K {
     const XB: usize = 84;
@@ -389,7 +384,7 @@ impl KFormat for Q2K {
 /// Q3_K: 32 bytes of high bits at 0, 64 quant bytes at 32, packed 6-bit scales at 96, `d` at 108.
 /// Sub-block `is = 8k + 2s + h`: low bits `2s..2s+2` of bytes `32 + 32k + 16h ..+16`, high bit
 /// `4k + s` of `hmask[16h ..+16]`; value `low - (high bit ? 0 : 4)`. Passes as Q2_K's.
-pub(crate) struct Q3K;
+pub(super) struct Q3K;
 
 impl KFormat for Q3K {
     const XB: usize = 110;
@@ -447,7 +442,13 @@ impl KFormat for Q3K {
 /// # Safety
 /// `p[r]` and `q[t]` point at whole blocks; `D`'s instructions are available.
 #[inline(always)]
-unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T: usize>(
+pub(super) unsafe fn pass_total<
+    F: KFormat,
+    D: Dot,
+    const P: usize,
+    const R: usize,
+    const T: usize,
+>(
     isum: &mut [[int32x4_t; R]; T],
     p: &[*const u8; R],
     q: &[*const u8; T],
@@ -492,7 +493,13 @@ unsafe fn pass_total<F: KFormat, D: Dot, const P: usize, const R: usize, const T
 /// # Safety
 /// As [`pass_total`].
 #[inline(always)]
-unsafe fn pass_lanes<F: KFormat, D: Dot, const P: usize, const R: usize, const T: usize>(
+pub(super) unsafe fn pass_lanes<
+    F: KFormat,
+    D: Dot,
+    const P: usize,
+    const R: usize,
+    const T: usize,
+>(
     isum: &mut [[[int32x4_t; 2]; R]; T],
     p: &[*const u8; R],
     q: &[*const u8; T],
@@ -524,7 +531,7 @@ unsafe fn pass_lanes<F: KFormat, D: Dot, const P: usize, const R: usize, const T
 
 /// All four passes of [`pass_total`].
 #[inline(always)]
-unsafe fn block_total<F: KFormat, D: Dot, const R: usize, const T: usize>(
+pub(super) unsafe fn block_total<F: KFormat, D: Dot, const R: usize, const T: usize>(
     p: &[*const u8; R],
     q: &[*const u8; T],
     sc: &[[int32x4_t; 4]; R],
@@ -539,7 +546,7 @@ unsafe fn block_total<F: KFormat, D: Dot, const R: usize, const T: usize>(
 
 /// All four passes of [`pass_lanes`].
 #[inline(always)]
-unsafe fn block_lanes<F: KFormat, D: Dot, const R: usize, const T: usize>(
+pub(super) unsafe fn block_lanes<F: KFormat, D: Dot, const R: usize, const T: usize>(
     p: &[*const u8; R],
     q: &[*const u8; T],
     sc: &[[int32x4_t; 4]; R],
@@ -555,7 +562,11 @@ unsafe fn block_lanes<F: KFormat, D: Dot, const R: usize, const T: usize>(
 
 /// Block `b` of each row and each token.
 #[inline(always)]
-unsafe fn at<const N: usize>(base: &[*const u8; N], b: usize, size: usize) -> [*const u8; N] {
+pub(super) unsafe fn at<const N: usize>(
+    base: &[*const u8; N],
+    b: usize,
+    size: usize,
+) -> [*const u8; N] {
     let mut p = *base;
     for v in p.iter_mut() {
         *v = v.add(b * size);
@@ -565,475 +576,14 @@ unsafe fn at<const N: usize>(base: &[*const u8; N], b: usize, size: usize) -> [*
 
 /// The scales of each row's block.
 #[inline(always)]
-unsafe fn scales_of<F: KFormat, const R: usize>(p: &[*const u8; R]) -> [[int32x4_t; 4]; R] {
+pub(super) unsafe fn scales_of<F: KFormat, const R: usize>(
+    p: &[*const u8; R],
+) -> [[int32x4_t; 4]; R] {
     let mut sc = [[vdupq_n_s32(0); 4]; R];
     unroll4!(r in 0..R => {
         sc[r] = F::scales(p[r]).map(opaque);
     });
     sc
-}
-
-/// Q4_K · Q8_K in llama.cpp's `ggml_vec_dot_q4_K_q8_K` order ([`crate::dot::scalar::vec_dot_q4_k_q8_k`]):
-/// eight lanes `fma(y.d * x.d, Σ_j sc_j·quads, acc)` and four min lanes
-/// `fma(-y.d * x.dmin, mn·s pairs, accm)`; `hsum8(acc) + hsum4(accm)`.
-pub(crate) struct Q4KPlain;
-
-impl Kernel for Q4KPlain {
-    const QB: usize = 256;
-    const XB: usize = 144;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let zf = vdupq_n_f32(0.0);
-        let mut lo = [[zf; R]; T];
-        let mut hi = [[zf; R]; T];
-        let mut accm = [[zf; R]; T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q4K, R>(&p);
-            let isum = block_lanes::<Q4K, D, R, T>(&p, &q, &sc);
-            unroll4!(t in 0..T => {
-                let yd = ld_f32(q[t]);
-                let s = bsums32(q[t]);
-                unroll4!(r in 0..R => {
-                    let mn = k4_header(p[r]).1;
-                    let dmin = -yd * ld_f16(p[r].add(2));
-                    let m = vcvtq_f32_s32(k4_min_pairs(&mn, &s));
-                    accm[t][r] = vfmaq_n_f32(accm[t][r], m, dmin);
-                    let d = yd * ld_f16(p[r]);
-                    lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(isum[t][r][0]), d);
-                    hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(isum[t][r][1]), d);
-                });
-            });
-        }
-        let mut out = [[0f32; R]; T];
-        unroll4!(t in 0..T => {
-            unroll4!(r in 0..R => {
-                out[t][r] = hsum8(lo[t][r], hi[t][r]) + hsum4(accm[t][r]);
-            });
-        });
-        out
-    }
-}
-
-/// Each output's `mn·s` pair vector (lane `P` = pair `P`'s mins integer, see [`k4_min_pairs`]),
-/// from each row's mins and each token's per-32 sums.
-#[inline(always)]
-unsafe fn k4_mins<const R: usize, const T: usize>(
-    p: &[*const u8; R],
-    q: &[*const u8; T],
-) -> [[int32x4_t; R]; T] {
-    let mut mn = [[vdupq_n_s32(0); 2]; R];
-    unroll4!(r in 0..R => {
-        mn[r] = k4_header(p[r]).1;
-    });
-    let mut m = [[vdupq_n_s32(0); R]; T];
-    unroll4!(t in 0..T => {
-        let s = bsums32(q[t]);
-        unroll4!(r in 0..R => {
-            m[t][r] = k4_min_pairs(&mn[r], &s);
-        });
-    });
-    m
-}
-
-/// The f32 `d` of each token's Q8_K block.
-#[inline(always)]
-unsafe fn tok_d<const T: usize>(q: &[*const u8; T]) -> [f32; T] {
-    let mut d = [0f32; T];
-    unroll4!(t in 0..T => {
-        d[t] = ld_f32(q[t]);
-    });
-    d
-}
-
-/// Q4_K · Q8_K in the x86 repacked layout's `gemv` order
-/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_repacked`]): per super-block
-/// `acc = fma(f32(isum), f32(x.d) * y.d, acc)`, `accm = fma(f32(imin), f32(x.dmin) * y.d, accm)`;
-/// `acc - accm`. Outputs are lanes ([`lane_vectors`]).
-pub(crate) struct Q4KRepacked;
-
-impl Kernel for Q4KRepacked {
-    const QB: usize = 256;
-    const XB: usize = 144;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let zf = vdupq_n_f32(0.0);
-        let mut acc = [zf; T];
-        let mut accm = [zf; T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q4K, R>(&p);
-            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
-            let imin = totals_as_lanes(&k4_mins(&p, &q));
-            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
-            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
-            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                let d = vmulq_f32(xd[k], yd[k]);
-                let dmin = vmulq_f32(xdmin[k], yd[k]);
-                acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d);
-                accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k]), dmin);
-            });
-        }
-        unroll4!(k in 0..lane_vectors(R, T) => {
-            acc[k] = vsubq_f32(acc[k], accm[k]);
-        });
-        lanes_out(&acc)
-    }
-}
-
-/// Q4_K · Q8_K in the x86 repacked layout's `gemm` order
-/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_repacked_gemm`]): as [`Q4KRepacked`], with the two
-/// accumulators updated once per pass (64 elements, sub-blocks `2P` and `2P + 1`).
-pub(crate) struct Q4KRepackedGemm;
-
-impl Q4KRepackedGemm {
-    /// Pass `P`'s integers into the accumulators: `imin[k][P]` holds pass `P`'s mins integer of
-    /// the outputs of lane vector `k`.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn pass<D: Dot, const P: usize, const R: usize, const T: usize>(
-        acc: &mut [float32x4_t; T],
-        accm: &mut [float32x4_t; T],
-        p: &[*const u8; R],
-        q: &[*const u8; T],
-        sc: &[[int32x4_t; 4]; R],
-        d: &[float32x4_t; T],
-        dmin: &[float32x4_t; T],
-        imin: &[[int32x4_t; 4]; T],
-    ) {
-        let mut isum = [[vdupq_n_s32(0); R]; T];
-        pass_total::<Q4K, D, P, R, T>(&mut isum, p, q, sc);
-        let isum = totals_as_lanes(&isum);
-        unroll4!(k in 0..lane_vectors(R, T) => {
-            acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(isum[k]), d[k]);
-            accm[k] = vfmaq_f32(accm[k], vcvtq_f32_s32(imin[k][P]), dmin[k]);
-        });
-    }
-}
-
-impl Kernel for Q4KRepackedGemm {
-    const QB: usize = 256;
-    const XB: usize = 144;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let zf = vdupq_n_f32(0.0);
-        let zi = vdupq_n_s32(0);
-        let mut acc = [zf; T];
-        let mut accm = [zf; T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q4K, R>(&p);
-            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
-            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
-            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
-            let mut d = [zf; T];
-            let mut dmin = [zf; T];
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                d[k] = vmulq_f32(xd[k], yd[k]);
-                dmin[k] = vmulq_f32(xdmin[k], yd[k]);
-            });
-            // Each output's pair vector, four outputs at a time transposed: imin[k][P] lane j
-            // is pass P's mins integer of output 4k + j.
-            let m = k4_mins(&p, &q);
-            let get = |l: usize| if l < R * T { m[l / R][l % R] } else { zi };
-            let mut imin = [[zi; 4]; T];
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                imin[k] = transpose4([get(4 * k), get(4 * k + 1), get(4 * k + 2), get(4 * k + 3)]);
-            });
-            let (a, am) = (&mut acc, &mut accm);
-            Self::pass::<D, 0, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
-            Self::pass::<D, 1, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
-            Self::pass::<D, 2, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
-            Self::pass::<D, 3, R, T>(a, am, &p, &q, &sc, &d, &dmin, &imin);
-        }
-        unroll4!(k in 0..lane_vectors(R, T) => {
-            acc[k] = vsubq_f32(acc[k], accm[k]);
-        });
-        lanes_out(&acc)
-    }
-}
-
-/// Q4_K · Q8_K in the tiled K-quant matmul's order
-/// ([`crate::dot::scalar::vec_dot_q4_k_q8_k_tiled`]): per super-block
-/// `r = fma(-f32(x.dmin), f32(imin), f32(isum) * f32(x.d))`, `acc = fma(r, y.d, acc)`. Outputs
-/// are lanes.
-pub(crate) struct Q4KTiled;
-
-impl Kernel for Q4KTiled {
-    const QB: usize = 256;
-    const XB: usize = 144;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let mut acc = [vdupq_n_f32(0.0); T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q4K, R>(&p);
-            let isum = totals_as_lanes(&block_total::<Q4K, D, R, T>(&p, &q, &sc));
-            let imin = totals_as_lanes(&k4_mins(&p, &q));
-            let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
-            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, 2);
-            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
-                let r = vfmaq_f32(s, vnegq_f32(xdmin[k]), vcvtq_f32_s32(imin[k]));
-                acc[k] = vfmaq_f32(acc[k], r, yd[k]);
-            });
-        }
-        lanes_out(&acc)
-    }
-}
-
-/// Q6_K · Q8_K in llama.cpp's `ggml_vec_dot_q6_K_q8_K` order
-/// ([`crate::dot::scalar::vec_dot_q6_k_q8_k`]): eight integer lanes of unsigned 6-bit quants
-/// times scales, minus `32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`, then
-/// `fma(y.d * x.d, lane, acc)`; `hsum8(acc)`.
-pub(crate) struct Q6KPlain;
-
-impl Kernel for Q6KPlain {
-    const QB: usize = 256;
-    const XB: usize = 210;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let zf = vdupq_n_f32(0.0);
-        let mut lo = [[zf; R]; T];
-        let mut hi = [[zf; R]; T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q6K<false>, R>(&p);
-            let isum = block_lanes::<Q6K<false>, D, R, T>(&p, &q, &sc);
-            unroll4!(t in 0..T => {
-                let yd = ld_f32(q[t]);
-                let bs = bsums(q[t]);
-                unroll4!(r in 0..R => {
-                    let s = widen16(ld_s8(p[r].add(192)));
-                    // corr lanes 0..4 from bsums/scales 0..8, lanes 4..8 from 8..16.
-                    let c0 = vpaddq_s32(
-                        vmull_s16(vget_low_s16(bs[0]), vget_low_s16(s[0])),
-                        vmull_high_s16(bs[0], s[0]),
-                    );
-                    let c1 = vpaddq_s32(
-                        vmull_s16(vget_low_s16(bs[1]), vget_low_s16(s[1])),
-                        vmull_high_s16(bs[1], s[1]),
-                    );
-                    let l0 = vsubq_s32(isum[t][r][0], vshlq_n_s32::<5>(c0));
-                    let l1 = vsubq_s32(isum[t][r][1], vshlq_n_s32::<5>(c1));
-                    let d = yd * ld_f16(p[r].add(208));
-                    lo[t][r] = vfmaq_n_f32(lo[t][r], vcvtq_f32_s32(l0), d);
-                    hi[t][r] = vfmaq_n_f32(hi[t][r], vcvtq_f32_s32(l1), d);
-                });
-            });
-        }
-        let mut out = [[0f32; R]; T];
-        unroll4!(t in 0..T => {
-            unroll4!(r in 0..R => {
-                out[t][r] = hsum8(lo[t][r], hi[t][r]);
-            });
-        });
-        out
-    }
-}
-
-/// Q6_K · Q8_K in the tiled K-quant matmul's order
-/// ([`crate::dot::scalar::vec_dot_q6_k_q8_k_tiled`]): per super-block
-/// `acc = fma(f32(isum) * f32(x.d), y.d, acc)` with the signed quants. Outputs are lanes.
-pub(crate) struct Q6KTiled;
-
-impl Kernel for Q6KTiled {
-    const QB: usize = 256;
-    const XB: usize = 210;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let mut acc = [vdupq_n_f32(0.0); T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<Q6K<true>, R>(&p);
-            let isum = totals_as_lanes(&block_total::<Q6K<true>, D, R, T>(&p, &q, &sc));
-            let xd: [float32x4_t; T] = row_lanes_f16(&p, 208);
-            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                let s = vmulq_f32(vcvtq_f32_s32(isum[k]), xd[k]);
-                acc[k] = vfmaq_f32(acc[k], s, yd[k]);
-            });
-        }
-        lanes_out(&acc)
-    }
-}
-
-/// Q2_K, Q3_K and Q5_K: one f32 sum per output, `sumf += ...` once per super-block, as their
-/// scalar definitions ([`SumfFormat::update`]). Outputs are lanes.
-pub(crate) struct Sumf<F>(core::marker::PhantomData<F>);
-
-/// The float step of a [`Sumf`] format.
-pub(crate) trait SumfFormat: KFormat {
-    /// Byte offsets of the block's f16 `d` and `dmin` (`dmin` unused where there is none).
-    const D: usize;
-    const DMIN: usize;
-
-    /// The mins integer of one output (only the total of the lanes is meaningful).
-    ///
-    /// # Safety
-    /// `p` and `q` point at whole blocks.
-    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t;
-
-    /// `sumf` after one super-block, lane by lane: `isum` is the exact `Σ scale·quants·q8`,
-    /// `imin` the mins integer, `xd`, `xdmin`, `yd` the scales.
-    unsafe fn update(
-        sumf: float32x4_t,
-        isum: int32x4_t,
-        imin: int32x4_t,
-        xd: float32x4_t,
-        xdmin: float32x4_t,
-        yd: float32x4_t,
-    ) -> float32x4_t;
-}
-
-impl SumfFormat for Q2K {
-    const D: usize = 80;
-    const DMIN: usize = 82;
-
-    /// `Σ bsums[j]·(scales[j] >> 4)`.
-    #[inline(always)]
-    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
-        dot16_i16(&bsums(q), &widen16(s8(vshrq_n_u8::<4>(vld1q_u8(p)))))
-    }
-
-    /// `sumf += dall * f32(isum) - dmin * f32(summs)`, `dall = y.d * f32(x.d)`,
-    /// `dmin = y.d * f32(x.dmin)`.
-    #[inline(always)]
-    unsafe fn update(
-        sumf: float32x4_t,
-        isum: int32x4_t,
-        imin: int32x4_t,
-        xd: float32x4_t,
-        xdmin: float32x4_t,
-        yd: float32x4_t,
-    ) -> float32x4_t {
-        let t = vsubq_f32(
-            vmulq_f32(vmulq_f32(yd, xd), vcvtq_f32_s32(isum)),
-            vmulq_f32(vmulq_f32(yd, xdmin), vcvtq_f32_s32(imin)),
-        );
-        vaddq_f32(sumf, t)
-    }
-}
-
-impl SumfFormat for Q3K {
-    const D: usize = 108;
-    const DMIN: usize = 108;
-
-    #[inline(always)]
-    unsafe fn mins(_: *const u8, _: *const u8) -> int32x4_t {
-        vdupq_n_s32(0)
-    }
-
-    /// `sumf += f32(x.d) * y.d * f32(isum)`.
-    #[inline(always)]
-    unsafe fn update(
-        sumf: float32x4_t,
-        isum: int32x4_t,
-        _: int32x4_t,
-        xd: float32x4_t,
-        _: float32x4_t,
-        yd: float32x4_t,
-    ) -> float32x4_t {
-        vaddq_f32(sumf, vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum)))
-    }
-}
-
-impl SumfFormat for Q5K {
-    const D: usize = 0;
-    const DMIN: usize = 2;
-
-    /// `Σ mn_j·s_j` over the eight sub-blocks.
-    #[inline(always)]
-    unsafe fn mins(p: *const u8, q: *const u8) -> int32x4_t {
-        k4_min_pairs(&k4_header(p).1, &bsums32(q))
-    }
-
-    /// `sumf += f32(x.d) * y.d * f32(sum_q) - f32(x.dmin) * y.d * f32(sum_m)`.
-    #[inline(always)]
-    unsafe fn update(
-        sumf: float32x4_t,
-        isum: int32x4_t,
-        imin: int32x4_t,
-        xd: float32x4_t,
-        xdmin: float32x4_t,
-        yd: float32x4_t,
-    ) -> float32x4_t {
-        let a = vmulq_f32(vmulq_f32(xd, yd), vcvtq_f32_s32(isum));
-        let b = vmulq_f32(vmulq_f32(xdmin, yd), vcvtq_f32_s32(imin));
-        vaddq_f32(sumf, vsubq_f32(a, b))
-    }
-}
-
-impl<F: SumfFormat> Kernel for Sumf<F> {
-    const QB: usize = 256;
-    const XB: usize = F::XB;
-    const YB: usize = Q8K;
-
-    #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T] {
-        let mut sumf = [vdupq_n_f32(0.0); T];
-        for b in 0..nb {
-            let (p, q) = (at(x, b, Self::XB), at(y, b, Self::YB));
-            let sc = scales_of::<F, R>(&p);
-            let isum = totals_as_lanes(&block_total::<F, D, R, T>(&p, &q, &sc));
-            let mut m = [[vdupq_n_s32(0); R]; T];
-            unroll4!(t in 0..T => {
-                unroll4!(r in 0..R => {
-                    m[t][r] = F::mins(p[r], q[t]);
-                });
-            });
-            let imin = totals_as_lanes(&m);
-            let xd: [float32x4_t; T] = row_lanes_f16(&p, F::D);
-            let xdmin: [float32x4_t; T] = row_lanes_f16(&p, F::DMIN);
-            let yd: [float32x4_t; T] = tok_lanes::<R, T>(&tok_d(&q));
-            unroll4!(k in 0..lane_vectors(R, T) => {
-                sumf[k] = F::update(sumf[k], isum[k], imin[k], xd[k], xdmin[k], yd[k]);
-            });
-        }
-        lanes_out(&sumf)
-    }
 }
 
 /// The unsigned 6-bit quants (0..63) of one 128-element half of a Q6_K block, as eight vectors
@@ -1071,18 +621,14 @@ pub(crate) unsafe fn q6_k_half(ql: *const u8, qh: *const u8) -> [uint8x16_t; 8] 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{get_scale_min_k4, q3_k_scales as q3_ref};
+    use crate::formats::q3_k::unpack_scales as q3_ref;
+    use crate::formats::q4_k::get_scale_min_k4;
 
     #[test]
     fn scale_unpacking_matches_the_reference() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::testing::Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
-            let q: [u8; 12] = core::array::from_fn(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            });
+            let q: [u8; 12] = core::array::from_fn(|_| rng.byte());
             let (sc, mn) = k4_scales_mins(&q);
             for j in 0..8 {
                 let (s, m) = get_scale_min_k4(j, &q);

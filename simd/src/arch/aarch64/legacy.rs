@@ -1,119 +1,79 @@
-//! Dot products of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with Q8_0 / Q8_1
-//! activations, bit-identical to [`crate::dot::scalar`]:
+//! The 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, and any format [`Block32`] describes)
+//! with Q8_0 / Q8_1 activations, bit-identical to [`crate::formats::block32`]:
 //!
-//! * [`Plain`]: llama.cpp's eight f32 lanes. A block's 32 weight values are two 16-byte halves;
-//!   the integer dot of each half leaves the quad sums `q_0..q_3` / `q_4..q_7` in its four lanes,
-//!   so x86 lanes 0..4 live in one NEON accumulator and lanes 4..8 in another, each updated with
-//!   `vfmaq` (fused, as `_mm256_fmadd_ps`) by the block's `d = f32(x.d) * f32(y.d)`, and reduced
-//!   at the end in `hsum_float_8`'s tree. Q4_1 / Q5_1 add their `fma(m, s, summs)` chain.
-//! * [`Repacked`]: the x86 repacked Q4_0 layout's one accumulator per output,
-//!   `acc = fma(Σ block, d, acc)`. Here the four lanes of a vector are four weight rows: the
-//!   rows' integer totals are gathered with pairwise adds and one `vfmaq` updates four outputs.
+//! * [`Lanes8`] ([`Order::Vec`]): llama.cpp's eight f32 lanes. A block's 32 weight values are two
+//!   16-byte halves; the integer dot of each half leaves the quad sums `q_0..q_3` / `q_4..q_7` in
+//!   its four lanes, so x86 lanes 0..4 live in one NEON accumulator and lanes 4..8 in another,
+//!   each updated with `vfmaq` (fused, as `_mm256_fmadd_ps`) by the block's
+//!   `d = f32(x.d) * f32(y.d)`, and reduced at the end in `hsum_float_8`'s tree. The formats with
+//!   a minimum add their `fma(m, s, summs)` chain.
+//! * [`PerBlock`] ([`Order::Block`]): one accumulator per output, `acc = fma(Σ block, d, acc)`.
+//!   Here the four lanes of a vector are four weight rows: the rows' integer totals are gathered
+//!   with pairwise adds and one `vfmaq` updates four outputs.
 
-use super::common::*;
-use super::kernel::Kernel;
+use super::simd::*;
+use super::Kernel;
+use crate::formats::block32::{has_min, Act32, Block32, Quants};
+use crate::traits::Order;
+use crate::GgmlType;
 use core::arch::aarch64::*;
 use core::marker::PhantomData;
 
-/// A 32-element weight format: where its fields are and how its quants become bytes.
-pub(crate) trait Format {
-    /// Bytes per block.
-    const XB: usize;
-    /// Pairs with Q8_1 and has a minimum (`x = d·q + m`): adds `Σ m·s` to the lanes' sum.
-    const MIN: bool;
-    /// Quants may be -128 (Q8_0), so the emulated dot must not add product pairs in 16 bits.
-    const FULL_RANGE: bool;
-
-    /// The 32 quants of the block at `p` as signed bytes (elements 0..16, 16..32).
-    ///
-    /// # Safety
-    /// `p` must be valid for reading `XB` bytes.
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t);
+/// The 32 quants of the block at `p` minus the format's offset, as signed bytes (elements 0..16,
+/// 16..32). Every value is in `-127..=127` except for [`Quants::Bytes`].
+///
+/// # Safety
+/// `p` must be valid for reading a block of `B`.
+#[inline(always)]
+pub(super) unsafe fn unpack<B: Block32>(p: *const u8) -> (int8x16_t, int8x16_t) {
+    let offset = |v: int8x16_t| {
+        if B::OFFSET == 0 {
+            v
+        } else {
+            vsubq_s8(v, vdupq_n_s8(B::OFFSET))
+        }
+    };
+    match B::QUANTS {
+        Quants::Bytes => (ld_s8(p.add(B::QS_AT)), ld_s8(p.add(B::QS_AT + 16))),
+        Quants::Nibbles => {
+            let q = vld1q_u8(p.add(B::QS_AT));
+            (offset(lo_nibbles(q)), offset(hi_nibbles(q)))
+        }
+        Quants::FiveBits => {
+            let (mlo, mhi) = q5_high_masks(p.add(B::QH_AT));
+            let q = vld1q_u8(p.add(B::QS_AT));
+            let sixteen = vdupq_n_u8(0x10);
+            if B::OFFSET == 16 {
+                // `nibble + 16·bit - 16`, computed as `nibble - (bit ? 0 : 16)`.
+                (
+                    vsubq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mlo))),
+                    vsubq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mhi))),
+                )
+            } else {
+                // `nibble | 16·bit`, then the offset.
+                (
+                    offset(vorrq_s8(
+                        lo_nibbles(q),
+                        vreinterpretq_s8_u8(vandq_u8(sixteen, mlo)),
+                    )),
+                    offset(vorrq_s8(
+                        hi_nibbles(q),
+                        vreinterpretq_s8_u8(vandq_u8(sixteen, mhi)),
+                    )),
+                )
+            }
+        }
+    }
 }
 
-/// The quad sums of `w · a` added to `acc` (the emulation's cheaper form where the format allows).
+/// The quad sums of `w · a` added to `acc`, with the emulation's cheaper form where the values
+/// cannot be -128.
 #[inline(always)]
-unsafe fn dot<F: Format, D: Dot>(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
-    if F::FULL_RANGE {
+unsafe fn dot<B: Block32, D: Dot>(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    if B::QUANTS == Quants::Bytes {
         D::dot(acc, w, a)
     } else {
         D::dot_small(acc, w, a)
-    }
-}
-
-pub(crate) struct Q4_0;
-pub(crate) struct Q4_1;
-pub(crate) struct Q5_0;
-pub(crate) struct Q5_1;
-pub(crate) struct Q8_0;
-
-impl Format for Q4_0 {
-    const XB: usize = 18;
-    const MIN: bool = false;
-    const FULL_RANGE: bool = false;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
-        let q = vld1q_u8(p.add(2));
-        let eight = vdupq_n_s8(8);
-        (
-            vsubq_s8(lo_nibbles(q), eight),
-            vsubq_s8(hi_nibbles(q), eight),
-        )
-    }
-}
-
-impl Format for Q4_1 {
-    const XB: usize = 20;
-    const MIN: bool = true;
-    const FULL_RANGE: bool = false;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
-        let q = vld1q_u8(p.add(4));
-        (lo_nibbles(q), hi_nibbles(q))
-    }
-}
-
-impl Format for Q5_0 {
-    const XB: usize = 22;
-    const MIN: bool = false;
-    const FULL_RANGE: bool = false;
-    /// `nibble + 16·bit - 16`, computed as `nibble - (bit ? 0 : 16)`.
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
-        let (mlo, mhi) = q5_high_masks(p.add(2));
-        let q = vld1q_u8(p.add(6));
-        let sixteen = vdupq_n_u8(0x10);
-        (
-            vsubq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mlo))),
-            vsubq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vbicq_u8(sixteen, mhi))),
-        )
-    }
-}
-
-impl Format for Q5_1 {
-    const XB: usize = 24;
-    const MIN: bool = true;
-    const FULL_RANGE: bool = false;
-    /// `nibble | 16·bit` (0..31).
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
-        let (mlo, mhi) = q5_high_masks(p.add(4));
-        let q = vld1q_u8(p.add(8));
-        let sixteen = vdupq_n_u8(0x10);
-        (
-            vorrq_s8(lo_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mlo))),
-            vorrq_s8(hi_nibbles(q), vreinterpretq_s8_u8(vandq_u8(sixteen, mhi))),
-        )
-    }
-}
-
-impl Format for Q8_0 {
-    const XB: usize = 34;
-    const MIN: bool = false;
-    const FULL_RANGE: bool = true;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> (int8x16_t, int8x16_t) {
-        (ld_s8(p.add(2)), ld_s8(p.add(18)))
     }
 }
 
@@ -123,7 +83,7 @@ impl Format for Q8_0 {
 /// # Safety
 /// `qh` must be valid for reading 4 bytes.
 #[inline(always)]
-pub(crate) unsafe fn q5_high_masks(qh: *const u8) -> (uint8x16_t, uint8x16_t) {
+pub(super) unsafe fn q5_high_masks(qh: *const u8) -> (uint8x16_t, uint8x16_t) {
     const SPREAD_LO: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
     const SPREAD_HI: [u8; 16] = [2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3];
     const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
@@ -136,23 +96,16 @@ pub(crate) unsafe fn q5_high_masks(qh: *const u8) -> (uint8x16_t, uint8x16_t) {
     (lo, hi)
 }
 
-/// Bytes of a Q8_0 / Q8_1 activation block, and where its quants start.
-const fn act_layout(min: bool) -> (usize, usize) {
-    if min {
-        (36, 4)
-    } else {
-        (34, 2)
-    }
-}
+/// [`Order::Vec`], llama.cpp's `ggml_vec_dot_*_q8_*` (eight lanes). At most four tokens per call:
+/// their scales are the lanes of one vector.
+pub(crate) struct Lanes8<B>(PhantomData<B>);
 
-/// llama.cpp's `ggml_vec_dot_*_q8_*` order (eight lanes), see [`crate::dot::scalar`]. At most
-/// four tokens per call: their scales are the lanes of one vector.
-pub(crate) struct Plain<F>(PhantomData<F>);
-
-impl<F: Format> Kernel for Plain<F> {
+impl<B: Block32> Kernel for Lanes8<B> {
+    const TYPE: GgmlType = B::TYPE;
+    const ORDER: Order = Order::Vec;
     const QB: usize = 32;
-    const XB: usize = F::XB;
-    const YB: usize = act_layout(F::MIN).0;
+    const XB: usize = size_of::<B>();
+    const YB: usize = size_of::<B::Act>();
 
     #[inline(always)]
     unsafe fn run<D: Dot, const R: usize, const T: usize>(
@@ -161,7 +114,7 @@ impl<F: Format> Kernel for Plain<F> {
         y: &[*const u8; T],
     ) -> [[f32; R]; T] {
         const { assert!(T <= 4) };
-        let qs = act_layout(F::MIN).1;
+        let qs = B::Act::QS_AT;
         let (zf, zi) = (vdupq_n_f32(0.0), vdupq_n_s32(0));
         // Lanes 0..4 and 4..8 of each output's eight x86 lanes, and per row the tokens' Σ m·s
         // chains (lane t).
@@ -173,11 +126,11 @@ impl<F: Format> Kernel for Plain<F> {
             let mut dx = [0f32; R];
             let mut mx = [0f32; R];
             unroll4!(r in 0..R => {
-                let p = x[r].add(b * F::XB);
-                w[r] = F::unpack(p);
+                let p = x[r].add(b * Self::XB);
+                w[r] = unpack::<B>(p);
                 dx[r] = ld_f16(p);
-                if F::MIN {
-                    mx[r] = ld_f16(p.add(2));
+                if let Some(m_at) = B::M_AT {
+                    mx[r] = ld_f16(p.add(m_at));
                 }
             });
             let q = at(y, b * Self::YB);
@@ -187,8 +140,8 @@ impl<F: Format> Kernel for Plain<F> {
             unroll4!(r in 0..R => {
                 d[r] = vmulq_n_f32(dy, dx[r]);
             });
-            if F::MIN {
-                let sy = ld_f16_rows(&q, 2);
+            if let Some(s_at) = B::Act::S_AT {
+                let sy = ld_f16_rows(&q, s_at);
                 unroll4!(r in 0..R => {
                     summs[r] = vfmaq_n_f32(summs[r], sy, mx[r]);
                 });
@@ -196,8 +149,8 @@ impl<F: Format> Kernel for Plain<F> {
             unroll4!(t in 0..T => {
                 let (a0, a1) = (ld_s8(q[t].add(qs)), ld_s8(q[t].add(qs + 16)));
                 unroll4!(r in 0..R => {
-                    let p0 = dot::<F, D>(zi, w[r].0, a0);
-                    let p1 = dot::<F, D>(zi, w[r].1, a1);
+                    let p0 = dot::<B, D>(zi, w[r].0, a0);
+                    let p1 = dot::<B, D>(zi, w[r].1, a1);
                     lo[t][r] = fma_lane(lo[t][r], vcvtq_f32_s32(p0), d[r], t);
                     hi[t][r] = fma_lane(hi[t][r], vcvtq_f32_s32(p1), d[r], t);
                 });
@@ -207,7 +160,7 @@ impl<F: Format> Kernel for Plain<F> {
         unroll4!(t in 0..T => {
             unroll4!(r in 0..R => {
                 let s = hsum8(lo[t][r], hi[t][r]);
-                out[t][r] = if F::MIN {
+                out[t][r] = if has_min::<B>() {
                     s + get_lane(summs[r], t)
                 } else {
                     s
@@ -218,14 +171,16 @@ impl<F: Format> Kernel for Plain<F> {
     }
 }
 
-/// The x86 repacked layout's order (one accumulator per output, whole-block integer sums), for
-/// the formats without a minimum. Outputs are lanes ([`lane_vectors`]).
-pub(crate) struct Repacked<F>(PhantomData<F>);
+/// [`Order::Block`] (one accumulator per output, whole-block integer sums), for the formats
+/// without a minimum. Outputs are lanes ([`lane_vectors`]).
+pub(crate) struct PerBlock<B>(PhantomData<B>);
 
-impl<F: Format> Kernel for Repacked<F> {
+impl<B: Block32> Kernel for PerBlock<B> {
+    const TYPE: GgmlType = B::TYPE;
+    const ORDER: Order = Order::Block;
     const QB: usize = 32;
-    const XB: usize = F::XB;
-    const YB: usize = 34;
+    const XB: usize = size_of::<B>();
+    const YB: usize = size_of::<B::Act>();
 
     #[inline(always)]
     unsafe fn run<D: Dot, const R: usize, const T: usize>(
@@ -233,21 +188,22 @@ impl<F: Format> Kernel for Repacked<F> {
         x: &[*const u8; R],
         y: &[*const u8; T],
     ) -> [[f32; R]; T] {
-        const { assert!(!F::MIN) };
+        const { assert!(!has_min::<B>()) };
         let zi = vdupq_n_s32(0);
         let mut acc = [vdupq_n_f32(0.0); T];
         for b in 0..nb {
-            let p = at(x, b * F::XB);
+            let p = at(x, b * Self::XB);
             let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
             unroll4!(r in 0..R => {
-                w[r] = F::unpack(p[r]);
+                w[r] = unpack::<B>(p[r]);
             });
             let q = at(y, b * Self::YB);
             let mut s = [[zi; R]; T];
             unroll4!(t in 0..T => {
-                let (a0, a1) = (ld_s8(q[t].add(2)), ld_s8(q[t].add(18)));
+                let qs = B::Act::QS_AT;
+                let (a0, a1) = (ld_s8(q[t].add(qs)), ld_s8(q[t].add(qs + 16)));
                 unroll4!(r in 0..R => {
-                    s[t][r] = dot::<F, D>(dot::<F, D>(zi, w[r].0, a0), w[r].1, a1);
+                    s[t][r] = dot::<B, D>(dot::<B, D>(zi, w[r].0, a0), w[r].1, a1);
                 });
             });
             // Lane of output (t, r): fma(f32(Σ block), f32(x_r.d) * f32(y_t.d), acc).

@@ -1,188 +1,194 @@
-//! aarch64 kernels: plain Advanced SIMD (`Level::Neon`) and Advanced SIMD with SDOT
+//! aarch64 kernels for two levels: plain Advanced SIMD (`Level::Neon`) and Advanced SIMD with SDOT
 //! (`Level::NeonDotprod`, e.g. Neoverse-N1 / Ampere A1).
 //!
-//! Every kernel returns, bit for bit, what the scalar reference ([`crate::dot::scalar`],
-//! [`crate::reference`]) returns: nib's numerics are llama.cpp's x86 CPU backend's on every
-//! architecture. An 8-lane x86 accumulator is two 4-lane NEON accumulators, each element feeds
-//! the lane it feeds on x86, `vfmaq` stands where x86 fuses, and reductions follow the x86 trees.
+//! Every kernel returns, bit for bit, what the scalar reference ([`crate::formats`]) returns:
+//! nib's numerics are llama.cpp's x86 CPU backend's on every architecture. An 8-lane x86
+//! accumulator is two 4-lane NEON accumulators, each element feeds the lane it feeds on x86,
+//! `vfmaq` stands where x86 fuses, and reductions follow the x86 trees.
 //!
-//! The quantized dot products are written once, generic over the 16-byte integer dot
-//! ([`common::Dot`], lane-exact quad sums), and instantiated twice: with the widening-multiply
-//! emulation for plain NEON and with the SDOT instruction (inline assembly, since stable Rust
-//! lacks the intrinsic) inside `#[target_feature(enable = "dotprod")]` functions. Each is one
-//! function of `R` rows × `T` tokens ([`kernel::Kernel`]), installed as the table's `VecDot` at
-//! 1 × 1 and as its `DotTile` at a register tile, for every [`crate::DotKind`] the scalar table
-//! has. The conversions (`to_float`, `from_float`) and the float dots need no dotprod and are the
-//! same at both levels.
+//! A quantized kernel ([`Kernel`]) is one summation order of one weight format: a function of `R`
+//! weight rows × `T` tokens, generic over the 16-byte integer dot ([`simd::Dot`], lane-exact quad
+//! sums), instantiated twice: with the widening-multiply emulation for plain NEON and with the
+//! SDOT instruction (inline assembly, since stable Rust lacks the intrinsic) inside
+//! `#[target_feature(enable = "dotprod")]` entry points ([`Entry`]). The table ([`install`]) lists
+//! every kernel with its register tile and every conversion, one line each; each kernel becomes
+//! the table's `VecDot` at 1 × 1 and its `DotTile` at the tile. The conversions (`to_float`,
+//! `from_float`) and the float dots need no dotprod and are the same at both levels.
 //!
-//! Files: `common` (SDOT, fp16 conversion, reductions, helpers), `kernel` (the row × token
-//! driver and the entry points), `legacy` (Q4_0 .. Q8_0), `kquants` (Q2_K .. Q6_K), `float`
-//! (F32 / F16 / BF16), `quantize` (Q8_0 / Q8_1 / Q8_K activations), `dequant` (rows to f32),
-//! `repack` (the opt-in four-row interleaved Q4_0 / Q8_0 GEMV).
+//! Files (the same roles as in `arch/x86/`): `simd` (SDOT, fp16 conversion, reductions, helpers),
+//! `tile` (how a kernel covers a row and a tile), `legacy` (the 32-element formats), `kquants`
+//! and `kquant_orders` (Q2_K .. Q6_K: unpacking and passes; one kernel per order), `float` (F32,
+//! F16, BF16), `convert` (to and from f32) and `lanes` (the vectors of the elementwise kernels,
+//! [`crate::vec`]).
 
-mod common;
-mod dequant;
+mod convert;
 mod float;
-mod kernel;
+mod kquant_orders;
 mod kquants;
+pub(crate) mod lanes;
 mod legacy;
-mod quantize;
-pub mod repack;
+mod simd;
+mod tile;
 
-use crate::traits::{DotKind, DotTile, FromFloat, Kernels, ToFloat, TypeTraits, VecDot};
+use crate::formats::*;
+use crate::traits::{Level, Order, Table, Tile};
 use crate::GgmlType;
-use kquants::{Q4KPlain, Q4KRepacked, Q4KRepackedGemm, Q4KTiled, Q6KPlain, Q6KTiled, Sumf};
-use legacy::{Plain, Repacked};
+use simd::{Dot, Emul, Sdot};
 
-// Each kernel with the register tile its `DotTile` uses (rows x tokens). The eight-lane orders
-// keep two f32 accumulators per output and take a few rows and tokens; the orders with one
-// accumulator per output keep the outputs in the lanes of a vector: four rows for the decode
-// kinds, four tokens for the kinds that only prompts take (RepackedGemm, Tiled), so a weight
-// block is unpacked once for four tokens.
-kernel::entries! {
-    q4_0: Plain<legacy::Q4_0>, 2 x 4;
-    q4_0_repacked: Repacked<legacy::Q4_0>, 4 x 2;
-    q4_1: Plain<legacy::Q4_1>, 2 x 4;
-    q5_0: Plain<legacy::Q5_0>, 2 x 4;
-    q5_1: Plain<legacy::Q5_1>, 2 x 4;
-    q8_0: Plain<legacy::Q8_0>, 2 x 4;
-    q2_k: Sumf<kquants::Q2K>, 2 x 2;
-    q3_k: Sumf<kquants::Q3K>, 2 x 2;
-    q4_k: Q4KPlain, 1 x 2;
-    q4_k_repacked: Q4KRepacked, 4 x 1;
-    q4_k_repacked_gemm: Q4KRepackedGemm, 1 x 4;
-    q4_k_tiled: Q4KTiled, 1 x 4;
-    q5_k: Sumf<kquants::Q5K>, 2 x 2;
-    q6_k: Q6KPlain, 1 x 2;
-    q6_k_tiled: Q6KTiled, 1 x 4;
+/// An aarch64 kernel: one summation order of one weight format over blocks of `QB` elements
+/// (`XB` bytes per weight block, `YB` per activation block).
+pub(crate) trait Kernel {
+    const TYPE: GgmlType;
+    const ORDER: Order;
+    const QB: usize;
+    const XB: usize;
+    const YB: usize;
+
+    /// `out[t][r]` = weight row `x[r]` · activation row `y[t]` over `nb` blocks, in the kernel's
+    /// order.
+    ///
+    /// # Safety
+    /// Every `x[r]` must be valid for reading `nb * XB` bytes and every `y[t]` `nb * YB` bytes;
+    /// the CPU must support `D`'s instructions.
+    unsafe fn run<D: Dot, const R: usize, const T: usize>(
+        nb: usize,
+        x: &[*const u8; R],
+        y: &[*const u8; T],
+    ) -> [[f32; R]; T];
 }
 
-/// Overwrite the given functions of `ty`'s entry (`None` keeps what is there).
-fn set(
-    table: &mut [TypeTraits],
-    ty: GgmlType,
-    to: Option<ToFloat>,
-    from: Option<FromFloat>,
-    dot: Option<VecDot>,
-) {
-    Kernels::set_in(table, ty, |t| {
-        t.to_float = to.or(t.to_float);
-        t.from_float = from.or(t.from_float);
-        t.vec_dot = dot.or(t.vec_dot);
-    });
+/// The entry points of one level: every kernel is inlined into them with the level's integer dot.
+trait Entry {
+    /// # Safety
+    /// The level's features.
+    unsafe fn dot<K: Kernel>(n: usize, x: &[u8], y: &[u8]) -> f32;
+    /// # Safety
+    /// The level's features; `t.out` as for [`crate::traits::DotTile`].
+    unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>);
 }
 
-/// One kind's dot product and tile for `ty`.
-fn set_kind(table: &mut [TypeTraits], ty: GgmlType, kind: DotKind, dot: VecDot, tile: DotTile) {
-    Kernels::set_in(table, ty, |t| {
-        match kind {
-            DotKind::Plain => t.vec_dot = Some(dot),
-            DotKind::Tiled => t.vec_dot_tiled = Some(dot),
-            DotKind::Repacked => t.vec_dot_repacked = Some(dot),
-            DotKind::RepackedGemm => t.vec_dot_repacked_gemm = Some(dot),
-        }
-        t.tiles[kind as usize] = Some(tile);
-    });
+/// Plain Advanced SIMD (SDOT emulated), part of the aarch64 baseline.
+struct Neon;
+
+impl Entry for Neon {
+    unsafe fn dot<K: Kernel>(n: usize, x: &[u8], y: &[u8]) -> f32 {
+        // SAFETY: `Emul` needs only the baseline.
+        unsafe { tile::vec_dot::<K, Emul>(n, x, y) }
+    }
+    unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>) {
+        // SAFETY: as in `dot`; `t.out` is the caller's contract.
+        unsafe { tile::tile::<K, Emul, R, T>(t) }
+    }
 }
 
-/// Installs every quantized kind of one level: `$m` is `neon` or `dotprod`.
-macro_rules! install_quant {
-    ($table:expr, $m:ident) => {{
-        use DotKind::*;
-        use GgmlType::*;
-        let t = $table;
-        set_kind(t, Q4_0, Plain, $m::q4_0::dot, $m::q4_0::tile);
-        set_kind(
-            t,
-            Q4_0,
-            Repacked,
-            $m::q4_0_repacked::dot,
-            $m::q4_0_repacked::tile,
-        );
-        set_kind(t, Q4_1, Plain, $m::q4_1::dot, $m::q4_1::tile);
-        set_kind(t, Q5_0, Plain, $m::q5_0::dot, $m::q5_0::tile);
-        set_kind(t, Q5_1, Plain, $m::q5_1::dot, $m::q5_1::tile);
-        set_kind(t, Q8_0, Plain, $m::q8_0::dot, $m::q8_0::tile);
-        set_kind(t, Q2_K, Plain, $m::q2_k::dot, $m::q2_k::tile);
-        set_kind(t, Q3_K, Plain, $m::q3_k::dot, $m::q3_k::tile);
-        set_kind(t, Q4_K, Plain, $m::q4_k::dot, $m::q4_k::tile);
-        set_kind(t, Q4_K, Tiled, $m::q4_k_tiled::dot, $m::q4_k_tiled::tile);
-        set_kind(
-            t,
-            Q4_K,
-            Repacked,
-            $m::q4_k_repacked::dot,
-            $m::q4_k_repacked::tile,
-        );
-        set_kind(
-            t,
-            Q4_K,
-            RepackedGemm,
-            $m::q4_k_repacked_gemm::dot,
-            $m::q4_k_repacked_gemm::tile,
-        );
-        set_kind(t, Q5_K, Plain, $m::q5_k::dot, $m::q5_k::tile);
-        set_kind(t, Q6_K, Plain, $m::q6_k::dot, $m::q6_k::tile);
-        set_kind(t, Q6_K, Tiled, $m::q6_k_tiled::dot, $m::q6_k_tiled::tile);
-    }};
+/// SDOT (`FEAT_DotProd`).
+struct Dotprod;
+
+impl Entry for Dotprod {
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot<K: Kernel>(n: usize, x: &[u8], y: &[u8]) -> f32 {
+        // SAFETY: this function's feature, which `Sdot` needs.
+        unsafe { tile::vec_dot::<K, Sdot>(n, x, y) }
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>) {
+        // SAFETY: as in `dot`; `t.out` is the caller's contract.
+        unsafe { tile::tile::<K, Sdot, R, T>(t) }
+    }
 }
 
-pub(crate) fn install_neon(table: &mut [TypeTraits]) {
+// The table's functions. Each is installed only by `install` for its own level `E`, whose
+// features `install`'s caller checked: the `SAFETY` comments below rely on that.
+
+/// `K`'s `VecDot` at level `E`.
+fn dot<E: Entry, K: Kernel>(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    // SAFETY: `E`'s features (see above).
+    unsafe { E::dot::<K>(n, x, y) }
+}
+
+/// `K`'s `DotTile` at level `E` with register tiles of `R` rows × `T` tokens.
+///
+/// # Safety
+/// As for [`crate::traits::DotTile`].
+unsafe fn tile<E: Entry, K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>) {
+    // SAFETY: `E`'s features (see above); `t.out` is the caller's contract.
+    unsafe { E::tile::<K, R, T>(t) }
+}
+
+/// The table of level `E`: one line per kernel (type, order: kernel, register tile), then the
+/// float dots and the conversions.
+///
+/// Register tiles (rows × tokens): the eight-lane orders keep two f32 accumulators per output and
+/// take a few rows and tokens; the orders with one accumulator per output keep the outputs in the
+/// lanes of a vector: four rows for the decode orders, four tokens for the orders only prompts
+/// take (Gemm, Tiled), so a weight block is unpacked once for four tokens.
+fn install_level<E: Entry>(t: &mut Table) {
+    use kquant_orders::*;
+    use kquants::{Q2K, Q3K, Q5K};
     use GgmlType::*;
-    set(table, F32, None, None, Some(float::vec_dot_f32));
-    set(
-        table,
-        F16,
-        Some(float::dequantize_row_f16),
-        Some(float::quantize_row_f16),
-        Some(float::vec_dot_f16),
-    );
-    set(
-        table,
-        BF16,
-        Some(float::dequantize_row_bf16),
-        Some(float::quantize_row_bf16),
-        Some(float::vec_dot_bf16),
-    );
-    set(table, Q4_0, Some(dequant::dequantize_row_q4_0), None, None);
-    set(table, Q4_1, Some(dequant::dequantize_row_q4_1), None, None);
-    set(table, Q5_0, Some(dequant::dequantize_row_q5_0), None, None);
-    set(table, Q5_1, Some(dequant::dequantize_row_q5_1), None, None);
-    set(
-        table,
-        Q8_0,
-        Some(dequant::dequantize_row_q8_0),
-        Some(quantize::quantize_row_q8_0),
-        None,
-    );
-    set(
-        table,
-        Q8_1,
-        Some(dequant::dequantize_row_q8_1),
-        Some(quantize::quantize_row_q8_1),
-        None,
-    );
-    set(table, Q2_K, Some(dequant::dequantize_row_q2_k), None, None);
-    set(table, Q3_K, Some(dequant::dequantize_row_q3_k), None, None);
-    set(table, Q4_K, Some(dequant::dequantize_row_q4_k), None, None);
-    set(table, Q5_K, Some(dequant::dequantize_row_q5_k), None, None);
-    set(table, Q6_K, Some(dequant::dequantize_row_q6_k), None, None);
-    set(
-        table,
-        Q8_K,
-        Some(dequant::dequantize_row_q8_k),
-        Some(quantize::quantize_row_q8_k),
-        None,
-    );
-    install_quant!(table, neon);
+    use Order::*;
+    macro_rules! kernels {
+        ($($ty:ident $order:ident: $k:ty, $r:literal x $c:literal;)*) => {$({
+            const { assert!(<$k>::TYPE as u32 == $ty as u32 && <$k>::ORDER as usize == $order as usize) };
+            let row = t.row($ty);
+            row.dots[$order as usize] = Some(dot::<E, $k>);
+            row.tiles[$order as usize] = Some(tile::<E, $k, $r, $c>);
+        })*};
+    }
+    kernels! {
+        Q4_0 Vec: legacy::Lanes8<BlockQ4_0>, 2 x 4;
+        Q4_0 Block: legacy::PerBlock<BlockQ4_0>, 4 x 2;
+        Q4_1 Vec: legacy::Lanes8<BlockQ4_1>, 2 x 4;
+        Q5_0 Vec: legacy::Lanes8<BlockQ5_0>, 2 x 4;
+        Q5_1 Vec: legacy::Lanes8<BlockQ5_1>, 2 x 4;
+        Q8_0 Vec: legacy::Lanes8<BlockQ8_0>, 2 x 4;
+        Q2_K Vec: Sumf<Q2K>, 2 x 2;
+        Q3_K Vec: Sumf<Q3K>, 2 x 2;
+        Q4_K Vec: Q4KLanes, 1 x 2;
+        Q4_K Block: Q4KBlock, 4 x 1;
+        Q4_K Gemm: Q4KGemm, 1 x 4;
+        Q4_K Tiled: Q4KTiled, 1 x 4;
+        Q5_K Vec: Sumf<Q5K>, 2 x 2;
+        Q6_K Vec: Q6KLanes, 1 x 2;
+        Q6_K Tiled: Q6KTiled, 1 x 4;
+    }
+    // The float dots: plain functions, no tiles.
+    t.row(F32).dots[Vec as usize] = Some(float::vec_dot_f32);
+    t.row(F16).dots[Vec as usize] = Some(float::vec_dot_f16);
+    t.row(BF16).dots[Vec as usize] = Some(float::vec_dot_bf16);
+    macro_rules! conversions {
+        ($($ty:ident: $($to:expr)?, $($from:expr)?;)*) => {$(
+            $(t.row($ty).to_float = Some($to);)?
+            $(t.row($ty).from_float = Some($from);)?
+        )*};
+    }
+    // Type: to_float, from_float.
+    conversions! {
+        F16: float::dequantize_row_f16, float::quantize_row_f16;
+        BF16: float::dequantize_row_bf16, float::quantize_row_bf16;
+        Q4_0: convert::dequantize::<BlockQ4_0>,;
+        Q4_1: convert::dequantize::<BlockQ4_1>,;
+        Q5_0: convert::dequantize::<BlockQ5_0>,;
+        Q5_1: convert::dequantize::<BlockQ5_1>,;
+        Q8_0: convert::dequantize::<BlockQ8_0>, convert::quantize_row_q8_0;
+        Q8_1: convert::dequantize_row_q8_1, convert::quantize_row_q8_1;
+        Q2_K: convert::dequantize_row_q2_k,;
+        Q3_K: convert::dequantize_row_q3_k,;
+        Q4_K: convert::dequantize_row_q4_k,;
+        Q5_K: convert::dequantize_row_q5_k,;
+        Q6_K: convert::dequantize_row_q6_k,;
+        Q8_K: convert::dequantize_row_q8_k, convert::quantize_row_q8_k;
+    }
 }
 
-pub(crate) fn install_dotprod(table: &mut [TypeTraits]) {
-    // The dotprod entry points rely on this check for their soundness.
-    assert!(
-        std::arch::is_aarch64_feature_detected!("dotprod"),
-        "install_dotprod: this CPU has no dotprod"
-    );
-    install_neon(table);
-    install_quant!(table, dotprod);
+/// Installs `level`'s kernels over the reference rows of `table`.
+///
+/// # Safety
+/// The CPU must support `level` (the dotprod entry points rely on it).
+pub(crate) unsafe fn install(level: Level, table: &mut Table) {
+    match level {
+        Level::Neon => install_level::<Neon>(table),
+        Level::NeonDotprod => install_level::<Dotprod>(table),
+        _ => unreachable!("{level} is not an aarch64 level"),
+    }
 }

@@ -1,9 +1,13 @@
 //! The float formats with AVX2 + FMA + F16C, in the scalar reference's orders: F16 · F16 as
-//! llama.cpp's AVX-512 `ggml_vec_dot_f16` ([`crate::vec::dot_f16`]: 64 lanes of FMAs, a fixed
-//! reduction tree, the tail in f64), F32 and BF16 as products rounded to f32 and summed in order
-//! in f64 ([`crate::dot::scalar::vec_dot_f32`]); and the F16/BF16 → f32 conversions.
+//! llama.cpp's AVX-512 `ggml_vec_dot_f16` ([`crate::vec::scalar::dot_f16`]: 64 lanes of FMAs, a
+//! fixed reduction tree, the tail in f64), F32 and BF16 as products rounded to f32 and summed in
+//! order in f64 ([`crate::formats::float::vec_dot_f32`]); and the F16/BF16 conversions.
 
-use super::util::*;
+use super::simd::*;
+use super::tile::by_element;
+use super::{Dequant, Kernel, Quantize};
+use crate::traits::{Order, Tile};
+use crate::GgmlType;
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
@@ -27,7 +31,7 @@ fn bf16x8(h: &[bf16; 8]) -> __m256 {
 /// for `i < 16`, then `hsum8(v[8..16] + v[0..8])` (which is `reduce16(v)`); the tail is added in
 /// f64 and the sum rounded to f32.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
+fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
     let n = x.len().min(y.len());
     let np = n - n % 64;
     let (x64, _) = x[..np].as_chunks::<64>();
@@ -75,35 +79,122 @@ fn dot_in_f64<T>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
     dot_in_f64(x, y, |v| load_f32x8(v), |v| *v)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
+fn dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     dot_in_f64(x, y, |v| bf16x8(v), |v| v.to_f32())
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn f16_to_f32_row(x: &[f16], y: &mut [f32]) {
-    let (x8, xt) = x.as_chunks::<8>();
-    let (y8, yt) = y.as_chunks_mut::<8>();
-    for (a, o) in x8.iter().zip(y8.iter_mut()) {
-        store_f32x8(o, f16x8(a));
-    }
-    for (a, o) in xt.iter().zip(yt) {
-        *o = a.to_f32();
+impl Dequant for f16 {
+    const TYPE: GgmlType = GgmlType::F16;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequant(x: &[f16], y: &mut [f32]) {
+        let (x8, xt) = x.as_chunks::<8>();
+        let (y8, yt) = y.as_chunks_mut::<8>();
+        for (a, o) in x8.iter().zip(y8.iter_mut()) {
+            store_f32x8(o, f16x8(a));
+        }
+        for (a, o) in xt.iter().zip(yt) {
+            *o = a.to_f32();
+        }
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn bf16_to_f32_row(x: &[bf16], y: &mut [f32]) {
-    let (x8, xt) = x.as_chunks::<8>();
-    let (y8, yt) = y.as_chunks_mut::<8>();
-    for (a, o) in x8.iter().zip(y8.iter_mut()) {
-        store_f32x8(o, bf16x8(a));
-    }
-    for (a, o) in xt.iter().zip(yt) {
-        *o = a.to_f32();
+impl Dequant for bf16 {
+    const TYPE: GgmlType = GgmlType::BF16;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequant(x: &[bf16], y: &mut [f32]) {
+        let (x8, xt) = x.as_chunks::<8>();
+        let (y8, yt) = y.as_chunks_mut::<8>();
+        for (a, o) in x8.iter().zip(y8.iter_mut()) {
+            store_f32x8(o, bf16x8(a));
+        }
+        for (a, o) in xt.iter().zip(yt) {
+            *o = a.to_f32();
+        }
     }
 }
+
+// f32 to F16 and BF16.
+
+impl Quantize for f16 {
+    const TYPE: GgmlType = GgmlType::F16;
+    const PER: usize = 1;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quantize(x: &[f32], y: &mut [f16]) {
+        let (x8, xt) = x.as_chunks::<8>();
+        let (y8, yt) = y.as_chunks_mut::<8>();
+        for (v, o) in x8.iter().zip(y8.iter_mut()) {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(load_f32x8(v));
+            store_128(bytemuck::cast_mut(o), h);
+        }
+        for (v, o) in xt.iter().zip(yt) {
+            *o = f16::from_f32(*v);
+        }
+    }
+}
+
+/// f32 → bf16 for 8 lanes as 8 × u32: round to nearest even; NaN stays NaN (made quiet).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16_bits(v: __m256) -> __m256i {
+    let u = _mm256_castps_si256(v);
+    let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(u), _mm256_set1_epi32(1));
+    let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(
+        u,
+        _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)),
+    ));
+    let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(u), _mm256_set1_epi32(0x40));
+    let nan = _mm256_cmpgt_epi32(
+        _mm256_and_si256(u, _mm256_set1_epi32(0x7FFF_FFFF)),
+        _mm256_set1_epi32(0x7F80_0000),
+    );
+    _mm256_blendv_epi8(rounded, quiet, nan)
+}
+
+impl Quantize for bf16 {
+    const TYPE: GgmlType = GgmlType::BF16;
+    const PER: usize = 1;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quantize(x: &[f32], y: &mut [bf16]) {
+        let (x16, xt) = x.as_chunks::<16>();
+        let (y16, yt) = y.as_chunks_mut::<16>();
+        for (v, o) in x16.iter().zip(y16.iter_mut()) {
+            let (v, _) = v.as_chunks::<8>();
+            let p = _mm256_packus_epi32(bf16_bits(load_f32x8(&v[0])), bf16_bits(load_f32x8(&v[1])));
+            store_256(
+                bytemuck::cast_mut(o),
+                _mm256_permute4x64_epi64::<0b11_01_10_00>(p),
+            );
+        }
+        for (v, o) in xt.iter().zip(yt) {
+            *o = bf16::from_f32(*v);
+        }
+    }
+}
+
+/// A float format's dot product as a kernel (one row by one token: the order sums in f64 or in
+/// 64 lanes, with no tile to share).
+macro_rules! float_kernel {
+    ($name:ident, $ty:ident, $elem:ty, $dot:ident) => {
+        pub(super) struct $name;
+
+        impl Kernel for $name {
+            const TYPE: GgmlType = GgmlType::$ty;
+            const ORDER: Order = Order::Vec;
+
+            #[inline(always)]
+            unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
+                // SAFETY: `I` implies the AVX2, FMA and F16C that `$dot` is compiled for; `t.out`
+                // is the caller's contract.
+                unsafe { by_element::<$elem, $elem>(t, 1, |x, y| $dot(x, y)) }
+            }
+        }
+    };
+}
+float_kernel!(F32, F32, f32, dot_f32);
+float_kernel!(F16, F16, f16, dot_f16);
+float_kernel!(BF16, BF16, bf16, dot_bf16);

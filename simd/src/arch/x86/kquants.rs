@@ -1,25 +1,13 @@
-//! The K-quants (Q2_K..Q6_K) times Q8_K activations with AVX2, in the orders of the scalar
-//! reference (`crate::dot::scalar`), and the Q4_K / Q6_K tiles.
-//!
-//! A super-block's integers are exact: the quants are expanded to unsigned bytes, multiplied with
-//! the activations by `maddubs` (never saturating for these ranges) and weighted by their
-//! sub-block scales with `madd`; offsets (Q6_K's -32, Q3_K's -4) go through Q8_K's per-16 sums
-//! `bsums`, and so do the Q4_K/Q5_K minimums. Which integers are formed, and the f32 arithmetic
-//! that follows, is each reference function's: Q4_K and Q6_K have several (one per [`DotKind`]
-//! llama.cpp uses), computed from the same integer lanes by [`finish`]-style updates below.
-//!
-//! The tiles take one weight row and up to [`TILE_TOKENS`] tokens: each super-block is unpacked
-//! once (quants to bytes, scales to `i16` multipliers) and used for every token.
-//!
-//! [`DotKind`]: crate::traits::DotKind
+//! The K-quants (Q2_K..Q6_K) with AVX2: unpacking their scales and quants into what the integer
+//! kernels take. The kernels, one per summation order, are in `kquant_orders`.
 
-use super::util::*;
-use crate::blocks::*;
+use super::simd::*;
 use std::arch::x86_64::*;
+
 /// The eight 6-bit scales and eight 6-bit minimums packed in the 12 scale bytes of Q4_K and
-/// Q5_K (the same values as `reference::get_scale_min_k4(0..8)`), unpacked 4 at a time.
+/// Q5_K (the same values as [`crate::formats::q4_k::get_scale_min_k4`] for 0..8), unpacked 4 at a time.
 #[inline]
-pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+pub(super) fn k4_scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a0, a1, a2) = (word(0), word(1), word(2));
     // Sub-blocks 0..4 keep their 6 bits in bytes 0..4 (scales) and 4..8 (mins); sub-blocks 4..8
@@ -32,11 +20,11 @@ pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (join(sc_lo, sc_hi), join(mn_lo, mn_hi))
 }
 
-/// The sixteen signed 6-bit scales of Q3_K (as `reference::q3_k_scales`) as bytes of a vector,
+/// The sixteen signed 6-bit scales of Q3_K (as [`crate::formats::q3_k::unpack_scales`]) as bytes of a vector,
 /// assembled 4 at a time in general-purpose registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn q3_k_scales(s: &[u8; 12]) -> __m128i {
+pub(super) fn q3_k_scales(s: &[u8; 12]) -> __m128i {
     let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a0, a1, a2) = (word(0), word(1), word(2));
     // Low 4 bits: the low nibbles of bytes 0..8 (scales 0..8), then their high nibbles (8..16).
@@ -51,13 +39,13 @@ pub(crate) fn q3_k_scales(s: &[u8; 12]) -> __m128i {
 
 /// The first and second 32 activations of a 64-element slice.
 #[inline]
-fn halves(q: &[i8; 64]) -> (&[i8; 32], &[i8; 32]) {
+pub(super) fn halves(q: &[i8; 64]) -> (&[i8; 32], &[i8; 32]) {
     let (a, b) = q.split_at(32);
     (a.try_into().unwrap(), b.try_into().unwrap())
 }
 
 #[inline]
-fn quarters(q: &[i8; 128]) -> [&[i8; 32]; 4] {
+pub(super) fn quarters(q: &[i8; 128]) -> [&[i8; 32]; 4] {
     let (c, _) = q.as_chunks::<32>();
     [&c[0], &c[1], &c[2], &c[3]]
 }
@@ -66,7 +54,7 @@ fn quarters(q: &[i8; 128]) -> [&[i8; 32]; 4] {
 /// [`scale_pair`]: scales 0..8 in both 128-bit lanes of the first vector, 8..16 of the second.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scales_i16(scales: __m128i) -> [__m256i; 2] {
+pub(super) fn scales_i16(scales: __m128i) -> [__m256i; 2] {
     [
         _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(scales)),
         _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128::<8>(scales))),
@@ -75,8 +63,8 @@ fn scales_i16(scales: __m128i) -> [__m256i; 2] {
 
 /// `vpshufb` masks: [`PAIR_MASKS`]`[p]` puts `i16` lane `2p` of each 128-bit half in all lanes of
 /// the low half and lane `2p + 1` in the high half; [`LANE_MASKS`]`[j]` puts lane `j` everywhere.
-static PAIR_MASKS: [[u8; 32]; 4] = shuffle_masks(true);
-static LANE_MASKS: [[u8; 32]; 8] = shuffle_masks(false);
+pub(super) static PAIR_MASKS: [[u8; 32]; 4] = shuffle_masks(true);
+pub(super) static LANE_MASKS: [[u8; 32]; 8] = shuffle_masks(false);
 
 /// Masks whose byte `i` picks byte `i % 2` of `i16` lane `2k` (`pairs`: `2k + 1` for the high
 /// half) or lane `k`.
@@ -105,7 +93,7 @@ const fn shuffle_masks<const N: usize>(pairs: bool) -> [[u8; 32]; N] {
 /// `vpshufb` of a broadcast into three shuffles (`pshuflw`/`pshufd`/`vpermq`), which made the
 /// shuffle port the bottleneck of the K-quant loops. Loaded from L1 they stay one `vpshufb`.
 #[inline]
-fn opaque<T>(masks: &'static T) -> &'static T {
+pub(super) fn opaque<T>(masks: &'static T) -> &'static T {
     std::hint::black_box(masks)
 }
 
@@ -113,144 +101,20 @@ fn opaque<T>(masks: &'static T) -> &'static T {
 /// scale in the low lane (its 16 elements' `maddubs` pairs), `2k + 1`'s in the high lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale_pair(sc: &[__m256i; 2], k: usize, masks: &[[u8; 32]; 4]) -> __m256i {
+pub(super) fn scale_pair(sc: &[__m256i; 2], k: usize, masks: &[[u8; 32]; 4]) -> __m256i {
     _mm256_shuffle_epi8(sc[k / 4], load_256(&masks[k % 4]))
-}
-
-/// Q2_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q2_k_q8_k`]: per super-block the
-/// exact integers, then `sumf += dall·isum - dmin·summs` in scalar f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let masks = opaque(&PAIR_MASKS);
-    let m3 = _mm256_set1_epi8(3);
-    let mut sumf = 0f32;
-    for (a, b) in x.iter().zip(y) {
-        let packed = load_128(&a.scales);
-        let scales = scales_i16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
-        let mins = _mm256_cvtepu8_epi16(_mm_and_si128(
-            _mm_srli_epi16::<4>(packed),
-            _mm_set1_epi8(0x0F),
-        ));
-        let mins = _mm256_madd_epi16(mins, load_256_i16(&b.bsums));
-        let mut sumi = _mm256_setzero_si256();
-        let (q2, _) = a.qs.as_chunks::<32>();
-        let (q8, _) = b.qs.as_chunks::<128>();
-        for (k, (q2, q8)) in q2.iter().zip(q8).enumerate() {
-            let mut q = load_256(q2);
-            for (s, q8) in quarters(q8).into_iter().enumerate() {
-                let u = _mm256_and_si256(q, m3);
-                let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(
-                    sumi,
-                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * k + s, masks)),
-                );
-                q = _mm256_srli_epi16::<2>(q);
-            }
-        }
-        let (isum, summs) = (hsum_i32x8(sumi), hsum_i32x8(mins));
-        let dall = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
-        sumf += dall * isum as f32 - dmin * summs as f32;
-    }
-    sumf
-}
-
-/// Q3_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q3_k_q8_k`]: per super-block the
-/// exact integer, then `sumf += (x.d·y.d)·isum` in scalar f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let masks = opaque(&PAIR_MASKS);
-    let m3 = _mm256_set1_epi8(3);
-    let m4 = _mm256_set1_epi8(4);
-    let mut sumf = 0f32;
-    for (a, b) in x.iter().zip(y) {
-        let scales = q3_k_scales(&a.scales);
-        // Σ sc·(u − 4)·q8 = Σ sc·u·q8 − 4·Σ sc·bsum
-        let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load_256_i16(&b.bsums));
-        let scales = scales_i16(scales);
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<2>(offset));
-        let mut hm = load_256(&a.hmask);
-        let (q3, _) = a.qs.as_chunks::<32>();
-        let (q8, _) = b.qs.as_chunks::<128>();
-        for (k, (q3, q8)) in q3.iter().zip(q8).enumerate() {
-            let mut q = load_256(q3);
-            for (s, q8) in quarters(q8).into_iter().enumerate() {
-                // u = low 2 bits | high bit << 2, in 0..8
-                let u = _mm256_or_si256(
-                    _mm256_and_si256(q, m3),
-                    _mm256_and_si256(_mm256_slli_epi16::<2>(hm), m4),
-                );
-                let p = _mm256_maddubs_epi16(u, load_256_i8(q8));
-                sumi = _mm256_add_epi32(
-                    sumi,
-                    _mm256_madd_epi16(p, scale_pair(&scales, 4 * k + s, masks)),
-                );
-                q = _mm256_srli_epi16::<2>(q);
-                hm = _mm256_srli_epi16::<1>(hm);
-            }
-        }
-        sumf += f16_to_f32(a.d) * b.d * hsum_i32x8(sumi) as f32;
-    }
-    sumf
 }
 
 /// min·bsum over the 8 sub-blocks of 32 of a Q4_K / Q5_K super-block, in 4 partial sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_min_sums(mins: &[u8; 8], bsums: &[i16; 16]) -> __m128i {
+pub(super) fn k4_min_sums(mins: &[u8; 8], bsums: &[i16; 16]) -> __m128i {
     let bs = load_256_i16(bsums);
     let per32 = _mm_hadd_epi16(
         _mm256_castsi256_si128(bs),
         _mm256_extracti128_si256::<1>(bs),
     );
     _mm_madd_epi16(per32, _mm_cvtepu8_epi16(load_64(mins)))
-}
-
-/// Q5_K · Q8_K in the order of [`crate::dot::scalar::vec_dot_q5_k_q8_k`]: per super-block the
-/// exact integers, then `sumf += (x.d·y.d)·sum_q - (x.dmin·y.d)·sum_m` in scalar f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let masks = opaque(&LANE_MASKS);
-    let m4 = _mm256_set1_epi8(0x0F);
-    let bit4 = _mm256_set1_epi8(0x10);
-    let mut sumf = 0f32;
-    for (a, b) in x.iter().zip(y) {
-        let (sc, mn) = k4_scales_mins(&a.scales);
-        let mins = k4_min_sums(&mn, &b.bsums);
-        let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load_64(&sc)));
-        let mut sumi = _mm256_setzero_si256();
-        let mut qh = load_256(&a.qh);
-        let (q5, _) = a.qs.as_chunks::<32>();
-        let (q8, _) = b.qs.as_chunks::<64>();
-        for (j, (q5, q8)) in q5.iter().zip(q8).enumerate() {
-            // Sub-block 2j takes bit 2j of qh as its fifth bit, sub-block 2j + 1 bit 2j + 1;
-            // qh is shifted right by 2 per step so these are always bits 0 and 1.
-            let q = load_256(q5);
-            let ulo = _mm256_or_si256(
-                _mm256_and_si256(q, m4),
-                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4),
-            );
-            let uhi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit4),
-            );
-            qh = _mm256_srli_epi16::<2>(qh);
-            let (y0, y1) = halves(q8);
-            let lo = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(ulo, load_256_i8(y0)),
-                _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j])),
-            );
-            let hi = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(uhi, load_256_i8(y1)),
-                _mm256_shuffle_epi8(sc16, load_256(&masks[2 * j + 1])),
-            );
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
-        }
-        let (sum_q, sum_m) = (hsum_i32x8(sumi), hsum_i32x4(mins));
-        let (xd, xmin) = (f16_to_f32(a.d), f16_to_f32(a.dmin));
-        sumf += xd * b.d * sum_q as f32 - xmin * b.d * sum_m as f32;
-    }
-    sumf
 }
 
 /// The four 32-byte vectors of unsigned 6-bit values (0..64) of one 128-element half of a Q6_K
@@ -281,398 +145,4 @@ pub(super) fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] 
             _mm256_and_si256(_mm256_srli_epi16::<2>(h), m30),
         ),
     ]
-}
-
-// ---------------------------------------------------------------------------------------------
-// Q4_K and Q6_K: every summation order llama.cpp uses, and tiles.
-// ---------------------------------------------------------------------------------------------
-
-/// The summation orders of Q4_K / Q6_K, as const parameters (`DotKind as u8`).
-pub(super) const PLAIN: u8 = 0;
-pub(super) const TILED: u8 = 1;
-pub(super) const REPACKED: u8 = 2;
-pub(super) const GEMM: u8 = 3;
-
-/// Tokens per tile.
-pub(super) const TILE_TOKENS: usize = 4;
-
-/// The float state of one output element: the eight (and four) lanes of the plain order, or the
-/// one or two scalar accumulators of the others.
-#[derive(Clone, Copy)]
-struct State {
-    v8: __m256,
-    v4: __m128,
-    s: f32,
-    m: f32,
-}
-
-impl State {
-    #[inline(always)]
-    unsafe fn new() -> State {
-        State {
-            v8: _mm256_setzero_ps(),
-            v4: _mm_setzero_ps(),
-            s: 0.0,
-            m: 0.0,
-        }
-    }
-}
-
-/// A Q4_K super-block ready for several tokens: its 256 nibbles as eight 32-byte vectors (vector
-/// `j` = sub-block `j`), each sub-block's scale as `i16` in every lane, the mins as 8 × `i16`.
-struct Q4kRow {
-    w: [__m256i; 8],
-    sc: [__m256i; 8],
-    mn: __m128i,
-    d: f32,
-    dmin: f32,
-}
-
-#[inline(always)]
-unsafe fn q4k_row(b: &BlockQ4K) -> Q4kRow {
-    let (sc, mn) = k4_scales_mins(&b.scales);
-    let (q, _) = b.qs.as_chunks::<32>();
-    let m4 = _mm256_set1_epi8(0x0F);
-    // Plain loops, not `array::from_fn`: its closures would not get the target features and
-    // would not be inlined.
-    let mut w = [_mm256_setzero_si256(); 8];
-    let mut scv = [_mm256_setzero_si256(); 8];
-    for p in 0..4 {
-        let v = load_256(&q[p]);
-        w[2 * p] = _mm256_and_si256(v, m4);
-        w[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
-    }
-    for j in 0..8 {
-        scv[j] = _mm256_set1_epi16(sc[j] as i16);
-    }
-    Q4kRow {
-        w,
-        sc: scv,
-        mn: _mm_cvtepu8_epi16(load_64(&mn)),
-        d: f16_to_f32(b.d),
-        dmin: f16_to_f32(b.dmin),
-    }
-}
-
-/// The integers of one Q4_K super-block times one Q8_K block: per pair `p` of sub-blocks the
-/// eight lanes `Σ_{j ∈ {2p, 2p+1}} sc[j]·(quad l of sub-block j)`, and the four min lanes
-/// `mn[2p]·s[2p] + mn[2p+1]·s[2p+1]` (`s` = per-32 sums of the activations).
-#[inline(always)]
-unsafe fn q4k_ints(r: &Q4kRow, t: &BlockQ8K) -> ([__m256i; 4], __m128i) {
-    let (q, _) = t.qs.as_chunks::<32>();
-    let mut pairs = [_mm256_setzero_si256(); 4];
-    for p in 0..4 {
-        let mut v = _mm256_setzero_si256();
-        for j in [2 * p, 2 * p + 1] {
-            let m = _mm256_maddubs_epi16(r.w[j], load_256_i8(&q[j]));
-            v = _mm256_add_epi32(v, _mm256_madd_epi16(m, r.sc[j]));
-        }
-        pairs[p] = v;
-    }
-    let bs = load_256_i16(&t.bsums);
-    let s32 = _mm_hadd_epi16(
-        _mm256_castsi256_si128(bs),
-        _mm256_extracti128_si256::<1>(bs),
-    );
-    (pairs, _mm_madd_epi16(s32, r.mn))
-}
-
-/// Adds one Q4_K super-block times one Q8_K block to `st` in the order of `KIND`:
-/// * `PLAIN` ([`crate::dot::scalar::vec_dot_q4_k_q8_k`]): lane `l` of the integer vector is
-///   `Σ_j sc[j]·(quad l of sub-block j)`; `v8 = fma(y.d·x.d, lanes, v8)`, and the four min lanes
-///   `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]` go to `v4 = fma((-y.d)·x.dmin, mins, v4)`;
-/// * `TILED` (`..._tiled`): `s = fma(fma(-x.dmin, imin, isum·x.d), y.d, s)`;
-/// * `REPACKED` (`..._repacked`): `s = fma(isum, x.d·y.d, s)`, `m = fma(imin, x.dmin·y.d, m)`;
-/// * `GEMM` (`..._repacked_gemm`): the same per pair of sub-blocks.
-#[inline(always)]
-unsafe fn q4k_add<const KIND: u8>(st: &mut State, r: &Q4kRow, t: &BlockQ8K) {
-    let (pairs, mins) = q4k_ints(r, t);
-    let yd = t.d;
-    match KIND {
-        PLAIN => {
-            let lanes = _mm256_add_epi32(
-                _mm256_add_epi32(pairs[0], pairs[1]),
-                _mm256_add_epi32(pairs[2], pairs[3]),
-            );
-            st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(yd * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
-            st.v4 = _mm_fmadd_ps(_mm_set1_ps(-yd * r.dmin), _mm_cvtepi32_ps(mins), st.v4);
-        }
-        GEMM => {
-            let mut m = [0i32; 4];
-            store_128(bytemuck::cast_mut(&mut m), mins);
-            let (d, dmin) = (r.d * yd, r.dmin * yd);
-            for p in 0..4 {
-                st.s = (hsum_i32x8(pairs[p]) as f32).mul_add(d, st.s);
-                st.m = (m[p] as f32).mul_add(dmin, st.m);
-            }
-        }
-        _ => {
-            let lanes = _mm256_add_epi32(
-                _mm256_add_epi32(pairs[0], pairs[1]),
-                _mm256_add_epi32(pairs[2], pairs[3]),
-            );
-            let (isum, imin) = (hsum_i32x8(lanes) as f32, hsum_i32x4(mins) as f32);
-            if KIND == TILED {
-                let v = (-r.dmin).mul_add(imin, isum * r.d);
-                st.s = v.mul_add(yd, st.s);
-            } else {
-                st.s = isum.mul_add(r.d * yd, st.s);
-                st.m = imin.mul_add(r.dmin * yd, st.m);
-            }
-        }
-    }
-}
-
-#[inline(always)]
-unsafe fn q4k_finish<const KIND: u8>(st: &State) -> f32 {
-    match KIND {
-        PLAIN => hsum_f32x8(st.v8) + hsum_f32x4(st.v4),
-        TILED => st.s,
-        _ => st.s - st.m,
-    }
-}
-
-/// One Q4_K row times `C` tokens in the order of `KIND`.
-///
-/// # Safety
-/// AVX2, FMA and F16C.
-#[inline(always)]
-pub(super) unsafe fn q4k_tile<const KIND: u8, const C: usize>(
-    w: &[BlockQ4K],
-    a: [&[BlockQ8K]; C],
-) -> [f32; C] {
-    if C == 4 && KIND != PLAIN {
-        let v = q4k_tile4::<KIND>(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
-        let mut out = [0f32; C];
-        out.copy_from_slice(&v[..C]);
-        return out;
-    }
-    let nb = w.len();
-    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
-    let mut st = [State::new(); C];
-    for (b, blk) in w.iter().enumerate() {
-        let r = q4k_row(blk);
-        for c in 0..C {
-            q4k_add::<KIND>(&mut st[c], &r, &a[c][b]);
-        }
-    }
-    let mut out = [0f32; C];
-    for c in 0..C {
-        out[c] = q4k_finish::<KIND>(&st[c]);
-    }
-    out
-}
-
-/// A Q6_K super-block ready for several tokens: its 256 unsigned 6-bit values as eight 32-byte
-/// vectors (vector `g` = elements `32g..32g+32`), the multipliers `[sc[2g] ×8 | sc[2g+1] ×8]`, and
-/// the 16 scales as `i16` for the `-32` correction.
-struct Q6kRow {
-    u: [__m256i; 8],
-    sp: [__m256i; 8],
-    sc16: __m256i,
-    d: f32,
-}
-
-#[inline(always)]
-unsafe fn q6k_row(b: &BlockQ6K) -> Q6kRow {
-    let (ql, _) = b.ql.as_chunks::<64>();
-    let (qh, _) = b.qh.as_chunks::<32>();
-    let h0 = q6_k_quarter_values(&ql[0], &qh[0]);
-    let h1 = q6_k_quarter_values(&ql[1], &qh[1]);
-    let sc = &b.scales;
-    let mut sp = [_mm256_setzero_si256(); 8];
-    for g in 0..8 {
-        sp[g] = _mm256_setr_m128i(
-            _mm_set1_epi16(sc[2 * g] as i16),
-            _mm_set1_epi16(sc[2 * g + 1] as i16),
-        );
-    }
-    Q6kRow {
-        u: [h0[0], h0[1], h0[2], h0[3], h1[0], h1[1], h1[2], h1[3]],
-        sp,
-        sc16: _mm256_cvtepi8_epi16(load_128(bytemuck::cast_ref(sc))),
-        d: f16_to_f32(b.d),
-    }
-}
-
-/// The eight integer lanes of one Q6_K super-block times one Q8_K block (see [`q6k_add`]).
-#[inline(always)]
-unsafe fn q6k_lanes(r: &Q6kRow, t: &BlockQ8K) -> __m256i {
-    let (q, _) = t.qs.as_chunks::<32>();
-    let mut lanes = _mm256_madd_epi16(r.sc16, load_256_i16(&t.bsums));
-    lanes = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(lanes));
-    for g in 0..8 {
-        let p = _mm256_maddubs_epi16(r.u[g], load_256_i8(&q[g]));
-        lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(p, r.sp[g]));
-    }
-    lanes
-}
-
-/// Adds one Q6_K super-block times one Q8_K block to `st` in the order of `KIND`:
-/// * `PLAIN` ([`crate::dot::scalar::vec_dot_q6_k_q8_k`]): lane `l` is
-///   `Σ_g Σ_{e ∈ quad l of group g} sc·u·q8 - 32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`,
-///   `v8 = fma(y.d·x.d, lanes, v8)`;
-/// * `TILED` (`..._tiled`): `s = fma(isum·x.d, y.d, s)`, `isum` the sum of those lanes (the
-///   exact `Σ sc·(u - 32)·q8`).
-#[inline(always)]
-unsafe fn q6k_add<const KIND: u8>(st: &mut State, r: &Q6kRow, t: &BlockQ8K) {
-    let lanes = q6k_lanes(r, t);
-    if KIND == PLAIN {
-        st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(t.d * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
-    } else {
-        st.s = (hsum_i32x8(lanes) as f32 * r.d).mul_add(t.d, st.s);
-    }
-}
-
-/// One Q6_K row times `C` tokens in the order of `KIND` (`PLAIN` or `TILED`).
-///
-/// # Safety
-/// AVX2, FMA and F16C.
-#[inline(always)]
-pub(super) unsafe fn q6k_tile<const KIND: u8, const C: usize>(
-    w: &[BlockQ6K],
-    a: [&[BlockQ8K]; C],
-) -> [f32; C] {
-    if C == 4 && KIND == TILED {
-        let v = q6k_tiled4(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
-        let mut out = [0f32; C];
-        out.copy_from_slice(&v[..C]);
-        return out;
-    }
-    let nb = w.len();
-    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
-    let mut st = [State::new(); C];
-    for (b, blk) in w.iter().enumerate() {
-        let r = q6k_row(blk);
-        for c in 0..C {
-            q6k_add::<KIND>(&mut st[c], &r, &a[c][b]);
-        }
-    }
-    let mut out = [0f32; C];
-    for c in 0..C {
-        out[c] = if KIND == PLAIN {
-            hsum_f32x8(st[c].v8)
-        } else {
-            st[c].s
-        };
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Four tokens at once for the orders with scalar accumulators: the per-token integers are reduced
-// together (lane `c` = token `c`) and the f32 updates of the four tokens, which are independent,
-// run as one vector operation each, every lane doing exactly its token's scalar arithmetic.
-// ---------------------------------------------------------------------------------------------
-
-/// Lane `c`: the sum of the eight lanes of `v[c]`.
-#[inline(always)]
-unsafe fn reduce4(v: [__m256i; 4]) -> __m128i {
-    let h01 = _mm256_hadd_epi32(v[0], v[1]);
-    let h23 = _mm256_hadd_epi32(v[2], v[3]);
-    let h = _mm256_hadd_epi32(h01, h23);
-    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
-}
-
-/// Lane `c`: the sum of the four lanes of `v[c]`.
-#[inline(always)]
-unsafe fn reduce4x4(v: [__m128i; 4]) -> __m128i {
-    _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]))
-}
-
-/// The 4 × 4 transpose: lane `c` of result `p` is lane `p` of `v[c]`.
-#[inline(always)]
-unsafe fn transpose4(v: [__m128i; 4]) -> [__m128i; 4] {
-    let t0 = _mm_unpacklo_epi32(v[0], v[1]);
-    let t1 = _mm_unpackhi_epi32(v[0], v[1]);
-    let t2 = _mm_unpacklo_epi32(v[2], v[3]);
-    let t3 = _mm_unpackhi_epi32(v[2], v[3]);
-    [
-        _mm_unpacklo_epi64(t0, t2),
-        _mm_unpackhi_epi64(t0, t2),
-        _mm_unpacklo_epi64(t1, t3),
-        _mm_unpackhi_epi64(t1, t3),
-    ]
-}
-
-/// `[a[0][b].d, .., a[3][b].d]`.
-#[inline(always)]
-unsafe fn token_scales(a: &[&[BlockQ8K]; 4], b: usize) -> __m128 {
-    _mm_setr_ps(a[0][b].d, a[1][b].d, a[2][b].d, a[3][b].d)
-}
-
-/// [`q4k_tile`] for four tokens and the orders other than `PLAIN`.
-#[inline(always)]
-unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let nb = w.len();
-    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
-    let mut acc = _mm_setzero_ps();
-    let mut accm = _mm_setzero_ps();
-    for (b, blk) in w.iter().enumerate() {
-        let r = q4k_row(blk);
-        let mut pairs = [[_mm256_setzero_si256(); 4]; 4];
-        let mut mins = [_mm_setzero_si128(); 4];
-        for c in 0..4 {
-            (pairs[c], mins[c]) = q4k_ints(&r, &a[c][b]);
-        }
-        let yd = token_scales(&a, b);
-        if KIND == GEMM {
-            let d = _mm_mul_ps(_mm_set1_ps(r.d), yd);
-            let dmin = _mm_mul_ps(_mm_set1_ps(r.dmin), yd);
-            let m = transpose4(mins);
-            for p in 0..4 {
-                let isum = reduce4([pairs[0][p], pairs[1][p], pairs[2][p], pairs[3][p]]);
-                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), d, acc);
-                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(m[p]), dmin, accm);
-            }
-        } else {
-            let mut lanes = [_mm256_setzero_si256(); 4];
-            for c in 0..4 {
-                let p = &pairs[c];
-                lanes[c] =
-                    _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
-            }
-            let isum = _mm_cvtepi32_ps(reduce4(lanes));
-            let imin = _mm_cvtepi32_ps(reduce4x4(mins));
-            if KIND == TILED {
-                let v = _mm_fmadd_ps(
-                    _mm_set1_ps(-r.dmin),
-                    imin,
-                    _mm_mul_ps(isum, _mm_set1_ps(r.d)),
-                );
-                acc = _mm_fmadd_ps(v, yd, acc);
-            } else {
-                acc = _mm_fmadd_ps(isum, _mm_mul_ps(_mm_set1_ps(r.d), yd), acc);
-                accm = _mm_fmadd_ps(imin, _mm_mul_ps(_mm_set1_ps(r.dmin), yd), accm);
-            }
-        }
-    }
-    let v = if KIND == TILED {
-        acc
-    } else {
-        _mm_sub_ps(acc, accm)
-    };
-    let mut out = [0f32; 4];
-    _mm_storeu_ps(out.as_mut_ptr(), v);
-    out
-}
-
-/// [`q6k_tile`] for four tokens in the `TILED` order.
-#[inline(always)]
-unsafe fn q6k_tiled4(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let nb = w.len();
-    let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
-    let mut acc = _mm_setzero_ps();
-    for (b, blk) in w.iter().enumerate() {
-        let r = q6k_row(blk);
-        let mut lanes = [_mm256_setzero_si256(); 4];
-        for c in 0..4 {
-            lanes[c] = q6k_lanes(&r, &a[c][b]);
-        }
-        let isum = _mm_cvtepi32_ps(reduce4(lanes));
-        acc = _mm_fmadd_ps(_mm_mul_ps(isum, _mm_set1_ps(r.d)), token_scales(&a, b), acc);
-    }
-    let mut out = [0f32; 4];
-    _mm_storeu_ps(out.as_mut_ptr(), acc);
-    out
 }

@@ -1,26 +1,30 @@
-//! Q4_0 · Q8_0 in the order of llama.cpp's repacked Q4_0 layout
-//! ([`crate::dot::scalar::vec_dot_q4_0_q8_0_repacked`]): per element one f32 accumulator,
+//! Q4_0 · Q8_0 in the [`Order::Block`] order (llama.cpp's repacked Q4_0 layout,
+//! [`crate::formats::block32::vec_dot_block`]): per element one f32 accumulator,
 //! `acc = fma(f32(isum), f32(x.d) * f32(y.d), acc)` block by block, `isum` the block's exact
-//! integer dot product.
+//! integer dot product, with eight weight rows in the eight lanes of a vector as llama.cpp's
+//! kernel keeps them. Two kernels:
 //!
-//! The tile keeps eight weight rows in the eight lanes of a vector, as llama.cpp's kernel does,
-//! but reads nib's ordinary row-major blocks: per block it transposes the eight rows' 16 quant
-//! bytes (4 × 4-byte groups per row) into vectors whose lane `r` holds row `r`'s group, splits
-//! the nibbles, and feeds `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd`) with each 4-byte group of the
-//! activations broadcast: lane `r` then accumulates exactly row `r`'s block sum, and one FMA
-//! updates eight rows. The activations' `-8·Σy` term is computed once per token and block.
+//! * [`Transposed`] reads GGUF's rows: per block it transposes the eight rows' 16 quant bytes
+//!   (4 × 4-byte groups per row) into vectors whose lane `r` holds row `r`'s group, splits the
+//!   nibbles, and feeds `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd`) with each 4-byte group of the
+//!   activations broadcast: lane `r` then accumulates exactly row `r`'s block sum, and one FMA
+//!   updates eight rows. The activations' `-8·Σy` term is computed once per token and block.
+//! * [`Groups8`] reads the same arithmetic from rows stored interleaved
+//!   ([`crate::interleave::Layout::Interleaved8`]): scales and quant groups load as they lie.
 
-use super::drive::{all_rows_typed, row};
-use super::isa::Isa;
 use super::legacy::nibbles;
-use super::util::*;
-use crate::blocks::*;
+use super::simd::*;
+use super::tile::{all_rows_typed, row};
+use super::Kernel;
+use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
 use crate::interleave::{GROUP_BLOCK, ROWS as GROUP_ROWS};
+use crate::traits::{Order, Tile};
+use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 /// Longest row (in blocks) the tiles keep per-token tables for; longer rows go row by row.
-pub(super) const MAX_BLOCKS: usize = crate::interleave::MAX_BLOCKS;
+const MAX_BLOCKS: usize = crate::interleave::MAX_BLOCKS;
 
 /// `-8 · Σ y.qs` of an activation block: the offset of the nibbles, applied on the activation side.
 #[inline(always)]
@@ -38,7 +42,7 @@ unsafe fn offset_term<I: Isa>(a: &BlockQ8_0) -> i32 {
 /// # Safety
 /// AVX2, FMA, F16C and the features of `I`.
 #[inline(always)]
-pub(super) unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+unsafe fn dot<I: Isa>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let av = load_256_i8(&b.qs);
@@ -260,25 +264,39 @@ const CZ: usize = 8;
 /// per-token work dominates, not the weights' transposition).
 const C: usize = 4;
 
-/// The matrix block `nr` rows × `nc` tokens (see `DotTile`), in tiles of 8 rows × [`C`] tokens.
-/// Returns `false` (having written nothing) if the rows are misaligned or longer than
-/// [`MAX_BLOCKS`] blocks; the caller then takes the row-by-row path.
+/// [`Order::Block`] over GGUF's rows, in tiles of 8 rows × [`C`] tokens (16 rows × [`CZ`] tokens
+/// on 512-bit vectors). Declines (writes nothing) rows that are misaligned or longer than
+/// [`MAX_BLOCKS`] blocks; they then go element by element.
+pub(super) struct Transposed;
+
+impl Kernel for Transposed {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+    const ORDER: Order = Order::Block;
+
+    #[inline(always)]
+    unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { run::<I>(t) }
+    }
+}
+
+/// [`Transposed`]'s tile.
 ///
 /// # Safety
-/// AVX2, FMA, F16C and the features of `I`; `out` as for `DotTile`.
-#[allow(clippy::too_many_arguments)]
+/// AVX2, FMA, F16C and the features of `I`; `t.out` as for `DotTile`.
 #[inline(always)]
-pub(super) unsafe fn run<I: Isa>(
-    n: usize,
-    w: &[u8],
-    w_stride: usize,
-    nr: usize,
-    a: &[u8],
-    a_stride: usize,
-    nc: usize,
-    out: *mut f32,
-    out_stride: usize,
-) -> bool {
+unsafe fn run<I: Isa>(t: &Tile<'_>) -> bool {
+    let Tile {
+        n,
+        w,
+        w_stride,
+        rows: nr,
+        a,
+        a_stride,
+        tokens: nc,
+        out,
+        out_stride,
+    } = *t;
     let nb = n / QK;
     if nb > MAX_BLOCKS
         || !all_rows_typed::<BlockQ4_0>(w, w_stride, nr, nb)
@@ -287,6 +305,13 @@ pub(super) unsafe fn run<I: Isa>(
         return false;
     }
     if nr == 0 || nc == 0 {
+        return true;
+    }
+    if nr == 1 && nc == 1 {
+        // One element (the table's `VecDot`): row by row, not a padded eight-row tile.
+        let (x, y) = (row(w, w_stride, 0, nb), row(a, a_stride, 0, nb));
+        // SAFETY: `I`'s features; element (0, 0) is writable (the caller's contract).
+        unsafe { *out = dot::<I>(x, y) };
         return true;
     }
     let wrow = |r: usize| row::<BlockQ4_0>(w, w_stride, r.min(nr - 1), nb);
@@ -475,25 +500,40 @@ unsafe fn itile16<const C: usize>(
     acc
 }
 
-/// The matrix block `nr` rows × `nc` tokens of interleaved Q4_0 weights `w` (groups of eight
-/// rows, [`crate::interleave`]) in the order of [`run`]. Returns `false` (having written
-/// nothing) unless `nr` is a multiple of 8, the rows are at most [`MAX_BLOCKS`] blocks, `w`
-/// holds the `nr` rows and the activations are readable blocks.
+/// [`Order::Block`] over rows interleaved eight at a time
+/// ([`crate::interleave::Layout::Interleaved8`]): `t.rows` a multiple of 8, rows of at most
+/// [`MAX_BLOCKS`] blocks, `t.w` the groups of those rows, readable activation blocks; else it
+/// declines (writes nothing).
+pub(super) struct Groups8;
+
+impl Kernel for Groups8 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+    const ORDER: Order = Order::Block;
+
+    #[inline(always)]
+    unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { irun::<I>(t) }
+    }
+}
+
+/// [`Groups8`]'s tile.
 ///
 /// # Safety
-/// AVX2, FMA, F16C and the features of `I`; `out` as for `DotTile`.
-#[allow(clippy::too_many_arguments)]
+/// AVX2, FMA, F16C and the features of `I`; `t.out` as for `DotTile`.
 #[inline(always)]
-pub(super) unsafe fn irun<I: Isa>(
-    n: usize,
-    w: &[u8],
-    nr: usize,
-    a: &[u8],
-    a_stride: usize,
-    nc: usize,
-    out: *mut f32,
-    out_stride: usize,
-) -> bool {
+unsafe fn irun<I: Isa>(t: &Tile<'_>) -> bool {
+    let Tile {
+        n,
+        w,
+        rows: nr,
+        a,
+        a_stride,
+        tokens: nc,
+        out,
+        out_stride,
+        ..
+    } = *t;
     let nb = n / QK;
     if nb > MAX_BLOCKS
         || !nr.is_multiple_of(GROUP_ROWS)

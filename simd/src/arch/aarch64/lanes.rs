@@ -1,10 +1,10 @@
 //! aarch64 [`Lanes`]: Advanced SIMD (4 lanes), part of the aarch64 baseline, with the f16
 //! conversions by `fcvtl` / `fcvtn` in inline assembly (stable Rust has no f16 vector
-//! intrinsics); and the entry points of every elementwise and attention kernel.
+//! intrinsics); the vectors the elementwise and attention kernels ([`crate::vec`]) are written over.
 //!
 //! `vscalefps` is emulated as on AVX2: `(j * 2^n1) * 2^(n - n1)` with `n1 = clamp(n, -100, 100)`.
 
-use super::lanes::Lanes;
+use crate::vec::lanes::Lanes;
 use core::arch::aarch64::*;
 use core::arch::asm;
 use half::f16;
@@ -199,16 +199,4 @@ impl Lanes for Neon {
             vget_lane_f32::<0>(p) + vget_lane_f32::<1>(p)
         }
     }
-}
-
-/// The Advanced SIMD entry points (no target features to enable: all baseline).
-pub(crate) mod neon {
-    use super::Neon;
-
-    #[inline(always)]
-    fn tok() -> Neon {
-        Neon::new()
-    }
-
-    crate::vec::entry_points!(; tok());
 }

@@ -1,12 +1,18 @@
-//! Dequantization (weight row → f32) with NEON, bit-identical to the scalar reference: integer
-//! quants convert to f32 exactly, and the float steps are the reference's, in its order, unfused.
+//! Conversions with NEON, bit-identical to the scalar reference: weight rows to f32 (integer
+//! quants convert to f32 exactly, and the float steps are the reference's, in its order,
+//! unfused), and f32 activations to Q8_0, Q8_1 and Q8_K (the same maximum, NaNs ignored as
+//! `f32::max` and the scalar `>` do; the same scale; the same rounding, `vcvtnq` = ties to even as
+//! `round_ties_even` / `nearest_int`, NaN to 0; narrows that saturate or truncate as the
+//! reference's casts do).
 
-use super::common::*;
 use super::kquants::{k4_scales_mins, q3_k_scales, q6_k_half};
-use super::legacy::q5_high_masks;
-use crate::blocks::*;
-use bytemuck::cast_slice;
+use super::legacy::unpack;
+use super::simd::*;
+use crate::formats::block32::{self as b32, has_min, Block32, QK};
+use crate::formats::*;
+use bytemuck::{cast_slice, Zeroable};
 use core::arch::aarch64::*;
+use half::f16;
 
 #[inline(always)]
 fn h(x: half::f16) -> f32 {
@@ -25,8 +31,8 @@ fn pairs<'a, B: bytemuck::Pod, const QB: usize>(
     )
 }
 
-pub(crate) fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ8_0, QK>(x, y) {
+pub(super) fn dequantize_row_q8_1(x: &[u8], y: &mut [f32]) {
+    for (b, out) in pairs::<BlockQ8_1, QK>(x, y) {
         let d = h(b.d);
         // SAFETY: two 16-byte loads from the 32 quants, two 16-float stores into the 32 outputs.
         unsafe {
@@ -36,18 +42,7 @@ pub(crate) fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q8_1(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ8_1, QK>(x, y) {
-        let d = h(b.d);
-        // SAFETY: as in `dequantize_row_q8_0`.
-        unsafe {
-            store_i8_scaled(out.as_mut_ptr(), vld1q_s8(b.qs.as_ptr()), d);
-            store_i8_scaled(out.as_mut_ptr().add(16), vld1q_s8(b.qs.as_ptr().add(16)), d);
-        }
-    }
-}
-
-pub(crate) fn dequantize_row_q8_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q8_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ8K, QK_K>(x, y) {
         for g in 0..QK_K / 16 {
             // SAFETY: 16 quants and 16 outputs at offset 16g < 256.
@@ -62,72 +57,24 @@ pub(crate) fn dequantize_row_q8_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q4_0(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ4_0, QK>(x, y) {
-        let d = h(b.d);
-        // SAFETY: one 16-byte load from the 16 quant bytes, two 16-float stores into 32 outputs.
+/// Every 32-element format: `(q − offset)·d`, or `q·d + m`.
+pub(super) fn dequantize<B: Block32>(x: &[u8], y: &mut [f32]) {
+    for (b, out) in pairs::<B, QK>(x, y) {
+        let p = bytemuck::bytes_of(b).as_ptr();
+        let d = h(b32::d(b));
+        // SAFETY: `p` is a whole block; two stores of 16 floats into the 32 outputs.
         unsafe {
-            let q = vld1q_u8(b.qs.as_ptr());
-            let eight = vdupq_n_s8(8);
-            store_i8_scaled(out.as_mut_ptr(), vsubq_s8(lo_nibbles(q), eight), d);
-            store_i8_scaled(out.as_mut_ptr().add(16), vsubq_s8(hi_nibbles(q), eight), d);
-        }
-    }
-}
-
-pub(crate) fn dequantize_row_q4_1(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ4_1, QK>(x, y) {
-        let (d, m) = (h(b.d), h(b.m));
-        // SAFETY: as in `dequantize_row_q4_0`.
-        unsafe {
-            let q = vld1q_u8(b.qs.as_ptr());
-            store_u8_affine(out.as_mut_ptr(), vandq_u8(q, vdupq_n_u8(0x0F)), d, m);
-            store_u8_affine(out.as_mut_ptr().add(16), vshrq_n_u8::<4>(q), d, m);
-        }
-    }
-}
-
-/// The 5-bit quants (0..31) of a Q5 block as two vectors of 16 (elements 0..16, 16..32).
-#[inline(always)]
-unsafe fn q5_quants(qs: &[u8; 16], qh: &[u8; 4]) -> (uint8x16_t, uint8x16_t) {
-    let (mlo, mhi) = q5_high_masks(qh.as_ptr());
-    let sixteen = vdupq_n_u8(0x10);
-    let q = vld1q_u8(qs.as_ptr());
-    (
-        vorrq_u8(vandq_u8(q, vdupq_n_u8(0x0F)), vandq_u8(mlo, sixteen)),
-        vorrq_u8(vshrq_n_u8::<4>(q), vandq_u8(mhi, sixteen)),
-    )
-}
-
-pub(crate) fn dequantize_row_q5_0(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ5_0, QK>(x, y) {
-        let d = h(b.d);
-        // SAFETY: one 16-byte load from the 16 quant bytes, stores into the 32 outputs.
-        unsafe {
-            let (lo, hi) = q5_quants(&b.qs, &b.qh);
-            let sixteen = vdupq_n_s8(16);
-            store_i8_scaled(
-                out.as_mut_ptr(),
-                vsubq_s8(vreinterpretq_s8_u8(lo), sixteen),
-                d,
-            );
-            store_i8_scaled(
-                out.as_mut_ptr().add(16),
-                vsubq_s8(vreinterpretq_s8_u8(hi), sixteen),
-                d,
-            );
-        }
-    }
-}
-
-pub(crate) fn dequantize_row_q5_1(x: &[u8], y: &mut [f32]) {
-    for (b, out) in pairs::<BlockQ5_1, QK>(x, y) {
-        let (d, m) = (h(b.d), h(b.m));
-        // SAFETY: as in `dequantize_row_q5_0`.
-        unsafe {
-            let (lo, hi) = q5_quants(&b.qs, &b.qh);
-            store_u8_affine(out.as_mut_ptr(), lo, d, m);
-            store_u8_affine(out.as_mut_ptr().add(16), hi, d, m);
+            if has_min::<B>() {
+                // Values 0..31 (no offset with a minimum): `q·d + m`.
+                let (lo, hi) = unpack::<B>(p);
+                let m = h(b32::m(b));
+                store_u8_affine(out.as_mut_ptr(), vreinterpretq_u8_s8(lo), d, m);
+                store_u8_affine(out.as_mut_ptr().add(16), vreinterpretq_u8_s8(hi), d, m);
+            } else {
+                let (lo, hi) = unpack::<B>(p);
+                store_i8_scaled(out.as_mut_ptr(), lo, d);
+                store_i8_scaled(out.as_mut_ptr().add(16), hi, d);
+            }
         }
     }
 }
@@ -141,7 +88,7 @@ unsafe fn store_u8_scale_sub(out: *mut f32, q: uint8x16_t, d: f32, m: f32) {
     store_u8_affine(out, q, d, -m);
 }
 
-pub(crate) fn dequantize_row_q4_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q4_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ4K, QK_K>(x, y) {
         let (d, min) = (h(b.d), h(b.dmin));
         let (sc, mn) = k4_scales_mins(&b.scales);
@@ -162,7 +109,7 @@ pub(crate) fn dequantize_row_q4_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q5_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q5_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ5K, QK_K>(x, y) {
         let (d, min) = (h(b.d), h(b.dmin));
         let (sc, mn) = k4_scales_mins(&b.scales);
@@ -192,7 +139,7 @@ pub(crate) fn dequantize_row_q5_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ6K, QK_K>(x, y) {
         let d = h(b.d);
         for n in 0..2 {
@@ -210,7 +157,7 @@ pub(crate) fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q2_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q2_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ2K, QK_K>(x, y) {
         let (d, min) = (h(b.d), h(b.dmin));
         // SAFETY: qs loads at 32k + 16half < 64; stores of 16 floats at
@@ -236,7 +183,7 @@ pub(crate) fn dequantize_row_q2_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
-pub(crate) fn dequantize_row_q3_k(x: &[u8], y: &mut [f32]) {
+pub(super) fn dequantize_row_q3_k(x: &[u8], y: &mut [f32]) {
     for (b, out) in pairs::<BlockQ3K, QK_K>(x, y) {
         let d_all = h(b.d);
         let scales: [i8; 16] = bytemuck::cast(q3_k_scales(&b.scales).map(u32::to_le));
@@ -267,6 +214,126 @@ pub(crate) fn dequantize_row_q3_k(x: &[u8], y: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+// Activations: f32 to Q8_0, Q8_1 and Q8_K.
+
+/// Eight f32 vectors (32 values) of one block.
+#[inline(always)]
+unsafe fn load32(x: &[f32]) -> [float32x4_t; 8] {
+    debug_assert!(x.len() >= 32);
+    let mut v = [vdupq_n_f32(0.0); 8];
+    for (k, vk) in v.iter_mut().enumerate() {
+        *vk = vld1q_f32(x.as_ptr().add(4 * k));
+    }
+    v
+}
+
+/// The largest magnitude among `v`, ignoring NaNs as `f32::max` does (`fmaxnm`).
+#[inline(always)]
+unsafe fn amax(v: &[float32x4_t]) -> f32 {
+    let m = v
+        .iter()
+        .fold(vdupq_n_f32(0.0), |m, &x| vmaxnmq_f32(m, vabsq_f32(x)));
+    vmaxnmvq_f32(m)
+}
+
+/// Round `x * id` (ties to even) to i8 with saturation, 32 values; returns the sum of the stored
+/// bytes as well (for Q8_1; summed after the saturation, as the reference sums its i8 quants).
+#[inline(always)]
+unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
+    let mut sum = 0i32;
+    for h in 0..2 {
+        let mut q = [vdupq_n_s32(0); 4];
+        for k in 0..4 {
+            q[k] = vcvtnq_s32_f32(vmulq_n_f32(v[4 * h + k], id));
+        }
+        let a = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
+        let b = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
+        let q8 = vqmovn_high_s16(vqmovn_s16(a), b);
+        vst1q_s8(out.add(16 * h), q8);
+        sum += vaddlvq_s8(q8) as i32;
+    }
+    sum
+}
+
+/// f32 → Q8_0 as the scalar reference (llama.cpp's x86 definition): per block
+/// `d = amax / 127`, `q = round_ties_even(x * (127 / amax))`.
+pub(super) fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
+    let blocks: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
+        // SAFETY: `xs` holds 32 f32 and `b.qs` 32 bytes: the loads and stores stay inside them.
+        unsafe {
+            let v = load32(xs);
+            let amax = amax(&v);
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            b.d = f16::from_bits(f32_to_f16(d));
+            round_store_q8(&v, id, b.qs.as_mut_ptr());
+        }
+    }
+}
+
+/// f32 → Q8_1: as Q8_0, plus `s = d * sum(q)`.
+pub(super) fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
+    let blocks: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
+        // SAFETY: as in `quantize_row_q8_0`.
+        unsafe {
+            let v = load32(xs);
+            let amax = amax(&v);
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            b.d = f16::from_bits(f32_to_f16(d));
+            let sum = round_store_q8(&v, id, b.qs.as_mut_ptr());
+            b.s = f16::from_bits(f32_to_f16(sum as f32 * d));
+        }
+    }
+}
+
+/// f32 → Q8_K: the value of largest magnitude (the first such, with its sign) maps to -127;
+/// quants round to nearest even; per-16 sums in `bsums`.
+pub(super) fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
+    let blocks: &mut [BlockQ8K] = bytemuck::cast_slice_mut(y);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
+        // SAFETY: `xs` holds 256 f32 and `b.qs` 256 bytes; every access is at an offset below
+        // those lengths (64 vectors of 4, 16 stores of 16).
+        unsafe {
+            let mut m = vdupq_n_f32(0.0);
+            for k in 0..QK_K / 4 {
+                m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(xs.as_ptr().add(4 * k))));
+            }
+            // NaNs never win the scalar loop's `>` comparisons; `fmaxnm` skips them too.
+            let amax = vmaxnmvq_f32(m);
+            if amax == 0.0 {
+                *b = BlockQ8K::zeroed();
+                continue;
+            }
+            // The sign comes from the first element whose magnitude is the maximum, as in the
+            // scalar loop (`+a` and `-a` may both occur).
+            let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0 / max;
+            let lim = vdupq_n_s32(127);
+            for g in 0..QK_K / 16 {
+                let p = xs.as_ptr().add(16 * g);
+                let mut q = [lim; 4];
+                for (k, qk) in q.iter_mut().enumerate() {
+                    *qk = vminq_s32(
+                        vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(p.add(4 * k)), iscale)),
+                        lim,
+                    );
+                }
+                // `nearest_int(..).min(127) as i8`: the cast keeps the low byte (it matters only
+                // where an overflowing scale saturated the conversion to i32::MIN).
+                let a = vmovn_high_s32(vmovn_s32(q[0]), q[1]);
+                let c = vmovn_high_s32(vmovn_s32(q[2]), q[3]);
+                let q8 = vmovn_high_s16(vmovn_s16(a), c);
+                vst1q_s8(b.qs.as_mut_ptr().add(16 * g), q8);
+                b.bsums[g] = vaddlvq_s8(q8);
+            }
+            b.d = 1.0 / iscale;
         }
     }
 }

@@ -1,4 +1,5 @@
-//! How a tile kernel covers a block of a matrix product.
+//! How an x86 kernel covers a [`Tile`]: the register-tile driver, the checks that make typed
+//! views of a tile's rows, and the element-by-element paths.
 //!
 //! A tile kernel computes an `R × C` block of outputs (`R` weight rows times `C` tokens) in one
 //! pass over the blocks of a row, every element with exactly the arithmetic of its `VecDot`. The
@@ -6,6 +7,7 @@
 //! up with copies of the last row or token and only the real elements are stored, so one kernel
 //! shape serves every size (the elements are independent, so this changes no bits).
 
+use crate::traits::{Tile, VecDot};
 use bytemuck::Pod;
 
 /// Rows (or tokens) `i..i + N`, clamped to the last one, `n`.
@@ -95,4 +97,46 @@ pub(super) fn all_rows_typed<T: Pod>(bytes: &[u8], stride: usize, n: usize, coun
 #[inline(always)]
 pub(super) fn row<T: Pod>(bytes: &[u8], stride: usize, r: usize, count: usize) -> &[T] {
     bytemuck::cast_slice(&bytes[r * stride..r * stride + count * size_of::<T>()])
+}
+
+/// Every element of a tile with a `VecDot` (the path for misaligned rows).
+///
+/// # Safety
+/// `t.out` as for [`crate::traits::DotTile`].
+pub(super) unsafe fn elementwise(dot: VecDot, t: &Tile<'_>) {
+    for c in 0..t.tokens {
+        for r in 0..t.rows {
+            let v = dot(t.n, &t.w[r * t.w_stride..], &t.a[c * t.a_stride..]);
+            // SAFETY: `r < rows`, `c < tokens`: writable by the caller's `DotTile` contract.
+            unsafe { *t.out.add(c * t.out_stride + r) = v };
+        }
+    }
+}
+
+/// A tile of a kernel that computes one row by one token (`f` of the rows' `W` and `A` blocks,
+/// `qb` elements per block); `false` (nothing written) if the rows are misaligned.
+///
+/// # Safety
+/// `t.out` as for [`crate::traits::DotTile`]; `f` may need the caller's target features.
+#[inline(always)]
+pub(super) unsafe fn by_element<W: Pod, A: Pod>(
+    t: &Tile<'_>,
+    qb: usize,
+    f: impl Fn(&[W], &[A]) -> f32,
+) -> bool {
+    let nb = t.n / qb;
+    if !all_rows_typed::<W>(t.w, t.w_stride, t.rows, nb)
+        || !all_rows_typed::<A>(t.a, t.a_stride, t.tokens, nb)
+    {
+        return false;
+    }
+    for c in 0..t.tokens {
+        let a = row::<A>(t.a, t.a_stride, c, nb);
+        for r in 0..t.rows {
+            let v = f(row::<W>(t.w, t.w_stride, r, nb), a);
+            // SAFETY: `r < rows`, `c < tokens`: writable by the caller's `DotTile` contract.
+            unsafe { *t.out.add(c * t.out_stride + r) = v };
+        }
+    }
+    true
 }

@@ -9,7 +9,7 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 /// A 16-byte signed integer dot product accumulated into four i32 lanes, **lane by lane**: lane
-/// `l` gains exactly `Σ_{k<4} a[4l+k]·b[4l+k]` (the quad sums of [`crate::dot::scalar`]), which
+/// `l` gains exactly `Σ_{k<4} a[4l+k]·b[4l+k]` (the quad sums of [`crate::formats`]), which
 /// is what SDOT does and what llama.cpp's x86 kernels leave in their 32-bit lanes. The exact
 /// kernels depend on it: they convert these per-lane integers to f32 one lane at a time.
 pub(crate) trait Dot {
@@ -327,13 +327,13 @@ pub(crate) unsafe fn lanes_out<const R: usize, const T: usize>(
 }
 
 /// Eight f32 lanes (`lo` = lanes 0..4, `hi` = lanes 4..8) reduced as llama.cpp's x86
-/// `hsum_float_8`: `((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7))` ([`crate::dot::scalar::hsum8`]).
+/// `hsum_float_8`: `((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7))` ([`crate::formats::common::hsum8`]).
 #[inline(always)]
 pub(crate) unsafe fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
     hsum4(vaddq_f32(lo, hi))
 }
 
-/// Four f32 lanes reduced as `(l0+l2) + (l1+l3)` ([`crate::dot::scalar::hsum4`]).
+/// Four f32 lanes reduced as `(l0+l2) + (l1+l3)` ([`crate::formats::common::hsum4`]).
 #[inline(always)]
 pub(crate) unsafe fn hsum4(v: float32x4_t) -> f32 {
     let t = vaddq_f32(v, vextq_f32::<2>(v, v));

@@ -1,11 +1,11 @@
-//! x86-64 [`Lanes`]: AVX2 + FMA + F16C (8 lanes) and AVX-512 F/BW/VL (16 lanes), and the entry
-//! points of every elementwise and attention kernel compiled for each.
+//! x86-64 [`Lanes`]: AVX2 + FMA + F16C (8 lanes) and AVX-512 F/BW/VL (16 lanes), the vectors the
+//! elementwise and attention kernels ([`crate::vec`]) are written over.
 //!
 //! `vscalefps` (AVX-512) is what llama.cpp's vector `expf` ends with; on AVX2 the same single
 //! rounding of `j * 2^n` is made of two exact-or-once-rounded multiplications (see
 //! [`Avx2::scalef`](Lanes::scalef)).
 
-use super::lanes::Lanes;
+use crate::vec::lanes::Lanes;
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -326,34 +326,4 @@ impl Lanes for Avx512 {
             _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps::<0b01>(p, p)))
         }
     }
-}
-
-/// The AVX2 + FMA + F16C entry points.
-pub(crate) mod avx2 {
-    use super::Avx2;
-
-    #[inline(always)]
-    fn tok() -> Avx2 {
-        // SAFETY: called only by this module's entry points, which `VecOps` calls only after
-        // `Isa::Avx2.is_supported()` found AVX2, FMA and F16C.
-        unsafe { Avx2::new() }
-    }
-
-    crate::vec::entry_points!(#[target_feature(enable = "avx2,fma,f16c")]; tok());
-}
-
-/// The AVX-512 entry points.
-pub(crate) mod avx512 {
-    use super::Avx512;
-
-    #[inline(always)]
-    fn tok() -> Avx512 {
-        // SAFETY: called only by this module's entry points, which `VecOps` calls only after
-        // `Isa::Avx512.is_supported()` found AVX-512 F/BW/VL, AVX2, FMA and F16C.
-        unsafe { Avx512::new() }
-    }
-
-    crate::vec::entry_points!(
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]; tok()
-    );
 }
