@@ -7,7 +7,7 @@
 //! The activations a 32-element format pairs with are [`Act32`] blocks: Q8_0, or Q8_1 (whose `s`
 //! carries the sum the minimum needs).
 
-use super::common::{fma_lanes, hsum8, int_dot, quad_sums};
+use super::common::{fma_lanes, hsum8, int_dot, out_blocks, quad_sums};
 use crate::GgmlType;
 use bytemuck::{bytes_of, cast_slice, Pod};
 use half::f16;
@@ -58,6 +58,43 @@ pub trait Act32: Pod {
     const QS_AT: usize;
 }
 
+/// Declares a 32-element format: its `#[repr(C)]` block struct (`d` first, the quants in `qs`),
+/// and its [`Block32`] description, with the field offsets taken from the struct. The optional
+/// clauses name the minimum (`min m;`) and the fifth bits (`high bits qh;`).
+macro_rules! block32 {
+    (@some $e:expr) => { Some($e) };
+    (@some) => { None };
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident { d: f16, $($field:ident: $fty:ty),* $(,)? }
+        type $ty:ident; pairs with $act:ty; quants $quants:ident; offset $off:literal;
+        $(min $m:ident;)? $(high bits $qh:ident;)?
+    ) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            pub d: half::f16,
+            $(pub $field: $fty,)*
+        }
+
+        impl $crate::formats::block32::Block32 for $name {
+            const TYPE: $crate::GgmlType = $crate::GgmlType::$ty;
+            type Act = $act;
+            const QUANTS: $crate::formats::block32::Quants =
+                $crate::formats::block32::Quants::$quants;
+            const OFFSET: i8 = $off;
+            const M_AT: Option<usize> = block32!(@some $(core::mem::offset_of!($name, $m))?);
+            const QH_AT: usize = match block32!(@some $(core::mem::offset_of!($name, $qh))?) {
+                Some(at) => at,
+                None => 0,
+            };
+            const QS_AT: usize = core::mem::offset_of!($name, qs);
+        }
+    };
+}
+pub(crate) use block32;
+
 /// Whether the format has a minimum (and so pairs with Q8_1).
 pub const fn has_min<B: Block32>() -> bool {
     B::M_AT.is_some()
@@ -68,9 +105,9 @@ fn f16_at(bytes: &[u8], at: usize) -> f16 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
-/// The block's scale.
+/// The scale of a weight or activation block (its first field).
 #[inline(always)]
-pub fn d<B: Block32>(b: &B) -> f16 {
+pub fn d<T: Pod>(b: &T) -> f16 {
     f16_at(bytes_of(b), 0)
 }
 
@@ -125,12 +162,6 @@ pub fn values<B: Block32>(b: &B) -> [i8; 32] {
     v
 }
 
-/// The activation block's scale.
-#[inline(always)]
-pub fn act_d<A: Act32>(a: &A) -> f16 {
-    f16_at(bytes_of(a), 0)
-}
-
 /// Q8_1's `s` (0 for Q8_0).
 #[inline(always)]
 pub fn act_s<A: Act32>(a: &A) -> f16 {
@@ -179,21 +210,7 @@ pub fn dequantize<B: Block32>(x: &[u8], y: &mut [f32]) {
 /// with a minimum also keep `summs = fma(f32(x.m), f32(y.s), summs)` over the blocks in order (GCC
 /// contracts that scalar line to an FMA) and return `hsum8(acc) + summs`.
 pub fn vec_dot<B: Block32>(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let (x, y) = rows::<B>(n, x, y);
-    let mut acc = [0f32; 8];
-    let mut summs = 0f32;
-    for (a, b) in x.iter().zip(y) {
-        if has_min::<B>() {
-            summs = m(a).to_f32().mul_add(act_s(b).to_f32(), summs);
-        }
-        let dv = d(a).to_f32() * act_d(b).to_f32();
-        fma_lanes(&mut acc, dv, &quad_sums(&values(a), act_qs(b)));
-    }
-    if has_min::<B>() {
-        hsum8(&acc) + summs
-    } else {
-        hsum8(&acc)
-    }
+    dot::<B, false>(n, x, y)
 }
 
 /// The [`crate::traits::Order::Block`] order: one f32 accumulator per output,
@@ -202,27 +219,85 @@ pub fn vec_dot<B: Block32>(n: usize, x: &[u8], y: &[u8]) -> f32 {
 /// is llama.cpp's x86 repacked layout (`block_q4_0x8`: `ggml_gemv_q4_0_8x8_q8_0` and
 /// `ggml_gemm_q4_0_8x8_q8_0`, which agree), which it takes for matrices of a multiple of 8 rows.
 pub fn vec_dot_block<B: Block32>(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    dot::<B, true>(n, x, y)
+}
+
+/// [`vec_dot`] (`BLOCK` false) or [`vec_dot_block`].
+fn dot<B: Block32, const BLOCK: bool>(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let (x, y) = rows::<B>(n, x, y);
-    let mut acc = 0f32;
-    let mut summs = 0f32;
+    let (mut lanes, mut acc, mut summs) = ([0f32; 8], 0f32, 0f32);
     for (a, b) in x.iter().zip(y) {
         if has_min::<B>() {
             summs = m(a).to_f32().mul_add(act_s(b).to_f32(), summs);
         }
-        let isum = int_dot(&values(a), act_qs(b));
-        acc = (isum as f32).mul_add(d(a).to_f32() * act_d(b).to_f32(), acc);
+        let dv = d(a).to_f32() * d(b).to_f32();
+        if BLOCK {
+            acc = (int_dot(&values(a), act_qs(b)) as f32).mul_add(dv, acc);
+        } else {
+            fma_lanes(&mut lanes, dv, &quad_sums(&values(a), act_qs(b)));
+        }
     }
+    let total = if BLOCK { acc } else { hsum8(&lanes) };
     if has_min::<B>() {
-        acc + summs
+        total + summs
     } else {
-        acc
+        total
     }
 }
 
-// Quantizer helpers shared by the family (gguf-py's `quantize` for each format).
+/// Weights as gguf-py quantizes them (`gguf.quants.quantize`, gguf 0.19, which is what
+/// `convert_hf_to_gguf.py` writes), with the same f32 operations in the same order:
+/// * formats with an offset: `d = max / −offset` for the element of largest magnitude (the first
+///   one on ties), `q = min(2·offset − 1, trunc(x/d + offset + 0.5))` (Q4_0, Q5_0);
+/// * formats with a minimum: `d = (max − min) / qmax`, `m = min`,
+///   `q = min(qmax, trunc((x − min)/d + 0.5))`, `qmax` 15 or 31 (Q4_1, Q5_1);
+/// * bytes: `d = max|x| / 127`, `q = round(x · (1/d))` rounding half away from zero (C's
+///   `roundf`, as ggml's `quantize_row_q8_0_ref`; Q8_0).
+pub fn quantize<B: Block32>(x: &[f32], y: &mut [u8]) {
+    let blocks: &mut [B] = out_blocks(y, x.len(), QK);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
+        let bytes = bytemuck::bytes_of_mut(b);
+        let qmax = if B::QUANTS == Quants::FiveBits {
+            31.0
+        } else {
+            15.0
+        };
+        let (d, q): (f32, [u8; 32]) = if B::QUANTS == Quants::Bytes {
+            let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let (d, id) = (amax / 127.0, inverse(amax / 127.0));
+            (d, std::array::from_fn(|j| (xs[j] * id).round() as i8 as u8))
+        } else if let Some(m_at) = B::M_AT {
+            let (min, max) = min_max(xs);
+            let d = (max - min) / qmax;
+            let id = inverse(d);
+            bytes[m_at..m_at + 2].copy_from_slice(&f16::from_f32(min).to_le_bytes());
+            let q = |v: f32| (((v - min) * id + 0.5).trunc() as u8).min(qmax as u8);
+            (d, std::array::from_fn(|j| q(xs[j])))
+        } else {
+            let d = max_by_magnitude(xs) / -(B::OFFSET as f32);
+            let id = inverse(d);
+            let add = B::OFFSET as f32 + 0.5;
+            let q = |v: f32| ((v * id + add).trunc() as u8).min(2 * B::OFFSET as u8 - 1);
+            (d, std::array::from_fn(|j| q(xs[j])))
+        };
+        bytes[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+        let qs = B::QS_AT;
+        match B::QUANTS {
+            Quants::Bytes => bytes[qs..qs + 32].copy_from_slice(&q),
+            Quants::Nibbles | Quants::FiveBits => {
+                bytes[qs..qs + 16].copy_from_slice(&pack_nibbles(&q));
+                if B::QUANTS == Quants::FiveBits {
+                    bytes[B::QH_AT..B::QH_AT + 4].copy_from_slice(&pack_fifth_bits(&q));
+                }
+            }
+        }
+    }
+}
+
+// The quantizer's helpers.
 
 /// The element of largest magnitude, the first one when several tie (NumPy's `argmax` of `|x|`).
-pub(crate) fn max_by_magnitude(xs: &[f32]) -> f32 {
+fn max_by_magnitude(xs: &[f32]) -> f32 {
     let mut max = xs[0];
     for &v in &xs[1..] {
         if v.abs() > max.abs() {
@@ -233,7 +308,7 @@ pub(crate) fn max_by_magnitude(xs: &[f32]) -> f32 {
 }
 
 /// The smallest and largest element.
-pub(crate) fn min_max(xs: &[f32]) -> (f32, f32) {
+fn min_max(xs: &[f32]) -> (f32, f32) {
     xs.iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
@@ -241,7 +316,7 @@ pub(crate) fn min_max(xs: &[f32]) -> (f32, f32) {
 }
 
 /// `1 / d`, or 0 for a zero scale.
-pub(crate) fn inverse(d: f32) -> f32 {
+fn inverse(d: f32) -> f32 {
     if d == 0.0 {
         0.0
     } else {
@@ -250,12 +325,12 @@ pub(crate) fn inverse(d: f32) -> f32 {
 }
 
 /// Packs 32 values < 16 as two nibble halves: byte `j` holds `q[j]` low and `q[j + 16]` high.
-pub(crate) fn pack_nibbles(q: &[u8; 32]) -> [u8; 16] {
+fn pack_nibbles(q: &[u8; 32]) -> [u8; 16] {
     std::array::from_fn(|j| (q[j] & 0x0F) | (q[j + 16] << 4))
 }
 
 /// The fifth bits of 32 five-bit values, bit `j` from `q[j]`.
-pub(crate) fn pack_fifth_bits(q: &[u8; 32]) -> [u8; 4] {
+fn pack_fifth_bits(q: &[u8; 32]) -> [u8; 4] {
     let bits = q
         .iter()
         .enumerate()

@@ -66,6 +66,18 @@ pub(crate) fn out_blocks<T: Pod>(y: &mut [u8], n: usize, per: usize) -> &mut [T]
     cast_slice_mut(&mut y[..n / per * size_of::<T>()])
 }
 
+/// The value of largest magnitude (the first one on ties; 0 for none above 0) and that
+/// magnitude, compared as ggml's quantizers compare them (`|v| > amax`, so NaN never wins).
+pub(crate) fn signed_max(xs: &[f32]) -> (f32, f32) {
+    xs.iter().fold((0.0f32, 0.0f32), |(m, a), &v| {
+        if v.abs() > a {
+            (v, v.abs())
+        } else {
+            (m, a)
+        }
+    })
+}
+
 /// The largest value of a list of non-negative candidates (0 for none above 0), compared as the C
 /// quantizers compare them (`s > m`, so NaN never wins).
 pub(crate) fn max_of(xs: &[f32]) -> f32 {
@@ -152,4 +164,32 @@ pub(crate) fn make_qkx2_quants(
         }
     }
     (scale, -min)
+}
+
+/// Quantizes `x` block by block into `y` (a whole number of blocks of `T`, `per` elements each):
+/// `quantize(xs, block)` for each block's elements. Panics unless `y` holds them.
+pub(crate) fn quantize_blocks<T: Pod>(
+    x: &[f32],
+    y: &mut [u8],
+    per: usize,
+    mut quantize: impl FnMut(&[f32], &mut T),
+) {
+    let blocks: &mut [T] = out_blocks(y, x.len(), per);
+    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(per)) {
+        quantize(xs, b);
+    }
+}
+
+/// The scales of the sixteen 16-element sub-blocks of a K-quant super-block, each fitted by
+/// `fit(group, its quants)` (Q3_K, Q6_K).
+pub(crate) fn fit_sixteens(
+    xs: &[f32],
+    l: &mut [u8; 256],
+    fit: impl Fn(&[f32], &mut [u8]) -> f32,
+) -> [f32; 16] {
+    let mut scales = [0f32; 16];
+    for (j, (g, lg)) in xs.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
+        scales[j] = fit(g, lg);
+    }
+    scales
 }

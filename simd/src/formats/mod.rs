@@ -67,13 +67,16 @@ pub fn reference(ty: GgmlType) -> Option<TypeTraits> {
         BF16 => t(BF16, BF16, float::dequantize_bf16, float::quantize_bf16)
             .with_quantize(float::quantize_bf16)
             .with_dot(Vec, float::vec_dot_bf16),
-        Q4_0 => legacy::<BlockQ4_0>(q4_0::quantize, q4_0::quantize)
+        Q4_0 => legacy::<BlockQ4_0>()
             .with_dot(Block, block32::vec_dot_block::<BlockQ4_0>)
             .repacked_by_llama(),
-        Q4_1 => legacy::<BlockQ4_1>(q4_1::quantize, q4_1::quantize),
-        Q5_0 => legacy::<BlockQ5_0>(q5_0::quantize, q5_0::quantize),
-        Q5_1 => legacy::<BlockQ5_1>(q5_1::quantize, q5_1::quantize),
-        Q8_0 => legacy::<BlockQ8_0>(q8_0::quantize_activations, q8_0::quantize),
+        Q4_1 => legacy::<BlockQ4_1>(),
+        Q5_0 => legacy::<BlockQ5_0>(),
+        Q5_1 => legacy::<BlockQ5_1>(),
+        Q8_0 => TypeTraits {
+            from_float: Some(q8_0::quantize_activations),
+            ..legacy::<BlockQ8_0>()
+        },
         Q8_1 => t(Q8_1, Q8_1, q8_1::dequantize, q8_1::quantize_activations),
         Q2_K => kquant(Q2_K, q2_k::dequantize, q2_k::quantize).with_dot(Vec, q2_k::vec_dot),
         Q3_K => kquant(Q3_K, q3_k::dequantize, q3_k::quantize).with_dot(Vec, q3_k::vec_dot),
@@ -92,10 +95,11 @@ pub fn reference(ty: GgmlType) -> Option<TypeTraits> {
     })
 }
 
-/// A 32-element format's row: the family's dequantization and [`Order::Vec`], `from` as its
-/// `from_float` and `quantize` as its weight quantizer.
-fn legacy<B: Block32>(from: FromFloat, quantize: FromFloat) -> TypeTraits {
-    TypeTraits::new(B::TYPE, B::Act::TYPE, block32::dequantize::<B>, from)
+/// A 32-element format's row: the family's dequantization, quantizer (gguf-py's) and
+/// [`Order::Vec`].
+fn legacy<B: Block32>() -> TypeTraits {
+    let quantize = block32::quantize::<B>;
+    TypeTraits::new(B::TYPE, B::Act::TYPE, block32::dequantize::<B>, quantize)
         .with_quantize(quantize)
         .with_dot(Order::Vec, block32::vec_dot::<B>)
 }

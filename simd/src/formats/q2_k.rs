@@ -2,7 +2,7 @@
 //! `x = d·sc·q − dmin·m`. Pairs with Q8_K.
 
 use super::common::{clamped, make_qkx2_quants, max_of, nearest_int, out_blocks};
-use super::q8_k::BlockQ8K;
+use super::q8_k::operands;
 use super::QK_K;
 use bytemuck::{cast_slice, Pod, Zeroable};
 use half::f16;
@@ -17,28 +17,34 @@ pub struct BlockQ2K {
     pub dmin: f16,
 }
 
+/// Every element of a Q2_K / Q3_K super-block in ggml's order, `f(e, is, idx, plane, q)`: element
+/// `e`, its sub-block of 16 `is`, its byte `idx` within its 128-element half of the 2-bit quants
+/// (`qs[32·(e / 128) + idx]`), the bit plane of that byte it takes (`plane` = 4·half + shift / 2,
+/// also the bit of Q3_K's `hmask[idx]`), and its 2-bit value `q`.
+pub(crate) fn walk_2bit(qs: &[u8; QK_K / 4], mut f: impl FnMut(usize, usize, usize, usize, u8)) {
+    for e in 0..QK_K {
+        let (n, s, half, l) = (e / 128, e % 128 / 32, e % 32 / 16, e % 16);
+        let idx = l + 16 * half;
+        f(
+            e,
+            8 * n + 2 * s + half,
+            idx,
+            4 * n + s,
+            (qs[32 * n + idx] >> (2 * s)) & 3,
+        );
+    }
+}
+
+/// `x = d·sc·q − dmin·m` with the 4-bit scale and minimum of each sub-block of 16.
 pub fn dequantize(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ2K] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let min = b.dmin.to_f32();
-        let mut is = 0;
-        let mut o = 0;
-        for n in 0..QK_K / 128 {
-            let q = &b.qs[n * 32..n * 32 + 32];
-            for shift in [0, 2, 4, 6] {
-                for half in 0..2 {
-                    let sc = b.scales[is];
-                    is += 1;
-                    let dl = d * (sc & 0x0F) as f32;
-                    let ml = min * (sc >> 4) as f32;
-                    for l in 0..16 {
-                        out[o] = dl * ((q[l + 16 * half] >> shift) & 3) as f32 - ml;
-                        o += 1;
-                    }
-                }
-            }
-        }
+        let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
+        walk_2bit(&b.qs, |e, is, _, _, q| {
+            let sc = b.scales[is];
+            let (dl, ml) = (d * (sc & 0x0F) as f32, min * (sc >> 4) as f32);
+            out[e] = dl * q as f32 - ml;
+        });
     }
 }
 
@@ -92,12 +98,10 @@ pub(crate) fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     }
 }
 
-/// llama.cpp's `ggml_vec_dot_q2_K_q8_K`: the exact super-block integers, then
-/// `sumf += dall·isum − dmin·summs` per super-block (f32, unfused).
+/// llama.cpp's `ggml_vec_dot_q2_K_q8_K`: the exact super-block integers `isum = Σ sc·q·q8` and
+/// `summs = Σ bsums·m`, then `sumf += dall·isum − dmin·summs` per super-block (f32, unfused).
 pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ2K] = cast_slice(&x[..nb * 84]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ2K>(n, x, y);
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
         let summs: i32 = (0..16)
@@ -106,23 +110,9 @@ pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
         let dall = b.d * a.d.to_f32();
         let dmin = b.d * a.dmin.to_f32();
         let mut isum = 0i32;
-        let mut is = 0;
-        for k in 0..QK_K / 128 {
-            let q2 = &a.qs[k * 32..k * 32 + 32];
-            for (s, shift) in [0, 2, 4, 6].into_iter().enumerate() {
-                let q8 = &b.qs[k * 128 + s * 32..k * 128 + s * 32 + 32];
-                for half in 0..2 {
-                    let d = (a.scales[is] & 0x0F) as i32;
-                    is += 1;
-                    let mut isuml = 0i32;
-                    for l in 0..16 {
-                        isuml +=
-                            q8[l + 16 * half] as i32 * ((q2[l + 16 * half] >> shift) & 3) as i32;
-                    }
-                    isum += d * isuml;
-                }
-            }
-        }
+        walk_2bit(&a.qs, |e, is, _, _, q| {
+            isum += (a.scales[is] & 0x0F) as i32 * q as i32 * b.qs[e] as i32;
+        });
         sumf += dall * isum as f32 - dmin * summs as f32;
     }
     sumf

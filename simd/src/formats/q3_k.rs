@@ -1,9 +1,11 @@
 //! Q3_K: 256 elements in 16 sub-blocks of 16, 3-bit quants (2 low bits and a high-bit mask),
 //! signed 6-bit scales: `x = d·sc·q`. Pairs with Q8_K.
 
-use super::common::{clamped, nearest_int, out_blocks, GROUP_MAX_EPS};
-use super::q2_k::pack_2bit;
-use super::q8_k::BlockQ8K;
+use super::common::{
+    clamped, fit_sixteens, nearest_int, quantize_blocks, signed_max, GROUP_MAX_EPS,
+};
+use super::q2_k::{pack_2bit, walk_2bit};
+use super::q8_k::operands;
 use super::QK_K;
 use bytemuck::{cast_slice, Pod, Zeroable};
 use half::f16;
@@ -34,45 +36,36 @@ pub fn unpack_scales(scales: &[u8; 12]) -> [i8; 16] {
     out
 }
 
+/// `x = d·sc·(q − 4·!hbit)` with the signed 6-bit scale of each sub-block of 16.
 pub fn dequantize(x: &[u8], y: &mut [f32]) {
     let blocks: &[BlockQ3K] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
         let d_all = b.d.to_f32();
         let scales = unpack_scales(&b.scales);
-        let mut m: u8 = 1;
-        let mut is = 0;
-        let mut o = 0;
-        for n in 0..QK_K / 128 {
-            let q = &b.qs[n * 32..n * 32 + 32];
-            for shift in [0, 2, 4, 6] {
-                for half in 0..2 {
-                    let dl = d_all * scales[is] as f32;
-                    is += 1;
-                    for l in 0..16 {
-                        let idx = l + 16 * half;
-                        let low = ((q[idx] >> shift) & 3) as i32;
-                        let hi = if b.hmask[idx] & m != 0 { 0 } else { 4 };
-                        out[o] = dl * (low - hi) as f32;
-                        o += 1;
-                    }
-                }
-                m <<= 1;
-            }
-        }
+        walk_2bit(&b.qs, |e, is, idx, plane, q| {
+            let dl = d_all * scales[is] as f32;
+            out[e] = dl * value(b, idx, plane, q) as f32;
+        });
     }
+}
+
+/// The signed 3-bit value of an element: its 2 low bits `q`, minus 4 where its high bit (bit
+/// `plane` of `hmask[idx]`) is clear.
+#[inline]
+fn value(b: &BlockQ3K, idx: usize, plane: usize, q: u8) -> i32 {
+    q as i32
+        - if b.hmask[idx] & (1 << plane) != 0 {
+            0
+        } else {
+            4
+        }
 }
 
 /// Symmetric 3-bit-style quantization to `-nmax..nmax` (stored as `0..2·nmax`), refined by
 /// moving single quants while that lowers the `x²`-weighted error (ggml's `make_q3_quants` with
 /// `do_rmse`). Returns the scale.
 fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
-    let (max, amax) = x.iter().fold((0.0f32, 0.0f32), |(m, a), &v| {
-        if v.abs() > a {
-            (v, v.abs())
-        } else {
-            (m, a)
-        }
-    });
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;
@@ -123,21 +116,10 @@ fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
 
 /// As ggml's `quantize_row_q3_K_ref`.
 pub fn quantize(x: &[f32], y: &mut [u8]) {
-    let blocks: &mut [BlockQ3K] = out_blocks(y, x.len(), QK_K);
-    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
+    quantize_blocks(x, y, QK_K, |xs, b: &mut BlockQ3K| {
         let mut l = [0u8; QK_K];
-        let mut scales = [0f32; 16];
-        for (j, (g, lg)) in xs.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
-            scales[j] = make_q3_quants(4, g, lg);
-        }
-        let mut max_scale = 0.0f32;
-        let mut amax = 0.0f32;
-        for &s in &scales {
-            if s.abs() > amax {
-                amax = s.abs();
-                max_scale = s;
-            }
-        }
+        let scales = fit_sixteens(xs, &mut l, |g, lg| make_q3_quants(4, g, lg));
+        let (max_scale, _) = signed_max(&scales);
         *b = BlockQ3K::zeroed();
         if max_scale != 0.0 {
             let iscale = -32.0 / max_scale;
@@ -170,39 +152,20 @@ pub fn quantize(x: &[f32], y: &mut [u8]) {
             }
         }
         pack_2bit(&l, &mut b.qs);
-    }
+    });
 }
 
-/// llama.cpp's `ggml_vec_dot_q3_K_q8_K`: the exact super-block integer, then
+/// llama.cpp's `ggml_vec_dot_q3_K_q8_K`: the exact super-block integer `isum = Σ sc·q·q8`, then
 /// `sumf += f32(x.d)·y.d·isum` per super-block.
 pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ3K] = cast_slice(&x[..nb * 110]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ3K>(n, x, y);
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
         let scales = unpack_scales(&a.scales);
-        let mut m: u8 = 1;
-        let mut is = 0;
         let mut isum = 0i32;
-        for k in 0..QK_K / 128 {
-            let q = &a.qs[k * 32..k * 32 + 32];
-            for (s, shift) in [0, 2, 4, 6].into_iter().enumerate() {
-                let q8 = &b.qs[k * 128 + s * 32..k * 128 + s * 32 + 32];
-                for half in 0..2 {
-                    let mut isuml = 0i32;
-                    for l in 0..16 {
-                        let idx = l + 16 * half;
-                        let low = ((q[idx] >> shift) & 3) as i32;
-                        let hi = if a.hmask[idx] & m != 0 { 0 } else { 4 };
-                        isuml += (low - hi) * q8[idx] as i32;
-                    }
-                    isum += scales[is] as i32 * isuml;
-                    is += 1;
-                }
-                m <<= 1;
-            }
-        }
+        walk_2bit(&a.qs, |e, is, idx, plane, q| {
+            isum += scales[is] as i32 * value(a, idx, plane, q) * b.qs[e] as i32;
+        });
         sumf += a.d.to_f32() * b.d * isum as f32;
     }
     sumf

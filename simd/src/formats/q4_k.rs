@@ -7,9 +7,10 @@
 //! [`vec_dot_block`] (its gemv) and [`vec_dot_gemm`] (its gemm, tokens in groups of four).
 
 use super::common::{
-    clamped, fma_lanes, hsum4, hsum8, make_qkx2_quants, max_of, nearest_int, out_blocks, quad_sums,
+    clamped, fma_lanes, hsum4, hsum8, make_qkx2_quants, max_of, nearest_int, quad_sums,
+    quantize_blocks,
 };
-use super::q8_k::BlockQ8K;
+use super::q8_k::{operands, BlockQ8K};
 use super::QK_K;
 use bytemuck::{cast_slice, Pod, Zeroable};
 use half::f16;
@@ -37,29 +38,46 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
-pub fn dequantize(x: &[u8], y: &mut [f32]) {
-    let blocks: &[BlockQ4K] = cast_slice(x);
+/// A row of super-blocks with Q4_K's scales and minimums (Q4_K, Q5_K) to f32: element `l` of the
+/// 64 elements `j` is `d·sc·q − dmin·m`, with `(q of sub-block 2j, q of 2j + 1) = quants(b, j, l)`.
+pub(crate) fn dequantize_k4<B: Pod>(
+    x: &[u8],
+    y: &mut [f32],
+    header: impl Fn(&B) -> (f16, f16, &[u8; 12]),
+    quants: impl Fn(&B, usize, usize) -> (u8, u8),
+) {
+    let blocks: &[B] = cast_slice(x);
     for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let min = b.dmin.to_f32();
+        let (d, min, scales) = header(b);
+        let (d, min) = (d.to_f32(), min.to_f32());
         for j in 0..QK_K / 64 {
-            let q = &b.qs[j * 32..j * 32 + 32];
-            let (sc1, m1) = get_scale_min_k4(2 * j, &b.scales);
-            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &b.scales);
+            let (sc1, m1) = get_scale_min_k4(2 * j, scales);
+            let (sc2, m2) = get_scale_min_k4(2 * j + 1, scales);
             let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
             let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
             let o = &mut out[j * 64..j * 64 + 64];
             for l in 0..32 {
-                o[l] = d1 * (q[l] & 0x0F) as f32 - m1;
-                o[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+                let (q1, q2) = quants(b, j, l);
+                o[l] = d1 * q1 as f32 - m1;
+                o[l + 32] = d2 * q2 as f32 - m2;
             }
         }
     }
 }
 
+/// `x = d·sc·q − dmin·m`.
+pub fn dequantize(x: &[u8], y: &mut [f32]) {
+    dequantize_k4::<BlockQ4K>(
+        x,
+        y,
+        |b| (b.d, b.dmin, &b.scales),
+        |b, j, l| (b.qs[32 * j + l] & 0x0F, b.qs[32 * j + l] >> 4),
+    );
+}
+
 /// The 6-bit scales and minimums of the 8 sub-blocks of Q4_K / Q5_K: the per-sub-block fits,
 /// their 6-bit codes packed as `get_scale_min_k4` reads them, and the super-block `d`, `dmin`.
-pub(crate) fn pack_k4_scales(scales: &[f32; 8], mins: &[f32; 8]) -> ([u8; 12], f16, f16) {
+fn pack_k4_scales(scales: &[f32; 8], mins: &[f32; 8]) -> ([u8; 12], f16, f16) {
     let (max_scale, max_min) = (max_of(scales), max_of(mins));
     let inv_scale = if max_scale > 0.0 {
         63.0 / max_scale
@@ -88,7 +106,7 @@ pub(crate) fn pack_k4_scales(scales: &[f32; 8], mins: &[f32; 8]) -> ([u8; 12], f
 }
 
 /// Per-sub-block fits for Q4_K / Q5_K: weights `rms(x) + |x|`, `make_qkx2_quants` with `nmax`.
-pub(crate) fn fit_k4_subblocks(
+fn fit_k4_subblocks(
     xs: &[f32],
     l: &mut [u8; QK_K],
     nmax: i32,
@@ -107,14 +125,7 @@ pub(crate) fn fit_k4_subblocks(
 }
 
 /// Re-quantizes each sub-block of 32 against its stored 6-bit scale and minimum.
-pub(crate) fn requantize_k4(
-    xs: &[f32],
-    l: &mut [u8; QK_K],
-    packed: &[u8; 12],
-    d: f16,
-    dmin: f16,
-    nmax: i32,
-) {
+fn requantize_k4(xs: &[f32], l: &mut [u8; QK_K], packed: &[u8; 12], d: f16, dmin: f16, nmax: i32) {
     for (j, (g, lg)) in xs.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
         let (sc, m) = get_scale_min_k4(j, packed);
         let d = d.to_f32() * sc as f32;
@@ -130,21 +141,32 @@ pub(crate) fn requantize_k4(
 
 /// As ggml's `quantize_row_q4_K_ref`.
 pub fn quantize(x: &[f32], y: &mut [u8]) {
-    let blocks: &mut [BlockQ4K] = out_blocks(y, x.len(), QK_K);
-    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let mut l = [0u8; QK_K];
-        let (scales, mins) = fit_k4_subblocks(xs, &mut l, 15, -1.0, 20);
-        let (packed, d, dmin) = pack_k4_scales(&scales, &mins);
-        requantize_k4(xs, &mut l, &packed, d, dmin, 15);
-        b.d = d;
-        b.dmin = dmin;
-        b.scales = packed;
+    quantize_blocks(x, y, QK_K, |xs, b: &mut BlockQ4K| {
+        let l = quantize_k4(xs, 15, -1.0, 20, (&mut b.d, &mut b.dmin, &mut b.scales));
         for (q, c) in b.qs.chunks_exact_mut(32).zip(l.chunks_exact(64)) {
             for (i, o) in q.iter_mut().enumerate() {
                 *o = c[i] | (c[i + 32] << 4);
             }
         }
-    }
+    });
+}
+
+/// The part of ggml's quantizer that Q4_K and Q5_K share: the per-sub-block fits, the 6-bit scales
+/// and minimums packed into `header` (`d`, `dmin`, `scales`), and the quants (`0..=nmax`)
+/// re-fitted against them.
+pub(crate) fn quantize_k4(
+    xs: &[f32],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+    header: (&mut f16, &mut f16, &mut [u8; 12]),
+) -> [u8; QK_K] {
+    let mut l = [0u8; QK_K];
+    let (scales, mins) = fit_k4_subblocks(xs, &mut l, nmax, rmin, nstep);
+    let (packed, d, dmin) = pack_k4_scales(&scales, &mins);
+    requantize_k4(xs, &mut l, &packed, d, dmin, nmax);
+    (*header.0, *header.1, *header.2) = (d, dmin, packed);
+    l
 }
 
 /// The 8 (scale, min) pairs of a Q4_K / Q5_K block.
@@ -190,9 +212,7 @@ fn bsums32(b: &BlockQ8K) -> [i32; 8] {
 /// `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]` (`s` = per-32 sums of `y.qs`), then
 /// `accm[i] = fma(dmin, that, accm[i])`. Result: `hsum8(acc) + hsum4(accm)`.
 pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ4K] = cast_slice(&x[..nb * 144]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ4K>(n, x, y);
     let mut acc = [0f32; 8];
     let mut accm = [0f32; 4];
     for (a, b) in x.iter().zip(y) {
@@ -244,9 +264,7 @@ fn block_ints(a: &BlockQ4K, b: &BlockQ8K) -> (i32, i32) {
 /// with `isum = Σ_j sc[j]·Σ q4·q8` and `imin = Σ_j mn[j]·(per-32 sum of y.qs)` exact; the result
 /// is `acc - accm`.
 pub fn vec_dot_block(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ4K] = cast_slice(&x[..nb * 144]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ4K>(n, x, y);
     let mut acc = 0f32;
     let mut accm = 0f32;
     for (a, b) in x.iter().zip(y) {
@@ -264,9 +282,7 @@ pub fn vec_dot_block(n: usize, x: &[u8], y: &[u8]) -> f32 {
 /// super-block: `acc = fma(f32(sc[2p]·Σ₂ₚ + sc[2p+1]·Σ₂ₚ₊₁), f32(x.d) * y.d, acc)` and
 /// `accm = fma(f32(mn[2p]·s[2p] + mn[2p+1]·s[2p+1]), f32(x.dmin) * y.d, accm)`; result `acc - accm`.
 pub fn vec_dot_gemm(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ4K] = cast_slice(&x[..nb * 144]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ4K>(n, x, y);
     let mut acc = 0f32;
     let mut accm = 0f32;
     for (a, b) in x.iter().zip(y) {
@@ -297,9 +313,7 @@ pub fn vec_dot_gemm(n: usize, x: &[u8], y: &[u8]) -> f32 {
 /// `r = fma(-f32(x.dmin), f32(imin), f32(isum) * f32(x.d))` and `acc = fma(r, y.d, acc)` (GCC
 /// contracts the kernel's `acc + r * d`).
 pub fn vec_dot_tiled(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ4K] = cast_slice(&x[..nb * 144]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ4K>(n, x, y);
     let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let (isum, imin) = block_ints(a, b);

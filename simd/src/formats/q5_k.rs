@@ -1,11 +1,11 @@
 //! Q5_K: 256 elements in 8 sub-blocks of 32, 5-bit quants, Q4_K's 6-bit scales and minimums:
 //! `x = d·sc·q − dmin·m`. Pairs with Q8_K.
 
-use super::common::out_blocks;
-use super::q4_k::{fit_k4_subblocks, get_scale_min_k4, pack_k4_scales, requantize_k4};
-use super::q8_k::BlockQ8K;
+use super::common::quantize_blocks;
+use super::q4_k::{dequantize_k4, get_scale_min_k4, quantize_k4};
+use super::q8_k::operands;
 use super::QK_K;
-use bytemuck::{cast_slice, Pod, Zeroable};
+use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 /// 176 bytes.
@@ -19,40 +19,24 @@ pub struct BlockQ5K {
     pub qs: [u8; QK_K / 2],
 }
 
+/// `x = d·sc·q − dmin·m`, the fifth bit of element `l` of sub-block `2j` / `2j + 1` bit `2j` /
+/// `2j + 1` of `qh[l]`.
 pub fn dequantize(x: &[u8], y: &mut [f32]) {
-    let blocks: &[BlockQ5K] = cast_slice(x);
-    for (b, out) in blocks.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let min = b.dmin.to_f32();
-        for j in 0..QK_K / 64 {
-            let ql = &b.qs[j * 32..j * 32 + 32];
-            let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
-            let (sc1, m1) = get_scale_min_k4(2 * j, &b.scales);
-            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &b.scales);
-            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
-            let o = &mut out[j * 64..j * 64 + 64];
-            for l in 0..32 {
-                let h1 = if b.qh[l] & u1 != 0 { 16 } else { 0 };
-                let h2 = if b.qh[l] & u2 != 0 { 16 } else { 0 };
-                o[l] = d1 * ((ql[l] & 0x0F) + h1) as f32 - m1;
-                o[l + 32] = d2 * ((ql[l] >> 4) + h2) as f32 - m2;
-            }
-        }
-    }
+    dequantize_k4::<BlockQ5K>(
+        x,
+        y,
+        |b| (b.d, b.dmin, &b.scales),
+        |b, j, l| {
+            let (q, h) = (b.qs[32 * j + l], b.qh[l] >> (2 * j));
+            ((q & 0x0F) | (h & 1) << 4, (q >> 4) | (h & 2) << 3)
+        },
+    );
 }
 
 /// As ggml's `quantize_row_q5_K_ref`.
 pub fn quantize(x: &[f32], y: &mut [u8]) {
-    let blocks: &mut [BlockQ5K] = out_blocks(y, x.len(), QK_K);
-    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let mut l = [0u8; QK_K];
-        let (scales, mins) = fit_k4_subblocks(xs, &mut l, 31, -0.5, 15);
-        let (packed, d, dmin) = pack_k4_scales(&scales, &mins);
-        requantize_k4(xs, &mut l, &packed, d, dmin, 31);
-        b.d = d;
-        b.dmin = dmin;
-        b.scales = packed;
+    quantize_blocks(x, y, QK_K, |xs, b: &mut BlockQ5K| {
+        let l = quantize_k4(xs, 31, -0.5, 15, (&mut b.d, &mut b.dmin, &mut b.scales));
         b.qh = [0; QK_K / 8];
         // Per 64 elements: low nibbles of the first 32 and high nibbles of the next 32 share
         // bytes; their fifth bits are bits 2j and 2j + 1 of qh.
@@ -67,15 +51,13 @@ pub fn quantize(x: &[f32], y: &mut [u8]) {
                 *o = (lo & 0x0F) | ((hi & 0x0F) << 4);
             }
         }
-    }
+    });
 }
 
 /// llama.cpp's `ggml_vec_dot_q5_K_q8_K`: the exact super-block integers, then
 /// `sumf += f32(x.d)·y.d·sum_q − f32(x.dmin)·y.d·sum_m` per super-block (f32, unfused).
 pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ5K] = cast_slice(&x[..nb * 176]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ5K>(n, x, y);
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
         let mut sum_q = 0i32;

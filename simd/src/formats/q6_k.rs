@@ -4,8 +4,11 @@
 //! llama.cpp's x86 backend multiplies Q6_K in two summation orders: [`vec_dot`] (decode) and
 //! [`vec_dot_tiled`] (the tiled K-quant matmul, batches of 8 tokens or more).
 
-use super::common::{clamped, fma_lanes, hsum8, nearest_int, out_blocks, GROUP_MAX_EPS};
-use super::q8_k::BlockQ8K;
+use super::common::{
+    clamped, fit_sixteens, fma_lanes, hsum8, nearest_int, quantize_blocks, signed_max,
+    GROUP_MAX_EPS,
+};
+use super::q8_k::operands;
 use super::QK_K;
 use bytemuck::{cast_slice, Pod, Zeroable};
 use half::f16;
@@ -53,13 +56,7 @@ pub fn dequantize(x: &[u8], y: &mut [f32]) {
 /// scale among 19 candidates around `max / −nmax` that minimises `Σ x²·(x − d·l)²` (ggml's
 /// `make_qx_quants` with `rmse_type = 1` and no importance weights). Returns the scale.
 fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
-    let (max, amax) = x.iter().fold((0.0f32, 0.0f32), |(m, a), &v| {
-        if v.abs() > a {
-            (v, v.abs())
-        } else {
-            (m, a)
-        }
-    });
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;
@@ -102,24 +99,13 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
 
 /// As ggml's `quantize_row_q6_K_ref`.
 pub fn quantize(x: &[f32], y: &mut [u8]) {
-    let blocks: &mut [BlockQ6K] = out_blocks(y, x.len(), QK_K);
-    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
+    quantize_blocks(x, y, QK_K, |xs, b: &mut BlockQ6K| {
         let mut l = [0u8; QK_K];
-        let mut scales = [0f32; 16];
-        for (j, (g, lg)) in xs.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
-            scales[j] = make_qx_quants(32, g, lg);
-        }
-        let mut max_scale = 0.0f32;
-        let mut max_abs_scale = 0.0f32;
-        for &s in &scales {
-            if s.abs() > max_abs_scale {
-                max_abs_scale = s.abs();
-                max_scale = s;
-            }
-        }
+        let scales = fit_sixteens(xs, &mut l, |g, lg| make_qx_quants(32, g, lg));
+        let (max_scale, max_abs_scale) = signed_max(&scales);
         *b = BlockQ6K::zeroed();
         if max_abs_scale < GROUP_MAX_EPS {
-            continue;
+            return;
         }
         let iscale = -128.0 / max_scale;
         b.d = f16::from_f32(1.0 / iscale);
@@ -145,7 +131,7 @@ pub fn quantize(x: &[f32], y: &mut [u8]) {
                 qh[i] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
             }
         }
-    }
+    });
 }
 
 /// The 256 unsigned 6-bit values (0..63) of a Q6_K block in element order.
@@ -168,9 +154,7 @@ fn unsigned(a: &BlockQ6K) -> [i32; QK_K] {
 /// `32l..32l+31`, not the lane's own elements; only the total is the exact dot product. Then
 /// `acc[l] = fma(d, f32(lane), acc[l])`; the result is `hsum8(acc)`.
 pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ6K] = cast_slice(&x[..nb * 210]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ6K>(n, x, y);
     let mut acc = [0f32; 8];
     for (a, b) in x.iter().zip(y) {
         let d = b.d * a.d.to_f32();
@@ -198,9 +182,7 @@ pub fn vec_dot(n: usize, x: &[u8], y: &[u8]) -> f32 {
 /// `acc = fma(f32(isum) * f32(x.d), y.d, acc)` (GCC contracts the kernel's `acc + r * d` into an
 /// FMA).
 pub fn vec_dot_tiled(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    let x: &[BlockQ6K] = cast_slice(&x[..nb * 210]);
-    let y: &[BlockQ8K] = cast_slice(&y[..nb * 292]);
+    let (x, y) = operands::<BlockQ6K>(n, x, y);
     let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let v = values(a);

@@ -2,6 +2,8 @@
 //! minimum needs the sum. Not a weight format.
 
 use super::block32::{Act32, QK};
+use super::common::quantize_blocks;
+use super::q8_0::activation_block;
 use crate::GgmlType;
 use bytemuck::{cast_slice, Pod, Zeroable};
 use half::f16;
@@ -17,8 +19,8 @@ pub struct BlockQ8_1 {
 
 impl Act32 for BlockQ8_1 {
     const TYPE: GgmlType = GgmlType::Q8_1;
-    const S_AT: Option<usize> = Some(2);
-    const QS_AT: usize = 4;
+    const S_AT: Option<usize> = Some(core::mem::offset_of!(BlockQ8_1, s));
+    const QS_AT: usize = core::mem::offset_of!(BlockQ8_1, qs);
 }
 
 /// `x = d·q` (`s` is not needed).
@@ -35,17 +37,13 @@ pub fn dequantize(x: &[u8], y: &mut [f32]) {
 /// As Q8_0's [`super::q8_0::quantize_activations`] plus `s = d * Σq` (llama.cpp's x86
 /// `quantize_row_q8_1`).
 pub fn quantize_activations(x: &[f32], y: &mut [u8]) {
-    let blocks: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
-    for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
-        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        b.d = f16::from_f32(d);
-        let mut sum = 0i32;
-        for (q, &v) in b.qs.iter_mut().zip(xs) {
-            *q = (v * id).round_ties_even() as i8;
-            sum += *q as i32;
-        }
-        b.s = f16::from_f32(d * sum as f32);
-    }
+    quantize_blocks(x, y, QK, |xs, b: &mut BlockQ8_1| {
+        let (d, qs, sum) = activation_block(xs);
+        let s = f16::from_f32(d * sum as f32);
+        *b = BlockQ8_1 {
+            d: f16::from_f32(d),
+            s,
+            qs,
+        };
+    });
 }

@@ -1,7 +1,7 @@
 //! Q8_K: 256 elements, 8-bit quants with an f32 scale and per-16 sums `bsums`: the activations
 //! of the K-quants. Not a weight format.
 
-use super::common::nearest_int;
+use super::common::{nearest_int, signed_max};
 use super::QK_K;
 use bytemuck::{cast_slice, Pod, Zeroable};
 
@@ -28,14 +28,7 @@ pub fn dequantize(x: &[u8], y: &mut [f32]) {
 pub fn quantize_activations(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8K] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let mut max = 0.0f32;
-        let mut amax = 0.0f32;
-        for &v in xs {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (max, amax) = signed_max(xs);
         if amax == 0.0 {
             *b = BlockQ8K::zeroed();
             continue;
@@ -49,4 +42,18 @@ pub fn quantize_activations(x: &[f32], y: &mut [u8]) {
         }
         b.d = 1.0 / iscale;
     }
+}
+
+/// The operands of a K-quant dot product: `n / 256` weight blocks and Q8_K blocks from the front of
+/// two rows. Panics if a row is shorter.
+pub(crate) fn operands<'a, B: Pod>(
+    n: usize,
+    x: &'a [u8],
+    y: &'a [u8],
+) -> (&'a [B], &'a [BlockQ8K]) {
+    let nb = n / QK_K;
+    (
+        cast_slice(&x[..nb * size_of::<B>()]),
+        cast_slice(&y[..nb * size_of::<BlockQ8K>()]),
+    )
 }

@@ -72,21 +72,28 @@ pub fn reduce16(v: &[f32; 16]) -> f32 {
 pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
     let n = x.len().min(y.len());
     let np = n - n % 64;
+    let mut sum = lanes64(np, |i| (x[i].to_f32(), y[i].to_f32())) as f64;
+    for i in np..n {
+        sum += (x[i].to_f32() * y[i].to_f32()) as f64;
+    }
+    sum as f32
+}
+
+/// The 64 lanes of [`dot_f16`] over the first `np` (a multiple of 64) products `xy(i)`, reduced.
+#[inline]
+fn lanes64(np: usize, xy: impl Fn(usize) -> (f32, f32)) -> f32 {
     let mut lanes = [0f32; 64];
     for c in (0..np).step_by(64) {
         for (l, acc) in lanes.iter_mut().enumerate() {
-            *acc = x[c + l].to_f32().mul_add(y[c + l].to_f32(), *acc);
+            let (a, b) = xy(c + l);
+            *acc = a.mul_add(b, *acc);
         }
     }
     let mut v = [0f32; 16];
     for i in 0..16 {
         v[i] = (lanes[i] + lanes[i + 32]) + (lanes[i + 16] + lanes[i + 48]);
     }
-    let mut sum = reduce16(&v) as f64;
-    for i in np..n {
-        sum += (x[i].to_f32() * y[i].to_f32()) as f64;
-    }
-    sum as f32
+    reduce16(&v)
 }
 
 /// f32 · f32 as llama.cpp's `ggml_vec_dot_f32` on AVX-512: 64 lanes as in [`dot_f16`]
@@ -95,17 +102,7 @@ pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let np = n - n % 64;
-    let mut lanes = [0f32; 64];
-    for c in (0..np).step_by(64) {
-        for (l, acc) in lanes.iter_mut().enumerate() {
-            *acc = a[c + l].mul_add(b[c + l], *acc);
-        }
-    }
-    let mut v = [0f32; 16];
-    for i in 0..16 {
-        v[i] = (lanes[i] + lanes[i + 32]) + (lanes[i + 16] + lanes[i + 48]);
-    }
-    let mut sum = reduce16(&v);
+    let mut sum = lanes64(np, |i| (a[i], b[i]));
     for i in np..n {
         sum = a[i].mul_add(b[i], sum);
     }

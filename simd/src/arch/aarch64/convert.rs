@@ -259,20 +259,27 @@ unsafe fn round_store_q8(v: &[float32x4_t; 8], id: f32, out: *mut i8) -> i32 {
     sum
 }
 
-/// f32 → Q8_0 as the scalar reference (llama.cpp's x86 definition): per block
-/// `d = amax / 127`, `q = round_ties_even(x * (127 / amax))`.
+/// One Q8_0 / Q8_1 block as the scalar reference (llama.cpp's x86 definition):
+/// `d = amax / 127`, `q = round_ties_even(x * (127 / amax))`. Stores the quants at `qs`; returns
+/// `d` and the quants' sum.
+///
+/// # Safety
+/// `xs` holds 32 values and `qs` is valid for writing 32 bytes.
+#[inline(always)]
+unsafe fn q8_block(xs: &[f32], qs: *mut i8) -> (f32, i32) {
+    let v = load32(xs);
+    let amax = amax(&v);
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    (amax / 127.0, round_store_q8(&v, id, qs))
+}
+
+/// f32 → Q8_0.
 pub(super) fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
-        // SAFETY: `xs` holds 32 f32 and `b.qs` 32 bytes: the loads and stores stay inside them.
-        unsafe {
-            let v = load32(xs);
-            let amax = amax(&v);
-            let d = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            b.d = f16::from_bits(f32_to_f16(d));
-            round_store_q8(&v, id, b.qs.as_mut_ptr());
-        }
+        // SAFETY: `xs` holds 32 f32 and `b.qs` 32 bytes.
+        let (d, _) = unsafe { q8_block(xs, b.qs.as_mut_ptr()) };
+        b.d = f16::from_bits(f32_to_f16(d));
     }
 }
 
@@ -280,16 +287,10 @@ pub(super) fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
 pub(super) fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
     let blocks: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
     for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(QK)) {
-        // SAFETY: as in `quantize_row_q8_0`.
-        unsafe {
-            let v = load32(xs);
-            let amax = amax(&v);
-            let d = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            b.d = f16::from_bits(f32_to_f16(d));
-            let sum = round_store_q8(&v, id, b.qs.as_mut_ptr());
-            b.s = f16::from_bits(f32_to_f16(sum as f32 * d));
-        }
+        // SAFETY: `xs` holds 32 f32 and `b.qs` 32 bytes.
+        let (d, sum) = unsafe { q8_block(xs, b.qs.as_mut_ptr()) };
+        b.d = f16::from_bits(f32_to_f16(d));
+        b.s = f16::from_bits(f32_to_f16(sum as f32 * d));
     }
 }
 

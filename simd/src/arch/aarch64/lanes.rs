@@ -1,12 +1,13 @@
 //! aarch64 [`Lanes`]: Advanced SIMD (4 lanes), part of the aarch64 baseline, with the f16
-//! conversions by `fcvtl` / `fcvtn` in inline assembly (stable Rust has no f16 vector
-//! intrinsics); the vectors the elementwise and attention kernels ([`crate::vec`]) are written over.
+//! conversions of `simd` (`fcvtl` / `fcvtn` in inline assembly: stable Rust has no f16 vector
+//! intrinsics); the vectors the elementwise and attention kernels ([`crate::vec`]) are written
+//! over.
 //!
 //! `vscalefps` is emulated as on AVX2: `(j * 2^n1) * 2^(n - n1)` with `n1 = clamp(n, -100, 100)`.
 
+use super::simd::{f16x4_to_f32, f32x4_to_f16};
 use crate::vec::lanes::Lanes;
 use core::arch::aarch64::*;
-use core::arch::asm;
 use half::f16;
 
 /// Proof that the CPU has Advanced SIMD (always, on aarch64 Linux).
@@ -18,39 +19,6 @@ impl Neon {
     pub(crate) fn new() -> Neon {
         Neon(())
     }
-}
-
-/// Four halves (as bits) to four f32 (`fcvtl`), exact.
-#[inline(always)]
-fn cvt_h4(h: uint16x4_t) -> float32x4_t {
-    let out: float32x4_t;
-    // SAFETY: `fcvtl` is base Advanced SIMD; it reads and writes only the named registers.
-    unsafe {
-        asm!(
-            "fcvtl {o:v}.4s, {i:v}.4h",
-            o = lateout(vreg) out,
-            i = in(vreg) h,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
-}
-
-/// Four f32 to four halves (`fcvtn`), rounding to nearest even (FPCR's default mode, which Rust
-/// code never changes; the same rounding as `f16::from_f32`).
-#[inline(always)]
-fn cvt_f4(v: float32x4_t) -> uint16x4_t {
-    let out: uint16x4_t;
-    // SAFETY: `fcvtn` is base Advanced SIMD; it reads and writes only the named registers.
-    unsafe {
-        asm!(
-            "fcvtn {o:v}.4h, {i:v}.4s",
-            o = lateout(vreg) out,
-            i = in(vreg) v,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
 }
 
 /// `2^n` for integral `n` in `[-126, 127]`.
@@ -96,17 +64,17 @@ impl Lanes for Neon {
     fn load_h(self, s: &[f16]) -> float32x4_t {
         let s = &s[..4];
         // SAFETY: see the impl; `s` holds 4 halves (8 bytes).
-        cvt_h4(unsafe { vld1_u16(s.as_ptr().cast()) })
+        f16x4_to_f32(unsafe { vld1_u16(s.as_ptr().cast()) })
     }
     #[inline(always)]
     fn store_h(self, s: &mut [f16], v: float32x4_t) {
         let s = &mut s[..4];
         // SAFETY: see the impl; `s` holds 4 halves (8 bytes).
-        unsafe { vst1_u16(s.as_mut_ptr().cast(), cvt_f4(v)) }
+        unsafe { vst1_u16(s.as_mut_ptr().cast(), f32x4_to_f16(v)) }
     }
     #[inline(always)]
     fn round_h(self, v: float32x4_t) -> float32x4_t {
-        cvt_h4(cvt_f4(v))
+        f16x4_to_f32(f32x4_to_f16(v))
     }
     #[inline(always)]
     fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {

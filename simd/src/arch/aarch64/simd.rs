@@ -196,6 +196,23 @@ pub(crate) fn f16x8_high_to_f32(h: uint16x8_t) -> float32x4_t {
     out
 }
 
+/// Four f32 to four halves (`fcvtn`), rounding to nearest even (FPCR's default mode, which Rust
+/// code never changes; the same rounding as `half::f16::from_f32`).
+#[inline(always)]
+pub(crate) fn f32x4_to_f16(v: float32x4_t) -> uint16x4_t {
+    let out: uint16x4_t;
+    // SAFETY: `fcvtn` is base Advanced SIMD; registers only.
+    unsafe {
+        asm!(
+            "fcvtn {o:v}.4h, {i:v}.4s",
+            o = lateout(vreg) out,
+            i = in(vreg) v,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
 /// Eight f32 to eight halves (`fcvtn` + `fcvtn2`), rounding to nearest even as FPCR's default
 /// mode does (and as `half::f16::from_f32` does).
 #[inline(always)]

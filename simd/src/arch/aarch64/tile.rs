@@ -34,17 +34,8 @@ pub(crate) unsafe fn vec_dot<K: Kernel, D: Dot>(n: usize, x: &[u8], y: &[u8]) ->
 /// if `t.w` or `t.a` is shorter than the rows it must hold.
 #[inline(always)]
 pub(crate) unsafe fn tile<K: Kernel, D: Dot, const R: usize, const T: usize>(t: &Tile<'_>) {
-    let Tile {
-        n,
-        w,
-        w_stride,
-        rows: nr,
-        a,
-        a_stride,
-        tokens: nc,
-        out,
-        out_stride,
-    } = *t;
+    let (n, w, w_stride, nr) = (t.n, t.w, t.w_stride, t.rows);
+    let (a, a_stride, nc, out, out_stride) = (t.a, t.a_stride, t.tokens, t.out, t.out_stride);
     if nr == 0 || nc == 0 {
         return;
     }

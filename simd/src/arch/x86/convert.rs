@@ -5,7 +5,7 @@
 //! same f32 inverse scale and rounded half to even, out-of-range values saturating as Rust's `as`
 //! casts do).
 
-use super::kquants::{k4_scales_mins, q3_k_scales, q6_k_quarter_values};
+use super::kquants::{k4_scales_mins, q3_k_scales, q5k_values, q6_k_quarter_values};
 use super::simd::*;
 use super::{Dequant, Quantize};
 use crate::formats::block32::{self as b32, has_min, Block32, Quants};
@@ -192,8 +192,6 @@ impl Dequant for BlockQ5K {
     const TYPE: GgmlType = GgmlType::Q5_K;
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dequant(x: &[BlockQ5K], y: &mut [f32]) {
-        let m4 = _mm256_set1_epi8(0x0F);
-        let bit4 = _mm256_set1_epi8(0x10);
         for (b, out) in x.iter().zip(y.as_chunks_mut::<256>().0) {
             let (sc, mn) = k4_scales_mins(&b.scales);
             let dl = _mm256_mul_ps(f16_splat(b.d), u8x8_to_f32(&sc));
@@ -202,16 +200,7 @@ impl Dequant for BlockQ5K {
             let (q5, _) = b.qs.as_chunks::<32>();
             let (outs, _) = out.as_chunks_mut::<32>();
             for (j, (q5, o)) in q5.iter().zip(outs.chunks_exact_mut(2)).enumerate() {
-                let q = load_256(q5);
-                let lo = _mm256_or_si256(
-                    _mm256_and_si256(q, m4),
-                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4),
-                );
-                let hi = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                    _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit4),
-                );
-                qh = _mm256_srli_epi16::<2>(qh);
+                let (lo, hi) = q5k_values(q5, &mut qh);
                 let (d1, m1) = (lane(dl, 2 * j), lane(ml, 2 * j));
                 let (d2, m2) = (lane(dl, 2 * j + 1), lane(ml, 2 * j + 1));
                 store_two_subblocks(&mut o[0], lo, [d1; 2], Some([m1; 2]));
@@ -280,15 +269,6 @@ fn abs_max(v: &[__m256]) -> __m256 {
     v.iter().fold(_mm256_setzero_ps(), |m, &x| {
         _mm256_max_ps(_mm256_andnot_ps(sign, x), m)
     })
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hmax(v: __m256) -> f32 {
-    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    _mm_cvtss_f32(m)
 }
 
 /// 32 integers (in four 8-lane vectors, each within i8) packed to 32 bytes in order.

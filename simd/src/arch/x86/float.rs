@@ -4,9 +4,8 @@
 //! order in f64 ([`crate::formats::float::vec_dot_f32`]); and the F16/BF16 conversions.
 
 use super::simd::*;
-use super::tile::by_element;
-use super::{Dequant, Kernel, Quantize};
-use crate::traits::{Order, Tile};
+use super::tile::by_element_kernel;
+use super::{Dequant, Quantize};
 use crate::GgmlType;
 use half::{bf16, f16};
 use std::arch::x86_64::*;
@@ -176,25 +175,8 @@ impl Quantize for bf16 {
     }
 }
 
-/// A float format's dot product as a kernel (one row by one token: the order sums in f64 or in
-/// 64 lanes, with no tile to share).
-macro_rules! float_kernel {
-    ($name:ident, $ty:ident, $elem:ty, $dot:ident) => {
-        pub(super) struct $name;
-
-        impl Kernel for $name {
-            const TYPE: GgmlType = GgmlType::$ty;
-            const ORDER: Order = Order::Vec;
-
-            #[inline(always)]
-            unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
-                // SAFETY: `I` implies the AVX2, FMA and F16C that `$dot` is compiled for; `t.out`
-                // is the caller's contract.
-                unsafe { by_element::<$elem, $elem>(t, 1, |x, y| $dot(x, y)) }
-            }
-        }
-    };
-}
-float_kernel!(F32, F32, f32, dot_f32);
-float_kernel!(F16, F16, f16, dot_f16);
-float_kernel!(BF16, BF16, bf16, dot_bf16);
+// The float formats' dot products as kernels (their orders sum in f64 or in 64 lanes: nothing to
+// share between the elements of a tile).
+by_element_kernel!(F32: F32, f32, f32, 1, dot_f32);
+by_element_kernel!(F16: F16, f16, f16, 1, dot_f16);
+by_element_kernel!(BF16: BF16, bf16, bf16, 1, dot_bf16);

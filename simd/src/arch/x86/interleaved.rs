@@ -286,17 +286,8 @@ impl Kernel for Transposed {
 /// AVX2, FMA, F16C and the features of `I`; `t.out` as for `DotTile`.
 #[inline(always)]
 unsafe fn run<I: Isa>(t: &Tile<'_>) -> bool {
-    let Tile {
-        n,
-        w,
-        w_stride,
-        rows: nr,
-        a,
-        a_stride,
-        tokens: nc,
-        out,
-        out_stride,
-    } = *t;
+    let (n, w, w_stride, nr) = (t.n, t.w, t.w_stride, t.rows);
+    let (a, a_stride, nc, out, out_stride) = (t.a, t.a_stride, t.tokens, t.out, t.out_stride);
     let nb = n / QK;
     if nb > MAX_BLOCKS
         || !all_rows_typed::<BlockQ4_0>(w, w_stride, nr, nb)
@@ -523,17 +514,8 @@ impl Kernel for Groups8 {
 /// AVX2, FMA, F16C and the features of `I`; `t.out` as for `DotTile`.
 #[inline(always)]
 unsafe fn irun<I: Isa>(t: &Tile<'_>) -> bool {
-    let Tile {
-        n,
-        w,
-        rows: nr,
-        a,
-        a_stride,
-        tokens: nc,
-        out,
-        out_stride,
-        ..
-    } = *t;
+    let (n, w, nr) = (t.n, t.w, t.rows);
+    let (a, a_stride, nc, out, out_stride) = (t.a, t.a_stride, t.tokens, t.out, t.out_stride);
     let nb = n / QK;
     if nb > MAX_BLOCKS
         || !nr.is_multiple_of(GROUP_ROWS)

@@ -13,7 +13,7 @@
 
 use super::kquants::*;
 use super::simd::*;
-use super::tile::{all_rows_typed, by_element, drive, row};
+use super::tile::{by_element_kernel, drive, row, typed};
 use super::Kernel;
 use crate::formats::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::traits::{Order, Tile};
@@ -102,8 +102,6 @@ fn dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let masks = opaque(&LANE_MASKS);
-    let m4 = _mm256_set1_epi8(0x0F);
-    let bit4 = _mm256_set1_epi8(0x10);
     let mut sumf = 0f32;
     for (a, b) in x.iter().zip(y) {
         let (sc, mn) = k4_scales_mins(&a.scales);
@@ -114,18 +112,7 @@ fn dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         let (q5, _) = a.qs.as_chunks::<32>();
         let (q8, _) = b.qs.as_chunks::<64>();
         for (j, (q5, q8)) in q5.iter().zip(q8).enumerate() {
-            // Sub-block 2j takes bit 2j of qh as its fifth bit, sub-block 2j + 1 bit 2j + 1;
-            // qh is shifted right by 2 per step so these are always bits 0 and 1.
-            let q = load_256(q5);
-            let ulo = _mm256_or_si256(
-                _mm256_and_si256(q, m4),
-                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4),
-            );
-            let uhi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-                _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit4),
-            );
-            qh = _mm256_srli_epi16::<2>(qh);
+            let (ulo, uhi) = q5k_values(q5, &mut qh);
             let (y0, y1) = halves(q8);
             let lo = _mm256_madd_epi16(
                 _mm256_maddubs_epi16(ulo, load_256_i8(y0)),
@@ -550,9 +537,7 @@ unsafe fn kquant_run<W: bytemuck::Pod>(
     one: impl Fn(&[W], &[BlockQ8K]) -> f32,
 ) -> bool {
     let nb = t.n / QK_K;
-    if !all_rows_typed::<W>(t.w, t.w_stride, t.rows, nb)
-        || !all_rows_typed::<BlockQ8K>(t.a, t.a_stride, t.tokens, nb)
-    {
+    if !typed::<W, BlockQ8K>(t, nb) {
         return false;
     }
     let wr = |r: usize| row::<W>(t.w, t.w_stride, r, nb);
@@ -611,24 +596,7 @@ impl<const ORDER: u8> Kernel for Q6K<ORDER> {
     }
 }
 
-/// A K-quant whose kernel computes one row by one token: `$name` over `$block` with `$dot`.
-macro_rules! row_kernel {
-    ($name:ident, $ty:ident, $block:ty, $dot:ident) => {
-        pub(super) struct $name;
-
-        impl Kernel for $name {
-            const TYPE: GgmlType = GgmlType::$ty;
-            const ORDER: Order = Order::Vec;
-
-            #[inline(always)]
-            unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
-                // SAFETY: `I` implies the AVX2, FMA and F16C that `$dot` is compiled for; `t.out`
-                // is the caller's contract.
-                unsafe { by_element::<$block, BlockQ8K>(t, QK_K, |x, y| $dot(x, y)) }
-            }
-        }
-    };
-}
-row_kernel!(Q2K, Q2_K, BlockQ2K, dot_q2_k_q8_k);
-row_kernel!(Q3K, Q3_K, BlockQ3K, dot_q3_k_q8_k);
-row_kernel!(Q5K, Q5_K, BlockQ5K, dot_q5_k_q8_k);
+// The K-quants with one order and no tile: one row by one token.
+by_element_kernel!(Q2K: Q2_K, BlockQ2K, BlockQ8K, QK_K, dot_q2_k_q8_k);
+by_element_kernel!(Q3K: Q3_K, BlockQ3K, BlockQ8K, QK_K, dot_q3_k_q8_k);
+by_element_kernel!(Q5K: Q5_K, BlockQ5K, BlockQ8K, QK_K, dot_q5_k_q8_k);

@@ -146,3 +146,24 @@ pub(super) fn q6_k_quarter_values(ql: &[u8; 64], qh: &[u8; 32]) -> [__m256i; 4] 
         ),
     ]
 }
+
+/// The unsigned 5-bit values of the 64 elements `j` of a Q5_K super-block (`q`: their 32 nibble
+/// bytes) as two 32-byte vectors (sub-blocks `2j` and `2j + 1`), with the fifth bits from `qh`,
+/// which is then shifted right by 2 for the next step (sub-block `2j` takes bit `2j` of each
+/// `qh` byte, `2j + 1` bit `2j + 1`: bits 0 and 1 after `j` shifts).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q5k_values(q: &[u8; 32], qh: &mut __m256i) -> (__m256i, __m256i) {
+    let (m4, bit4) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+    let q = load_256(q);
+    let lo = _mm256_or_si256(
+        _mm256_and_si256(q, m4),
+        _mm256_and_si256(_mm256_slli_epi16::<4>(*qh), bit4),
+    );
+    let hi = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+        _mm256_and_si256(_mm256_slli_epi16::<3>(*qh), bit4),
+    );
+    *qh = _mm256_srli_epi16::<2>(*qh);
+    (lo, hi)
+}

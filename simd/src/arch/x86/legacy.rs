@@ -14,7 +14,7 @@
 //! fours ([`crate::interleave::Layout::Blocks4`]).
 
 use super::simd::*;
-use super::tile::{all_rows_typed, blocks_at, drive, row};
+use super::tile::{all_rows_typed, blocks_at, drive, row, typed};
 use super::Kernel;
 use crate::formats::block32::{self as b32, has_min, Block32, Quants, QK};
 use crate::traits::{Order, Tile};
@@ -194,7 +194,7 @@ unsafe fn tile<I: Isa, W: Block32, const R: usize, const C: usize>(
             let blk = &a[c][b];
             av[c] = load_256_i8(b32::act_qs(blk));
             corr[c] = act_corr::<I, W>(av[c]);
-            yd[c] = f16_splat(b32::act_d(blk));
+            yd[c] = f16_splat(b32::d(blk));
         }
         let ys = if has_min::<W>() {
             f16_lanes::<C>(|c| b32::act_s(&a[c][b]))
@@ -277,7 +277,7 @@ unsafe fn tile_zmm<W: Block32, const R: usize, const C: usize>(
                 _mm512_castsi256_si512(act_corr::<Vnni, W>(a0)),
                 act_corr::<Vnni, W>(a1),
             );
-            yd[p] = both(f16_splat(b32::act_d(b0)), f16_splat(b32::act_d(b1)));
+            yd[p] = both(f16_splat(b32::d(b0)), f16_splat(b32::d(b1)));
         }
         let ys = if has_min::<W>() {
             f16_lanes::<C>(|c| b32::act_s(&a[c][b]))
@@ -332,9 +332,7 @@ impl<B: Block32> Kernel for Rows<B> {
     #[inline(always)]
     unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
         let nb = t.n / QK;
-        if !all_rows_typed::<B>(t.w, t.w_stride, t.rows, nb)
-            || !all_rows_typed::<B::Act>(t.a, t.a_stride, t.tokens, nb)
-        {
+        if !typed::<B, B::Act>(t, nb) {
             return false;
         }
         let wr = |r: usize| RowRef::plain(row::<B>(t.w, t.w_stride, r, nb));

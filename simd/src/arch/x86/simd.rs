@@ -251,6 +251,15 @@ pub(super) fn hsum_f32x8(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hmax(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    _mm_cvtss_f32(m)
+}
+
 /// Sum of the 4 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -93,6 +93,13 @@ pub(super) fn all_rows_typed<T: Pod>(bytes: &[u8], stride: usize, n: usize, coun
             && blocks_at::<T>(bytes, (n - 1) * stride, count).is_some())
 }
 
+/// Whether every weight row of a tile holds `nb` aligned blocks of `W` and every activation row
+/// `nb` aligned blocks of `A` (GGUF's row layout).
+pub(super) fn typed<W: Pod, A: Pod>(t: &Tile<'_>, nb: usize) -> bool {
+    all_rows_typed::<W>(t.w, t.w_stride, t.rows, nb)
+        && all_rows_typed::<A>(t.a, t.a_stride, t.tokens, nb)
+}
+
 /// Row `r` of a matrix already checked with [`all_rows_typed`].
 #[inline(always)]
 pub(super) fn row<T: Pod>(bytes: &[u8], stride: usize, r: usize, count: usize) -> &[T] {
@@ -125,9 +132,7 @@ pub(super) unsafe fn by_element<W: Pod, A: Pod>(
     f: impl Fn(&[W], &[A]) -> f32,
 ) -> bool {
     let nb = t.n / qb;
-    if !all_rows_typed::<W>(t.w, t.w_stride, t.rows, nb)
-        || !all_rows_typed::<A>(t.a, t.a_stride, t.tokens, nb)
-    {
+    if !typed::<W, A>(t, nb) {
         return false;
     }
     for c in 0..t.tokens {
@@ -140,3 +145,25 @@ pub(super) unsafe fn by_element<W: Pod, A: Pod>(
     }
     true
 }
+
+/// Declares the kernel `$name` ([`crate::traits::Order::Vec`] of `$ty`) that computes each element
+/// of a tile, one row by one token, with the AVX2 function `$dot` over the rows' `$w` and `$a`
+/// blocks of `$qb` elements (the formats whose order leaves nothing to share between elements).
+macro_rules! by_element_kernel {
+    ($name:ident: $ty:ident, $w:ty, $a:ty, $qb:expr, $dot:ident) => {
+        pub(super) struct $name;
+
+        impl $crate::arch::x86::Kernel for $name {
+            const TYPE: $crate::GgmlType = $crate::GgmlType::$ty;
+            const ORDER: $crate::traits::Order = $crate::traits::Order::Vec;
+
+            #[inline(always)]
+            unsafe fn tile<I: $crate::arch::x86::Isa>(t: &$crate::traits::Tile<'_>) -> bool {
+                // SAFETY: `I` implies the AVX2, FMA and F16C that `$dot` is compiled for; `t.out`
+                // is the caller's contract.
+                unsafe { super::tile::by_element::<$w, $a>(t, $qb, |x, y| $dot(x, y)) }
+            }
+        }
+    };
+}
+pub(super) use by_element_kernel;
