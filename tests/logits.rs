@@ -2,12 +2,14 @@
 //! backend with 2 threads, flash attention on, an f16 KV cache, batches of up to 512 tokens).
 //!
 //! The bar: for every golden prompt, top-1 agreement where llama.cpp's top-2 margin exceeds 0.1,
-//! mean absolute difference over its top-40 logits below 0.05, and the greedy continuation equal
-//! for at least 16 tokens. nib's reference arithmetic reproduces llama.cpp's bit for bit, so the
-//! tests also require every stored logit to equal nib's at the 6 significant digits the goldens
-//! keep, and the whole greedy continuation to match; each test prints the figures it reached.
-//! They run at the kernel level detected for this CPU (every level returns the scalar reference's
-//! bits), or the one `NIB_KERNELS` names.
+//! mean absolute difference over its top-40 logits below 0.05, and the whole greedy continuation
+//! (32 tokens) equal. Where nib sums in llama.cpp's x86 orders (on x86, and on aarch64 with
+//! `NIB_ORDERS=llama`) its arithmetic reproduces llama.cpp's bit for bit, so the tests also require
+//! every stored logit to equal nib's at the 6 significant digits the goldens keep; with the
+//! aarch64 levels' own orders (faster on Neoverse-N1, last bits different) the bar is the first
+//! one. Each test prints the figures it reached. They run at the kernel level detected for this
+//! CPU (every level returns the scalar reference's bits for its orders), or the one `NIB_KERNELS`
+//! names.
 
 mod common;
 
@@ -36,10 +38,11 @@ impl Report {
             .map(|(s, n)| format!("{s}/{n}"))
             .collect();
         format!(
-            "{} ({} kernels): mean |Δ| over top-40 = {:.6}, max |Δ| = {:.6}; {} of {} top-40 logits equal llama.cpp's \
+            "{} ({} kernels, {} orders): mean |Δ| over top-40 = {:.6}, max |Δ| = {:.6}; {} of {} top-40 logits equal llama.cpp's \
              to the 6 digits stored; top-1 checked at {} positions, {} mismatches; greedy prefixes {}",
             self.name,
             nib_simd::kernels().level(),
+            if llama_orders() { "llama.cpp's" } else { "the level's own" },
             self.mean_abs,
             self.max_abs,
             self.n_same_printed,
@@ -153,6 +156,14 @@ fn check(model_path: &Path, golden: &str) -> Report {
     r
 }
 
+/// Whether the kernels sum every type in llama.cpp's x86 orders (then the logits are its bits).
+fn llama_orders() -> bool {
+    let k = nib_simd::kernels();
+    nib_simd::ALL_TYPES
+        .into_iter()
+        .all(|ty| k.get(ty).is_none_or(|t| t.order.is_none()))
+}
+
 fn argmax(v: &[f32]) -> u32 {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap() as u32
 }
@@ -169,21 +180,17 @@ fn assert_meets_bar(r: &Report) {
         "mean |Δ| over top-40 logits {:.4} >= 0.05\n{s}",
         r.mean_abs
     );
-    for &(same, want) in &r.greedy {
-        assert!(
-            same >= 16.min(want),
-            "a greedy continuation matches only {same} tokens\n{s}"
-        );
-    }
-    // Exactness: what reproducing llama.cpp bit for bit gives.
-    assert_eq!(
-        r.n_same_printed, r.n_logits,
-        "not every logit equals llama.cpp's to 6 digits\n{s}"
-    );
     assert!(
         r.greedy.iter().all(|&(same, want)| same == want),
         "a greedy continuation diverges\n{s}"
     );
+    // Exactness: what reproducing llama.cpp's orders bit for bit gives.
+    if llama_orders() {
+        assert_eq!(
+            r.n_same_printed, r.n_logits,
+            "not every logit equals llama.cpp's to 6 digits\n{s}"
+        );
+    }
 }
 
 #[test]

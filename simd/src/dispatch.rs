@@ -115,6 +115,38 @@ impl Kernels {
         self.level
     }
 
+    /// This level with llama.cpp's x86 summation order for every type (the level's own orders,
+    /// [`TypeTraits::order`], dropped): slower where the level chose otherwise, and bit for bit
+    /// llama.cpp's x86 results. `NIB_ORDERS=llama` makes [`kernels`] return this.
+    pub fn with_llama_orders(mut self) -> Kernels {
+        for ty in ALL_TYPES {
+            if self.table.get(ty).is_none() {
+                continue;
+            }
+            let row = self.table.row(ty);
+            row.order = None;
+            // An interleaved layout is only kept where its order is llama.cpp's for the matrices
+            // that fit it (all of a multiple of 8 rows).
+            let llama = row.order_for(crate::traits::LLAMA_REPACK_ROWS, 1, 0);
+            if row.interleaved.is_some_and(|i| Some(i.order) != llama) {
+                row.interleaved = None;
+            }
+        }
+        self
+    }
+
+    /// The scalar reference kernels with this level's summation orders: what every product of
+    /// this level must equal, bit for bit (the tests' expected results).
+    pub fn reference(&self) -> Kernels {
+        let mut r = Kernels::for_level(Level::Scalar);
+        for ty in ALL_TYPES {
+            if let (Some(mine), Some(_)) = (self.get(ty), r.table.get(ty)) {
+                r.table.row(ty).order = mine.order;
+            }
+        }
+        r
+    }
+
     /// The traits of `ty`, or `None` if nib has no kernels for it at all.
     pub fn get(&self, ty: GgmlType) -> Option<&TypeTraits> {
         self.table.get(ty)
@@ -169,9 +201,10 @@ pub fn requested_level() -> Result<Level, LevelError> {
     }
 }
 
-/// The process-wide kernel table: `NIB_KERNELS` if set and valid, else the best level detected.
-/// An invalid `NIB_KERNELS` falls back to detection with a warning on stderr; call
-/// [`requested_level`] first to turn it into an error instead.
+/// The process-wide kernel table: `NIB_KERNELS` if set and valid, else the best level detected;
+/// with `NIB_ORDERS=llama`, llama.cpp's x86 summation orders throughout
+/// ([`Kernels::with_llama_orders`]). An invalid `NIB_KERNELS` falls back to detection with a
+/// warning on stderr; call [`requested_level`] first to turn it into an error instead.
 pub fn kernels() -> &'static Kernels {
     static KERNELS: OnceLock<Kernels> = OnceLock::new();
     KERNELS.get_or_init(|| {
@@ -179,6 +212,14 @@ pub fn kernels() -> &'static Kernels {
             eprintln!("warning: {e}; using detected kernels");
             Level::detect()
         });
-        Kernels::for_level(level)
+        let k = Kernels::for_level(level);
+        match std::env::var("NIB_ORDERS") {
+            Ok(v) if v.trim().eq_ignore_ascii_case("llama") => k.with_llama_orders(),
+            Ok(v) if !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("native") => {
+                eprintln!("warning: NIB_ORDERS={v:?} is neither llama nor native; using native");
+                k
+            }
+            _ => k,
+        }
     })
 }

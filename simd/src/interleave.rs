@@ -4,9 +4,11 @@
 //! each layout are in `crate::arch`, and which layout a level reads fastest is decided by
 //! [`crate::dispatch::Kernels::best_layout`].
 //!
-//! [`Layout::Interleaved8`] (Q4_0; the idea of llama.cpp's repacked Q4_0 layout): a matrix of
-//! `rows` rows (a multiple of 8) × `nb` blocks becomes `rows / 8` groups, each group `nb`
-//! interleaved blocks of [`GROUP_BLOCK`] bytes, in block order:
+//! [`Layout::Interleaved8`] (the 32-element formats; the idea of llama.cpp's repacked layouts): a
+//! matrix of `rows` rows (a multiple of 8) × `nb` blocks becomes `rows / 8` groups, each group `nb`
+//! interleaved blocks of eight blocks' bytes, in block order. A block is cut into units, its f16
+//! fields (`d`, and `m` for the formats with a minimum) of 2 bytes and the rest in 4-byte pieces,
+//! and each unit of the eight rows is stored together, row 0 first. For Q4_0:
 //!
 //! ```text
 //! d[0] .. d[7]            the eight rows' f16 scales of block b (16 bytes)
@@ -16,8 +18,10 @@
 //! q[3][0] .. q[3][7]      bytes 12..16
 //! ```
 //!
-//! so a 256-bit vector loaded from `q[g]` holds group `g` of row `r` in its 32-bit lane `r`, and
-//! the scales convert with one instruction.
+//! so a 256-bit vector loaded from `q[g]` holds group `g` of row `r` in its 32-bit lane `r` (and
+//! a 128-bit vector, that of rows 0..4 or 4..8), and the scales convert with one instruction.
+//! Q4_1: `d[0..8]`, `m[0..8]`, then the four groups; Q5_0: `d[0..8]`, `qh[0..8]` (4 bytes each),
+//! the groups; Q8_0: `d[0..8]`, eight groups.
 //!
 //! [`Layout::Blocks4`] (the other 32-element formats: Q4_1, Q5_0, Q5_1, Q8_0) keeps blocks whole
 //! and interleaves four rows block by block: block `b` of row `r` of a group at block index
@@ -60,24 +64,39 @@ impl Layout {
 pub const ROWS: usize = 8;
 /// Rows per group of [`Layout::Blocks4`].
 pub const BLOCK_ROWS: usize = 4;
-/// Bytes of one interleaved block of a [`Layout::Interleaved8`] group (eight Q4_0 blocks).
+/// Bytes of one interleaved block of a [`Layout::Interleaved8`] group of Q4_0 (eight blocks).
 pub const GROUP_BLOCK: usize = ROWS * GgmlType::Q4_0.type_size();
-/// Longest row (in blocks) the Q4_0 interleaved kernels take.
+/// Longest row (in blocks) the [`Layout::Interleaved8`] kernels take (they keep per-token tables
+/// of this many blocks).
 pub const MAX_BLOCKS: usize = 1024;
+
+/// Whether `ty` is a weight format of 32-element blocks (the formats both interleaved layouts
+/// take).
+fn is_block32(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0)
+}
+
+/// The f16 fields at the front of a 32-element block (`d`, and `m` for the formats with a
+/// minimum); the rest of the block is in 4-byte units.
+fn f16_fields(ty: GgmlType) -> usize {
+    if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+        2
+    } else {
+        1
+    }
+}
 
 /// Whether a matrix of this type and shape can be stored in `layout` (always, for
 /// [`Layout::Rows`]).
 pub fn fits(layout: Layout, ty: GgmlType, rows: usize, cols: usize) -> bool {
-    use GgmlType::*;
     let shape = |g: usize| rows > 0 && rows.is_multiple_of(g) && cols.is_multiple_of(32);
     match layout {
         Layout::Rows => true,
         Layout::Interleaved8 => {
-            ty == Q4_0 && shape(ROWS) && (1..=MAX_BLOCKS).contains(&(cols / 32))
+            is_block32(ty) && shape(ROWS) && (1..=MAX_BLOCKS).contains(&(cols / 32))
         }
-        Layout::Blocks4 => {
-            matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0) && shape(BLOCK_ROWS) && cols >= 32
-        }
+        Layout::Blocks4 => is_block32(ty) && shape(BLOCK_ROWS) && cols >= 32,
     }
 }
 
@@ -94,13 +113,19 @@ fn group(layout: Layout, ty: GgmlType, src: &[u8], dst: &mut [u8], nb: usize, fo
             match layout {
                 Layout::Rows => {}
                 Layout::Interleaved8 => {
-                    // (scale, then the four 4-byte quant groups) of row `r`, block `b`.
-                    let at = b * GROUP_BLOCK;
-                    let mut pieces = [(at + 2 * r, at_rows, 2); 5];
-                    for q in 0..4 {
-                        pieces[q + 1] = (at + 16 + 32 * q + 4 * r, at_rows + 2 + 4 * q, 4);
-                    }
-                    for (il, rw, n) in pieces {
+                    // Unit `u` of row `r`, block `b`: the f16 fields, then 4-byte pieces.
+                    let at = b * g * bs;
+                    let f = f16_fields(ty);
+                    let units = (0..f)
+                        .map(|u| (at + 2 * g * u + 2 * r, at_rows + 2 * u, 2))
+                        .chain((0..(bs - 2 * f) / 4).map(|u| {
+                            (
+                                at + 2 * g * f + 4 * g * u + 4 * r,
+                                at_rows + 2 * f + 4 * u,
+                                4,
+                            )
+                        }));
+                    for (il, rw, n) in units {
                         let (from, to) = if forward { (rw, il) } else { (il, rw) };
                         dst[to..to + n].copy_from_slice(&src[from..from + n]);
                     }
@@ -218,13 +243,32 @@ mod tests {
         let mut back = vec![0u8; src.len()];
         deinterleave_group(Layout::Interleaved8, Q4_0, &grp, &mut back, nb);
         assert_eq!(back, src);
+        // Q5_1 (d, m, qh, qs): row 3, block 1 of a group block of 8 × 24 bytes.
+        let src: Vec<u8> = (0..ROWS * nb * 24).map(|i| (i * 5 + 1) as u8).collect();
+        let mut grp = vec![0u8; src.len()];
+        interleave_group(Layout::Interleaved8, Q5_1, &src, &mut grp, nb);
+        let blk = &src[3 * nb * 24 + 24..][..24];
+        let out = &grp[8 * 24..][..8 * 24];
+        assert_eq!(&out[6..8], &blk[..2], "d");
+        assert_eq!(&out[16 + 6..16 + 8], &blk[2..4], "m");
+        assert_eq!(&out[32 + 12..32 + 16], &blk[4..8], "qh");
+        assert_eq!(
+            &out[64 + 32 * 2 + 12..64 + 32 * 2 + 16],
+            &blk[16..20],
+            "qs group 2"
+        );
     }
 
     #[test]
     fn whole_matrix_in_place_equals_group_by_group() {
         let (rows, cols) = (24, 96);
         let nb = cols / 32;
-        for (layout, ty) in [(Layout::Interleaved8, Q4_0), (Layout::Blocks4, Q4_1)] {
+        for (layout, ty) in [
+            (Layout::Interleaved8, Q4_0),
+            (Layout::Interleaved8, Q5_1),
+            (Layout::Interleaved8, Q8_0),
+            (Layout::Blocks4, Q4_1),
+        ] {
             let bs = ty.type_size();
             let g = layout.group_rows() * nb * bs;
             let src: Vec<u8> = (0..rows * nb * bs).map(|i| (i * 31 + 1) as u8).collect();
@@ -248,9 +292,10 @@ mod tests {
         interleave_into(Layout::Blocks4, Q4_1, &q41, &mut blocks, 8, cols);
         assert_eq!(&blocks[20..40], &q41[nb * 20..(nb + 1) * 20]);
         assert!(!fits(Layout::Interleaved8, Q4_0, 12, 96));
-        assert!(!fits(Layout::Interleaved8, Q8_0, 8, 96));
+        assert!(fits(Layout::Interleaved8, Q8_0, 8, 96));
+        assert!(!fits(Layout::Interleaved8, Q8_1, 8, 96));
         assert!(!fits(Layout::Interleaved8, Q4_0, 8, 32 * 1025));
-        assert!(!fits(Layout::Blocks4, Q4_0, 8, 96));
+        assert!(!fits(Layout::Blocks4, Q4_K, 8, 256));
         assert!(!fits(Layout::Blocks4, Q8_0, 6, 96));
     }
 }

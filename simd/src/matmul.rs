@@ -11,7 +11,7 @@ use crate::GgmlType;
 /// The order of an interleaved layout, for a level without a tile for it (the rows are then put
 /// back in GGUF's layout and multiplied with that order's `VecDot`): each layout is read in the
 /// order its tiles sum in.
-fn layout_order(layout: Layout) -> Order {
+pub fn layout_order(layout: Layout) -> Order {
     match layout {
         Layout::Rows | Layout::Blocks4 => Order::Vec,
         Layout::Interleaved8 => Order::Block,

@@ -107,6 +107,10 @@ pub struct TypeTraits {
     /// [`LLAMA_REPACK_ROWS`] rows, and then sums them in [`Order::Block`] (and [`Order::Gemm`] for
     /// the tokens its gemm takes, where the type has that order).
     pub llama_repacks: bool,
+    /// The one order this level uses for the type at every batch size, where it chooses its own
+    /// (the aarch64 levels: the orders cheapest on Neoverse-N1); `None` follows llama.cpp's x86
+    /// backend ([`TypeTraits::order_for`]).
+    pub order: Option<Order>,
 }
 
 impl TypeTraits {
@@ -122,6 +126,7 @@ impl TypeTraits {
             tiles: [None; Order::COUNT],
             interleaved: None,
             llama_repacks: false,
+            order: None,
         }
     }
 
@@ -143,11 +148,15 @@ impl TypeTraits {
         self
     }
 
-    /// The summation order llama.cpp's x86 backend effectively uses for token `token` of a batch
-    /// of `n_tokens` activation rows multiplied by a matrix of `rows` rows; `None` if the type has
-    /// no dot product. For a given matrix and batch the order changes at most once along the
-    /// tokens (repacked: [`Order::Gemm`] for the first `n - n % 4`, then [`Order::Block`]).
+    /// The summation order for token `token` of a batch of `n_tokens` activation rows multiplied
+    /// by a matrix of `rows` rows: the level's own [`TypeTraits::order`] where it has one, else
+    /// the order llama.cpp's x86 backend effectively uses; `None` if the type has no dot product.
+    /// For a given matrix and batch the order changes at most once along the tokens (repacked:
+    /// [`Order::Gemm`] for the first `n - n % 4`, then [`Order::Block`]).
     pub fn order_for(&self, rows: usize, n_tokens: usize, token: usize) -> Option<Order> {
+        if let Some(o) = self.order {
+            return self.dot(o).map(|_| o);
+        }
         if self.llama_repacks && rows.is_multiple_of(LLAMA_REPACK_ROWS) {
             if self.dot(Order::Gemm).is_some() && token < n_tokens - n_tokens % 4 {
                 return Some(Order::Gemm);

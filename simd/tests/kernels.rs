@@ -351,6 +351,8 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
     let mut rng = Rng(0x3a7);
     for level in optimised_levels() {
         let k = Kernels::for_level(level);
+        // The reference kernels with the level's summation orders.
+        let reference = k.reference();
         for ty in weight_types().into_iter().filter(|t| t.block_size() > 1) {
             let at = scalar.get(ty).unwrap().vec_dot_type;
             for (nb, rows, toks) in [
@@ -370,7 +372,7 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
                 let m = MatRef::new(ty, rows, n, &w);
                 let mut want = vec![0f32; rows * toks];
                 let mut got = vec![0f32; rows * toks];
-                nib_simd::matmul(&scalar, m, &act, toks, &mut want);
+                nib_simd::matmul(&reference, m, &act, toks, &mut want);
                 nib_simd::matmul(&k, m, &act, toks, &mut got);
                 for (i, (a, b)) in want.iter().zip(&got).enumerate() {
                     assert!(
@@ -384,8 +386,9 @@ fn matmul_gives_the_scalar_bits_at_every_level() {
 }
 
 /// Products of `ty` stored in `layout` (as models load them where the kernels have a tile for
-/// it) against the scalar product of the plain layout, at every level (the interleaved tiles,
-/// and on levels without one, the de-interleaving fallback), for `(blocks, rows, tokens)`.
+/// it) against the scalar dot product of the layout's order on the plain rows, at every level (the
+/// interleaved tiles, and on levels without one, the de-interleaving fallback), for
+/// `(blocks, rows, tokens)`.
 fn check_layout(layout: Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) {
     let scalar = Kernels::for_level(Level::Scalar);
     let mut rng = Rng(0x1e4 ^ ty as u64);
@@ -394,15 +397,18 @@ fn check_layout(layout: Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) 
     let at = scalar.get(ty).unwrap().vec_dot_type;
     for level in levels {
         let k = Kernels::for_level(level);
+        let order = match k.get(ty).unwrap().interleaved {
+            Some(i) if i.layout == layout => i.order,
+            _ => nib_simd::matmul::layout_order(layout),
+        };
+        let dot = scalar.get(ty).unwrap().dot(order).unwrap();
         for &(nb, rows, toks) in shapes {
             let n = nb * 32;
-            let rb = ty.row_size(n).unwrap();
+            let (rb, ab) = (ty.row_size(n).unwrap(), at.row_size(n).unwrap());
             let w = matrix(ty, n, rows, rb, &mut rng);
             let x: Vec<f32> = (0..n * toks).map(|_| rng.f32()).collect();
-            let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
+            let mut act = vec![0u8; ab * toks];
             nib_simd::quantize_rows(&scalar, at, &x, n, toks, &mut act);
-            let mut want = vec![0f32; rows * toks];
-            nib_simd::matmul(&scalar, MatRef::new(ty, rows, n, &w), &act, toks, &mut want);
             let mut wi = w.clone();
             interleave::interleave_in_place(layout, ty, &mut wi, rows, n);
             let m = MatRef {
@@ -411,10 +417,12 @@ fn check_layout(layout: Layout, ty: GgmlType, shapes: &[(usize, usize, usize)]) 
             };
             let mut got = vec![f32::NAN; rows * toks];
             nib_simd::matmul(&k, m, &act, toks, &mut got);
-            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            for (i, &g) in got.iter().enumerate() {
+                let (t, r) = (i / rows, i % rows);
+                let want = dot(n, &w[r * rb..][..rb], &act[t * ab..][..ab]);
                 assert!(
-                    same_bits(*a, *b),
-                    "{level} {ty} {layout:?} {rows}×{n} × {toks} tokens: element {i} {b:e} vs {a:e}"
+                    same_bits(want, g),
+                    "{level} {ty} {layout:?} {rows}×{n} × {toks} tokens: element {i} {g:e} vs {want:e}"
                 );
             }
         }
@@ -452,8 +460,23 @@ fn interleaved_layouts_give_the_scalar_bits_at_every_level() {
     }
 }
 
+/// Every order a level's matrix products take for a type: over matrices of 8 and 12 rows and
+/// batches around llama.cpp's thresholds, and its interleaved layout's.
+fn orders_used(t: &nib_simd::TypeTraits) -> Vec<Order> {
+    let mut v: Vec<Order> = [8, 12]
+        .into_iter()
+        .flat_map(|rows| [1, 3, 4, 8, 9].map(|n| (rows, n)))
+        .flat_map(|(rows, n)| (0..n).filter_map(move |tok| t.order_for(rows, n, tok)))
+        .chain(t.interleaved.map(|i| i.order))
+        .collect();
+    v.sort_by_key(|&o| o as usize);
+    v.dedup();
+    v
+}
+
 /// A level that kept a scalar entry would pass every comparison above; the x86 levels must install
-/// their own function for every entry, every summation order, and tiles for the formats models use.
+/// their own function, with a tile, for every order their products take, and their own
+/// conversions.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn x86_levels_install_every_variant_and_the_tiles() {
@@ -464,8 +487,8 @@ fn x86_levels_install_every_variant_and_the_tiles() {
         let k = Kernels::for_level(level);
         for ty in weight_types() {
             let (s, t) = (scalar.get(ty).unwrap(), k.get(ty).unwrap());
-            for order in Order::ALL {
-                if s.dot(order).is_some() {
+            for order in orders_used(t) {
+                {
                     assert!(t.dot(order).is_some(), "{level} {ty} {order:?} missing");
                     assert_ne!(
                         addr(t.dot(order)),
@@ -599,6 +622,7 @@ fn aarch64_levels_install_their_own_kernels() {
         .is_supported()
         .then(|| Kernels::for_level(Level::NeonDotprod));
     for ty in weight_types().into_iter().filter(|t| t.is_quantized()) {
+        let used = orders_used(neon.get(ty).unwrap());
         for o in Order::ALL {
             let s = order(&scalar, ty, o);
             if s.0.is_none() {
@@ -606,15 +630,32 @@ fn aarch64_levels_install_their_own_kernels() {
             }
             let n = order(&neon, ty, o);
             assert!(n.0.is_some() && n.0 != s.0, "neon {ty} {o:?} dot");
-            assert!(n.1.is_some(), "neon {ty} {o:?} tile");
+            assert!(n.1.is_some() || !used.contains(&o), "neon {ty} {o:?} tile");
             if let Some(dp) = &dp {
                 let d = order(dp, ty, o);
                 assert!(
                     d.0.is_some() && d.0 != s.0 && d.0 != n.0,
                     "dotprod {ty} {o:?}"
                 );
-                assert!(d.1.is_some() && d.1 != n.1, "dotprod {ty} {o:?} tile");
+                assert!(
+                    d.1.is_some() == n.1.is_some() && d.1 != n.1,
+                    "dotprod {ty} {o:?} tile"
+                );
             }
+        }
+    }
+    // The 32-element formats: their own order (Block) at every batch size, interleaved eight rows
+    // at a time.
+    for k in [Some(&neon), dp.as_ref()].into_iter().flatten() {
+        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+            let t = k.get(ty).unwrap();
+            assert_eq!(orders_used(t), [Order::Block], "{} {ty} orders", k.level());
+            assert_eq!(
+                t.interleaved.map(|i| i.layout),
+                Some(Layout::Interleaved8),
+                "{} {ty} interleaved tile",
+                k.level()
+            );
         }
     }
 }

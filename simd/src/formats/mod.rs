@@ -67,9 +67,7 @@ pub fn reference(ty: GgmlType) -> Option<TypeTraits> {
         BF16 => t(BF16, BF16, float::dequantize_bf16, float::quantize_bf16)
             .with_quantize(float::quantize_bf16)
             .with_dot(Vec, float::vec_dot_bf16),
-        Q4_0 => legacy::<BlockQ4_0>()
-            .with_dot(Block, block32::vec_dot_block::<BlockQ4_0>)
-            .repacked_by_llama(),
+        Q4_0 => legacy::<BlockQ4_0>().repacked_by_llama(),
         Q4_1 => legacy::<BlockQ4_1>(),
         Q5_0 => legacy::<BlockQ5_0>(),
         Q5_1 => legacy::<BlockQ5_1>(),
@@ -95,13 +93,15 @@ pub fn reference(ty: GgmlType) -> Option<TypeTraits> {
     })
 }
 
-/// A 32-element format's row: the family's dequantization, quantizer (gguf-py's) and
-/// [`Order::Vec`].
+/// A 32-element format's row: the family's dequantization, quantizer (gguf-py's) and orders
+/// ([`Order::Vec`], llama.cpp's; [`Order::Block`], which llama.cpp's x86 backend takes for
+/// repacked Q4_0 and nib's aarch64 levels for every format of the family).
 fn legacy<B: Block32>() -> TypeTraits {
     let quantize = block32::quantize::<B>;
     TypeTraits::new(B::TYPE, B::Act::TYPE, block32::dequantize::<B>, quantize)
         .with_quantize(quantize)
         .with_dot(Order::Vec, block32::vec_dot::<B>)
+        .with_dot(Order::Block, block32::vec_dot_block::<B>)
 }
 
 /// A K-quant's row: Q8_K activations, its quantizer as both `from_float` and weight quantizer.

@@ -7,9 +7,10 @@
 //!   each updated with `vfmaq` (fused, as `_mm256_fmadd_ps`) by the block's
 //!   `d = f32(x.d) * f32(y.d)`, and reduced at the end in `hsum_float_8`'s tree. The formats with
 //!   a minimum add their `fma(m, s, summs)` chain.
-//! * [`PerBlock`] ([`Order::Block`]): one accumulator per output, `acc = fma(Σ block, d, acc)`.
-//!   Here the four lanes of a vector are four weight rows: the rows' integer totals are gathered
-//!   with pairwise adds and one `vfmaq` updates four outputs.
+//! * [`PerBlock`] ([`Order::Block`]): one accumulator per output, `acc = fma(Σ block, d, acc)`
+//!   (and the `summs` chain). Here the four lanes of a vector are four weight rows: the rows'
+//!   integer totals are gathered with pairwise adds and one `vfmaq` updates four outputs. (The
+//!   rows interleaved at load take `interleaved`'s kernels instead.)
 
 use super::simd::*;
 use super::Kernel;
@@ -171,8 +172,9 @@ impl<B: Block32> Kernel for Lanes8<B> {
     }
 }
 
-/// [`Order::Block`] (one accumulator per output, whole-block integer sums), for the formats
-/// without a minimum. Outputs are lanes ([`lane_vectors`]).
+/// [`Order::Block`] (one accumulator per output, whole-block integer sums; the formats with a
+/// minimum add their `fma(m, s, summs)` chain) over GGUF's rows. Outputs are lanes
+/// ([`lane_vectors`]).
 pub(crate) struct PerBlock<B>(PhantomData<B>);
 
 impl<B: Block32> Kernel for PerBlock<B> {
@@ -188,9 +190,9 @@ impl<B: Block32> Kernel for PerBlock<B> {
         x: &[*const u8; R],
         y: &[*const u8; T],
     ) -> [[f32; R]; T] {
-        const { assert!(!has_min::<B>()) };
         let zi = vdupq_n_s32(0);
         let mut acc = [vdupq_n_f32(0.0); T];
+        let mut summs = [vdupq_n_f32(0.0); T];
         for b in 0..nb {
             let p = at(x, b * Self::XB);
             let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
@@ -209,25 +211,42 @@ impl<B: Block32> Kernel for PerBlock<B> {
             // Lane of output (t, r): fma(f32(Σ block), f32(x_r.d) * f32(y_t.d), acc).
             let s = totals_as_lanes(&s);
             let xd: [float32x4_t; T] = row_lanes_f16(&p, 0);
-            let yd: [float32x4_t; T] = if R == 4 {
-                let mut v = [vdupq_n_f32(0.0); T];
-                unroll4!(t in 0..T => {
-                    v[t] = vdupq_n_f32(ld_f16(q[t]));
-                });
-                v
-            } else {
-                let mut dy = [0f32; T];
-                unroll4!(t in 0..T => {
-                    dy[t] = ld_f16(q[t]);
-                });
-                tok_lanes::<R, T>(&dy)
-            };
+            let yd = tok_lanes_f16::<R, T>(&q, 0);
             unroll4!(k in 0..lane_vectors(R, T) => {
                 acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(s[k]), vmulq_f32(xd[k], yd[k]));
+            });
+            if let (Some(m_at), Some(s_at)) = (B::M_AT, B::Act::S_AT) {
+                // Lane of output (t, r): fma(f32(x_r.m), f32(y_t.s), summs).
+                let xm: [float32x4_t; T] = row_lanes_f16(&p, m_at);
+                let ys = tok_lanes_f16::<R, T>(&q, s_at);
+                unroll4!(k in 0..lane_vectors(R, T) => {
+                    summs[k] = vfmaq_f32(summs[k], xm[k], ys[k]);
+                });
+            }
+        }
+        if has_min::<B>() {
+            unroll4!(k in 0..lane_vectors(R, T) => {
+                acc[k] = vaddq_f32(acc[k], summs[k]);
             });
         }
         lanes_out(&acc)
     }
+}
+
+/// [`tok_lanes`] of the f16 at `q[t] + off`.
+///
+/// # Safety
+/// Each `q[t] + off` must be valid for reading 2 bytes.
+#[inline(always)]
+unsafe fn tok_lanes_f16<const R: usize, const T: usize>(
+    q: &[*const u8; T],
+    off: usize,
+) -> [float32x4_t; T] {
+    let mut v = [0f32; T];
+    unroll4!(t in 0..T => {
+        v[t] = ld_f16(q[t].add(off));
+    });
+    tok_lanes::<R, T>(&v)
 }
 
 /// Each pointer advanced by `off` bytes.

@@ -23,6 +23,7 @@
 
 mod convert;
 mod float;
+mod interleaved;
 mod kquant_orders;
 mod kquants;
 pub(crate) mod lanes;
@@ -31,7 +32,8 @@ mod simd;
 mod tile;
 
 use crate::formats::*;
-use crate::traits::{Level, Order, Table, Tile};
+use crate::interleave::Layout;
+use crate::traits::{Interleaved, Level, Order, Table, Tile};
 use crate::GgmlType;
 use simd::{Dot, Emul, Sdot};
 
@@ -57,6 +59,20 @@ pub(crate) trait Kernel {
     ) -> [[f32; R]; T];
 }
 
+/// An aarch64 kernel over an interleaved layout: one summation order of one weight format,
+/// generic over the integer dot.
+pub(crate) trait GroupKernel {
+    const TYPE: GgmlType;
+    const ORDER: Order;
+
+    /// Computes `t`, whose weights are the interleaved groups of `t.rows` rows. Returns `false`,
+    /// having written nothing, if the shape or the buffers do not fit the kernel.
+    ///
+    /// # Safety
+    /// The CPU must support `D`'s instructions; `t.out` as for [`crate::traits::DotTile`].
+    unsafe fn tile<D: Dot>(t: &Tile<'_>) -> bool;
+}
+
 /// The entry points of one level: every kernel is inlined into them with the level's integer dot.
 trait Entry {
     /// # Safety
@@ -65,6 +81,9 @@ trait Entry {
     /// # Safety
     /// The level's features; `t.out` as for [`crate::traits::DotTile`].
     unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>);
+    /// # Safety
+    /// As for [`Entry::tile`].
+    unsafe fn group_tile<K: GroupKernel>(t: &Tile<'_>) -> bool;
 }
 
 /// Plain Advanced SIMD (SDOT emulated), part of the aarch64 baseline.
@@ -78,6 +97,10 @@ impl Entry for Neon {
     unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>) {
         // SAFETY: as in `dot`; `t.out` is the caller's contract.
         unsafe { tile::tile::<K, Emul, R, T>(t) }
+    }
+    unsafe fn group_tile<K: GroupKernel>(t: &Tile<'_>) -> bool {
+        // SAFETY: as in `dot`; `t.out` is the caller's contract.
+        unsafe { K::tile::<Emul>(t) }
     }
 }
 
@@ -94,6 +117,11 @@ impl Entry for Dotprod {
     unsafe fn tile<K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>) {
         // SAFETY: as in `dot`; `t.out` is the caller's contract.
         unsafe { tile::tile::<K, Sdot, R, T>(t) }
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn group_tile<K: GroupKernel>(t: &Tile<'_>) -> bool {
+        // SAFETY: as in `dot`; `t.out` is the caller's contract.
+        unsafe { K::tile::<Sdot>(t) }
     }
 }
 
@@ -115,8 +143,27 @@ unsafe fn tile<E: Entry, K: Kernel, const R: usize, const T: usize>(t: &Tile<'_>
     unsafe { E::tile::<K, R, T>(t) }
 }
 
-/// The table of level `E`: one line per kernel (type, order: kernel, register tile), then the
-/// float dots and the conversions.
+/// `K`'s `DotTile` at level `E` over its interleaved layout (no element-by-element path: the rows
+/// are not GGUF's). Panics if the kernel declines the tile.
+///
+/// # Safety
+/// As for [`crate::traits::DotTile`].
+unsafe fn interleaved_tile<E: Entry, K: GroupKernel>(t: &Tile<'_>) {
+    // SAFETY: `E`'s features (see above); `t.out` is the caller's contract.
+    let done = unsafe { E::group_tile::<K>(t) };
+    assert!(
+        done,
+        "interleaved {} product of {} rows x {} columns: not a whole number of groups or short \
+         buffers",
+        K::TYPE,
+        t.rows,
+        t.n
+    );
+}
+
+/// The table of level `E`: one line per kernel (type, order: kernel, register tile), per
+/// interleaved layout and per conversion, and the order the level uses for each type where it
+/// chooses its own.
 ///
 /// Register tiles (rows × tokens): the eight-lane orders keep two f32 accumulators per output and
 /// take a few rows and tokens; the orders with one accumulator per output keep the outputs in the
@@ -139,9 +186,13 @@ fn install_level<E: Entry>(t: &mut Table) {
         Q4_0 Vec: legacy::Lanes8<BlockQ4_0>, 2 x 4;
         Q4_0 Block: legacy::PerBlock<BlockQ4_0>, 4 x 2;
         Q4_1 Vec: legacy::Lanes8<BlockQ4_1>, 2 x 4;
+        Q4_1 Block: legacy::PerBlock<BlockQ4_1>, 4 x 2;
         Q5_0 Vec: legacy::Lanes8<BlockQ5_0>, 2 x 4;
+        Q5_0 Block: legacy::PerBlock<BlockQ5_0>, 4 x 2;
         Q5_1 Vec: legacy::Lanes8<BlockQ5_1>, 2 x 4;
+        Q5_1 Block: legacy::PerBlock<BlockQ5_1>, 4 x 2;
         Q8_0 Vec: legacy::Lanes8<BlockQ8_0>, 2 x 4;
+        Q8_0 Block: legacy::PerBlock<BlockQ8_0>, 4 x 2;
         Q2_K Vec: Sumf<Q2K>, 2 x 2;
         Q3_K Vec: Sumf<Q3K>, 2 x 2;
         Q4_K Vec: Q4KLanes, 1 x 2;
@@ -151,6 +202,28 @@ fn install_level<E: Entry>(t: &mut Table) {
         Q5_K Vec: Sumf<Q5K>, 2 x 2;
         Q6_K Vec: Q6KLanes, 1 x 2;
         Q6_K Tiled: Q6KTiled, 1 x 4;
+    }
+    // Interleaved layouts: (type, layout: kernel with its batch tokens per tile).
+    macro_rules! interleaved {
+        ($($ty:ident $layout:ident: $k:ty;)*) => {$(
+            t.row($ty).interleaved = Some(Interleaved {
+                layout: Layout::$layout,
+                order: <$k>::ORDER,
+                tile: interleaved_tile::<E, $k>,
+            });
+        )*};
+    }
+    interleaved! {
+        Q4_0 Interleaved8: interleaved::Groups8<BlockQ4_0, 8>;
+        Q4_1 Interleaved8: interleaved::Groups8<BlockQ4_1, 8>;
+        Q5_0 Interleaved8: interleaved::Groups8<BlockQ5_0, 8>;
+        Q5_1 Interleaved8: interleaved::Groups8<BlockQ5_1, 8>;
+        Q8_0 Interleaved8: interleaved::Groups8<BlockQ8_0, 8>;
+    }
+    // The orders cheapest on Neoverse-N1 where they differ from llama.cpp's x86 choice: one
+    // accumulator per output, updated once per block (no horizontal sums).
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+        t.row(ty).order = Some(Block);
     }
     // The float dots: plain functions, no tiles.
     t.row(F32).dots[Vec as usize] = Some(float::vec_dot_f32);

@@ -28,6 +28,43 @@ pub(crate) trait Dot {
     unsafe fn dot_small(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         Self::dot(acc, a, b)
     }
+
+    /// `acc` plus the quad sums of `a` times the four bytes of 32-bit lane `L` of `b` (repeated):
+    /// the by-element SDOT, where the four lanes of `a` are four weight rows. `SMALL`: `a` is in
+    /// `-127..=127` (as [`Dot::dot_small`]).
+    ///
+    /// # Safety
+    /// As [`Dot::dot`].
+    #[inline(always)]
+    unsafe fn dot_lane<const L: i32, const SMALL: bool>(
+        acc: int32x4_t,
+        a: int8x16_t,
+        b: int8x16_t,
+    ) -> int32x4_t {
+        let b = vreinterpretq_s8_s32(vdupq_laneq_s32::<L>(vreinterpretq_s32_s8(b)));
+        if SMALL {
+            Self::dot_small(acc, a, b)
+        } else {
+            Self::dot(acc, a, b)
+        }
+    }
+}
+
+/// [`Dot::dot_lane`] with the lane as a value (it folds to a constant once the caller's loops are
+/// unrolled).
+#[inline(always)]
+pub(crate) unsafe fn dot_lane<D: Dot, const SMALL: bool>(
+    acc: int32x4_t,
+    a: int8x16_t,
+    b: int8x16_t,
+    lane: usize,
+) -> int32x4_t {
+    match lane & 3 {
+        0 => D::dot_lane::<0, SMALL>(acc, a, b),
+        1 => D::dot_lane::<1, SMALL>(acc, a, b),
+        2 => D::dot_lane::<2, SMALL>(acc, a, b),
+        _ => D::dot_lane::<3, SMALL>(acc, a, b),
+    }
 }
 
 /// `for $i in 0..$n { $body }` for a constant `$n <= 4`, unrolled in the source: every copy of
@@ -56,6 +93,26 @@ macro_rules! unroll4 {
 }
 pub(crate) use unroll4;
 
+/// [`unroll4`] for a constant `$n <= 8`.
+macro_rules! unroll8 {
+    ($i:ident in 0..$n:expr => $body:block) => {{
+        const { assert!($n <= 8) };
+        $crate::arch::aarch64::simd::unroll4!(k in 0..4 => {
+            if k < $n {
+                let $i: usize = k;
+                $body
+            }
+        });
+        $crate::arch::aarch64::simd::unroll4!(k in 0..4 => {
+            if k + 4 < $n {
+                let $i: usize = k + 4;
+                $body
+            }
+        });
+    }};
+}
+pub(crate) use unroll8;
+
 /// SDOT (`FEAT_DotProd`). Only valid where `is_aarch64_feature_detected!("dotprod")`.
 pub(crate) struct Sdot;
 
@@ -66,6 +123,15 @@ impl Dot for Sdot {
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         sdot(acc, a, b)
+    }
+
+    #[inline(always)]
+    unsafe fn dot_lane<const L: i32, const SMALL: bool>(
+        acc: int32x4_t,
+        a: int8x16_t,
+        b: int8x16_t,
+    ) -> int32x4_t {
+        sdot_lane::<L>(acc, a, b)
     }
 }
 
