@@ -18,19 +18,19 @@ use std::path::Path;
 
 /// `general.file_type` of each target (llama.cpp's `llama_ftype`).
 pub fn file_type_of(target: GgmlType) -> Result<u32> {
-    Ok(match target {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::BF16 => 32,
+    match target {
+        GgmlType::F32
+        | GgmlType::F16
+        | GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q8_0
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::BF16 => Ok(crate::gguf::file_type_of(target).expect("a whole-file type")),
         other => bail!(
             "nib quantize supports Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16 and F32, not {other}"
         ),
-    })
+    }
 }
 
 /// llama.cpp's tensor order for writing: by layer number (tensors outside `blk.N.` first), then

@@ -4,7 +4,7 @@
 //! realistic shapes (1B, 7B) without downloads, and let correctness tests cover architectures
 //! whose real files cannot be fetched here (qwen2, qwen3): llama.cpp loads them too.
 
-use crate::gguf::{Gguf, GgufWriter, MetaValue};
+use crate::gguf::{file_type_of, Gguf, GgufWriter, MetaValue};
 use crate::model::Arch;
 use anyhow::{bail, Context as _, Result};
 use nib_simd::GgmlType;
@@ -134,25 +134,6 @@ struct Plan {
     std: f32,
 }
 
-fn file_type_of(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q2_K => 10,
-        GgmlType::Q3_K => 12,
-        GgmlType::Q4_K => 15,
-        GgmlType::Q5_K => 17,
-        GgmlType::Q6_K => 18,
-        GgmlType::BF16 => 32,
-        _ => 0,
-    }
-}
-
 /// Write a synthetic model to `out`, copying every `tokenizer.*` key from `vocab_from`.
 pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Result<()> {
     let sh = spec.shape;
@@ -170,7 +151,7 @@ pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Resul
     )?;
     w.set(
         "general.file_type",
-        MetaValue::U32(file_type_of(spec.weight_type)),
+        MetaValue::U32(file_type_of(spec.weight_type).unwrap_or(0)),
     )?;
     w.set("general.quantization_version", MetaValue::U32(2))?;
     let key = |k: &str| format!("{a}.{k}");

@@ -2,7 +2,8 @@
 
 use crate::bench::{peak_rss_bytes, run_test_at, Samples, Test};
 use crate::cli::common::model_path;
-use crate::cli::inspect::{human_bytes, human_params};
+use crate::cli::inspect::human_bytes;
+use crate::gguf::human_params;
 use crate::model::{Context, KvType, LoadOptions, Model};
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context as _, Result};

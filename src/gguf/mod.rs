@@ -1,9 +1,11 @@
 //! GGUF: the reader (zero-copy over a memory map, validating everything it reads) and the writer.
 
+mod file_type;
 mod reader;
 mod value;
 mod writer;
 
+pub use file_type::{file_type_name, file_type_of, human_params};
 pub use reader::{Gguf, StrArrayIter, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use value::{ArrayInfo, MetaValue, Span, Value, ValueType};
 pub use writer::GgufWriter;

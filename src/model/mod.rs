@@ -447,12 +447,12 @@ impl Model {
         let ft = self
             .gguf
             .get_u32("general.file_type")
-            .map(crate::cli::inspect::file_type_name)
+            .map(crate::gguf::file_type_name)
             .unwrap_or("unknown");
         format!(
             "{} {} {}",
             self.hp.arch.name(),
-            crate::cli::inspect::human_params(self.n_params()).replace(' ', ""),
+            crate::gguf::human_params(self.n_params()).replace(' ', ""),
             ft
         )
     }
