@@ -1,13 +1,12 @@
-//! Options shared by the subcommands that load a model, and the loading itself.
+//! Options shared by the subcommands that load a model (the loading itself is [`crate::runtime`]).
 
 use crate::model::{Context, KvType, LoadOptions, Model};
+use crate::runtime::{init_threads, ContextOptions, Loaded};
 use crate::sample::{SamplerOverrides, SamplerParams};
-use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The model nib uses when `-m` is not given.
 pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -101,11 +100,7 @@ impl SamplerArgs {
 
     /// Defaults, then the model's `general.sampling.*`, then the user's settings.
     pub fn params(&self, model: &Model) -> Result<SamplerParams> {
-        let mut p = SamplerParams::default();
-        p.apply_gguf_defaults(&model.gguf);
-        self.overrides().apply(&mut p);
-        p.validate(model.hp.n_vocab)?;
-        Ok(p)
+        SamplerParams::for_model(&model.gguf, model.hp.n_vocab, &self.overrides())
     }
 }
 
@@ -138,96 +133,35 @@ pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Size the thread pools (once per process).
-pub fn init_threads(threads: Option<usize>) -> Result<usize> {
-    let n = threads.unwrap_or_else(crate::default_threads);
-    if n == 0 {
-        bail!("--threads must be at least 1");
-    }
-    // nib_simd's pool runs the hot loops (matrix products, attention); rayon serves coarse work
-    // (model synthesis). A second call (tests) keeps the first sizes.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
-    Ok(nib_simd::pool::set_threads(n))
-}
-
-/// A model and its tokenizer, loaded.
-pub struct Loaded {
-    pub model: Arc<Model>,
-    pub tokenizer: Arc<Tokenizer>,
-    pub path: PathBuf,
-    pub load_seconds: f64,
-    pub threads: usize,
-}
-
-impl Loaded {
-    /// The line subcommands print on stderr once the model is loaded.
-    pub fn summary(&self, n_ctx: usize) -> String {
-        format!(
-            "loaded {} in {:.2} s ({}, {} threads, kernels {}, context {n_ctx})",
-            self.path.display(),
-            self.load_seconds,
-            self.model.describe(),
-            self.threads,
-            nib_simd::kernels().level(),
-        )
-    }
-}
-
 impl ModelArgs {
     /// Size the thread pool, load the model and build the tokenizer.
     pub fn load(&self) -> Result<Loaded> {
-        nib_simd::traits::requested_level()?;
         let threads = init_threads(self.threads)?;
         let path = model_path(self.model.as_deref())?;
-        let t0 = Instant::now();
-        let model = Model::load(
-            &path,
-            &LoadOptions {
-                no_mmap: self.no_mmap,
-                mlock: self.mlock,
-                no_repack: self.no_repack,
-            },
-        )?;
-        let tokenizer = Tokenizer::from_gguf(&model.gguf)
-            .with_context(|| format!("tokenizer of {}", path.display()))?;
-        let load_seconds = t0.elapsed().as_secs_f64();
-        Ok(Loaded {
-            model: Arc::new(model),
-            tokenizer: Arc::new(tokenizer),
-            path,
-            load_seconds,
-            threads,
-        })
+        Loaded::load(&path, &self.load_options(), threads)
     }
 
-    /// The context size to use: `-c`, else 4096, never more than the model was trained for.
-    pub fn n_ctx(&self, model: &Model) -> Result<usize> {
-        let train = model.hp.n_ctx_train.max(1);
-        match self.ctx_size {
-            Some(0) | None => Ok(4096.min(train)),
-            Some(c) if c > train => {
-                eprintln!(
-                    "warning: context size {c} is larger than the model's training context {train}"
-                );
-                Ok(c)
-            }
-            Some(c) => Ok(c),
+    /// How the model is loaded.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            no_mmap: self.no_mmap,
+            mlock: self.mlock,
+            no_repack: self.no_repack,
+        }
+    }
+
+    /// How contexts are made.
+    pub fn context_options(&self) -> ContextOptions {
+        ContextOptions {
+            ctx_size: self.ctx_size,
+            batch_size: self.batch_size,
+            kv_type: self.kv_type,
         }
     }
 
     /// A fresh context for `model`.
     pub fn context(&self, model: &Arc<Model>) -> Result<Context> {
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        Context::new(
-            Arc::clone(model),
-            self.n_ctx(model)?,
-            self.batch_size,
-            self.kv_type,
-        )
+        self.context_options().context(model)
     }
 }
 
