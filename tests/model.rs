@@ -209,7 +209,7 @@ fn interleaved_weights_give_the_logits_of_the_file_layout() {
     // Q4_0 matrices are interleaved eight rows at a time, and those of the other 32-element
     // formats block by block in fours, at load where the kernels have a tile for that (copied
     // out of a mapped file, rearranged in place when read into memory); every logit must stay
-    // the same as with the file's layout (`--no-repack`), for a prompt batch and decode steps.
+    // the same as with the file's layout (`--no-interleave`), for a prompt batch and decode steps.
     use nib::model::Logits;
     use nib::synth::{write_synthetic, Shape, SynthSpec};
     use nib_simd::{GgmlType, Layout};
@@ -258,7 +258,7 @@ fn interleaved_weights_give_the_logits_of_the_file_layout() {
         };
         let plain = run(
             LoadOptions {
-                no_repack: true,
+                no_interleave: true,
                 ..Default::default()
             },
             Layout::Rows,

@@ -66,9 +66,10 @@ pub struct BenchArgs {
     /// Lock model pages in memory.
     #[arg(long)]
     pub mlock: bool,
-    /// Keep the weights in the file's layout (no interleaving of rows at load).
-    #[arg(long)]
-    pub no_repack: bool,
+    /// Keep the weights in the file's layout (no interleaving of rows at load). --no-repack is
+    /// llama.cpp's name for this switch.
+    #[arg(long, visible_alias = "no-repack")]
+    pub no_interleave: bool,
 }
 
 /// One result row.
@@ -131,7 +132,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &LoadOptions {
                 no_mmap: args.no_mmap,
                 mlock: args.mlock,
-                no_repack: args.no_repack,
+                no_interleave: args.no_interleave,
             },
         )?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -37,9 +37,9 @@ pub struct ModelArgs {
     pub mlock: bool,
     /// Keep the weights in the file's layout (by default the rows of Q4_0, Q4_1, Q5_0, Q5_1 and
     /// Q8_0 matrices are interleaved at load where the CPU's kernels read that faster; the
-    /// results are the same).
-    #[arg(long)]
-    pub no_repack: bool,
+    /// results are the same). --no-repack is llama.cpp's name for this switch.
+    #[arg(long, visible_alias = "no-repack")]
+    pub no_interleave: bool,
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -146,7 +146,7 @@ impl ModelArgs {
         LoadOptions {
             no_mmap: self.no_mmap,
             mlock: self.mlock,
-            no_repack: self.no_repack,
+            no_interleave: self.no_interleave,
         }
     }
 

@@ -32,15 +32,15 @@ impl Model {
         } else {
             Gguf::open(path)?
         };
-        let model = Model::from_gguf_with(g, !opts.no_repack)
+        let model = Model::from_gguf_with(g, !opts.no_interleave)
             .with_context(|| format!("loading {}", path.display()))?;
         if opts.mlock {
             // The file's pages, except those of weights copied out (released at load).
             model.gguf.mlock_except(&model.released)?;
-            if let Some(r) = &model.repacked {
+            if let Some(r) = &model.interleaved {
                 r.lock().map_err(|e| {
                     anyhow!(
-                        "mlock of the repacked weights ({} bytes) failed: {e}",
+                        "mlock of the interleaved weights ({} bytes) failed: {e}",
                         r.len()
                     )
                 })?;
@@ -49,13 +49,13 @@ impl Model {
         Ok(model)
     }
 
-    /// Build the model from an open GGUF file, repacking where it pays
+    /// Build the model from an open GGUF file, interleaving where it pays
     /// ([`Model::from_gguf_with`]).
     pub fn from_gguf(g: Gguf) -> Result<Model> {
         Model::from_gguf_with(g, true)
     }
 
-    /// Build the model from an open GGUF file. With `repack`, every Q4_0 matrix the kernels
+    /// Build the model from an open GGUF file. With `interleave`, every Q4_0 matrix the kernels
     /// have an interleaved tile for is interleaved eight rows at a time
     /// ([`nib_simd::interleave`]), as llama.cpp repacks Q4_0 for its x86 kernels: the same
     /// products to the bit, with fewer instructions per weight; the other 32-element formats
@@ -65,7 +65,7 @@ impl Model {
     /// rearranged in place; from a mapped file, the matrices are copied into one anonymous
     /// buffer (huge pages where the kernel allows) and their file pages released, so memory
     /// holds one copy of each weight either way.
-    pub fn from_gguf_with(g: Gguf, repack: bool) -> Result<Model> {
+    pub fn from_gguf_with(g: Gguf, interleave: bool) -> Result<Model> {
         let arch_name = g.get_str("general.architecture")?.to_string();
         let arch = Arch::from_name(&arch_name)?;
         let spec = arch.spec();
@@ -132,10 +132,10 @@ impl Model {
             output,
             layers,
             rope_freqs,
-            repacked: None,
+            interleaved: None,
             released: Vec::new(),
         };
-        if repack {
+        if interleave {
             model.interleave_weights()?;
         }
         Ok(model)
@@ -150,7 +150,7 @@ impl Model {
             tok_embd,
             output,
             layers,
-            repacked,
+            interleaved,
             released,
             ..
         } = self;
@@ -197,7 +197,7 @@ impl Model {
             })
             .collect();
         let mut buf = memmap2::MmapMut::map_anon(at)
-            .map_err(|e| anyhow!("cannot allocate {at} bytes for the repacked weights: {e}"))?;
+            .map_err(|e| anyhow!("cannot allocate {at} bytes for the interleaved weights: {e}"))?;
         // Fewer, cheaper page faults (a hint; the buffer works without).
         #[cfg(target_os = "linux")]
         let _ = buf.advise(memmap2::Advice::HugePage);
@@ -210,7 +210,7 @@ impl Model {
             released.push(w.range.clone());
             w.range = place;
         }
-        *repacked = Some(buf);
+        *interleaved = Some(buf);
         Ok(())
     }
 }

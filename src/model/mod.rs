@@ -77,8 +77,8 @@ pub struct Model {
     pub rope_freqs: Option<Vec<f32>>,
     /// Weights interleaved at load from a mapped file (their file pages are released): every
     /// weight whose layout is not `Rows` lies here when this is `Some`.
-    repacked: Option<memmap2::MmapMut>,
-    /// The file ranges of the weights copied into `repacked`.
+    interleaved: Option<memmap2::MmapMut>,
+    /// The file ranges of the weights copied into `interleaved`.
     released: Vec<Range<usize>>,
 }
 
@@ -95,10 +95,10 @@ pub struct LoadOptions {
     pub no_mmap: bool,
     /// Lock the mapped pages in memory.
     pub mlock: bool,
-    /// Keep every weight in the file's layout (llama.cpp's `--no-repack`); by default the rows
-    /// of the 32-element formats are interleaved where the kernels read that faster
-    /// ([`Model::from_gguf_with`]).
-    pub no_repack: bool,
+    /// Keep every weight in the file's layout (`--no-interleave`, llama.cpp's `--no-repack`); by
+    /// default the rows of the 32-element formats are interleaved where the kernels read that
+    /// faster ([`Model::from_gguf_with`]).
+    pub no_interleave: bool,
 }
 
 impl Model {
@@ -108,9 +108,9 @@ impl Model {
             ty: w.ty,
             rows: w.rows,
             cols: w.cols,
-            // Interleaved weights of a mapped file are in the repacked buffer (read into memory,
+            // Interleaved weights of a mapped file are in the interleaved buffer (read into memory,
             // they were rearranged where they lie).
-            data: match &self.repacked {
+            data: match &self.interleaved {
                 Some(buf) if w.layout != Layout::Rows => &buf[w.range.clone()],
                 _ => &self.gguf.bytes()[w.range.clone()],
             },
