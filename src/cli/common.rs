@@ -1,5 +1,8 @@
 //! Options shared by the subcommands that load a model (the loading itself is [`crate::runtime`]).
 
+use crate::chat::ChatTemplate;
+use crate::generate::GenerateParams;
+use crate::gguf::Gguf;
 use crate::model::{Context, KvType, LoadOptions, Model};
 use crate::runtime::{init_threads, ContextOptions, Loaded};
 use crate::sample::{SamplerOverrides, SamplerParams};
@@ -29,6 +32,13 @@ pub struct ModelArgs {
     /// KV cache element type: f16 or f32.
     #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
     pub kv_type: KvType,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// How a model file is loaded.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
     /// Read the model into memory instead of mapping it.
     #[arg(long)]
     pub no_mmap: bool,
@@ -40,6 +50,16 @@ pub struct ModelArgs {
     /// results are the same). --no-repack is llama.cpp's name for this switch.
     #[arg(long, visible_alias = "no-repack")]
     pub no_interleave: bool,
+}
+
+impl LoadArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            no_mmap: self.no_mmap,
+            mlock: self.mlock,
+            no_interleave: self.no_interleave,
+        }
+    }
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -104,6 +124,50 @@ impl SamplerArgs {
     }
 }
 
+/// How much to generate and where to stop (`nib run`, `nib chat`, `nib batch`).
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Tokens to generate (-1: until the end of generation or a full context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
+    pub n_predict: i64,
+    /// Stop when this text appears (repeatable); it is cut from the output.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl GenArgs {
+    /// `-n` as a limit (`None`: none).
+    pub fn limit(&self) -> Option<usize> {
+        (self.n_predict >= 0).then_some(self.n_predict as usize)
+    }
+
+    /// The limits of a generation.
+    pub fn params(&self) -> GenerateParams {
+        GenerateParams {
+            n_predict: self.limit(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// The system message and the chat template (`nib run --chat`, `nib chat`, `nib batch`).
+#[derive(Args, Debug, Clone)]
+pub struct TemplateArgs {
+    /// System message (with --chat).
+    #[arg(long = "system", visible_alias = "sys")]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
+    #[arg(long = "chat-template")]
+    pub chat_template: Option<String>,
+}
+
+impl TemplateArgs {
+    /// `--chat-template`, else the model's template.
+    pub fn template(&self, gguf: &Gguf) -> Result<ChatTemplate> {
+        ChatTemplate::from_gguf(gguf, self.chat_template.as_deref())
+    }
+}
+
 /// Resolve `-m`, or find the default model.
 pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = arg {
@@ -138,16 +202,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Loaded> {
         let threads = init_threads(self.threads)?;
         let path = model_path(self.model.as_deref())?;
-        Loaded::load(&path, &self.load_options(), threads)
-    }
-
-    /// How the model is loaded.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            no_mmap: self.no_mmap,
-            mlock: self.mlock,
-            no_interleave: self.no_interleave,
-        }
+        Loaded::load(&path, &self.load.options(), threads)
     }
 
     /// How contexts are made.

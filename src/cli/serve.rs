@@ -71,7 +71,7 @@ impl ServeArgs {
         Ok(crate::serve::ServeConfig {
             model_path,
             threads: self.model.threads,
-            load: self.model.load_options(),
+            load: self.model.load.options(),
             context: self.model.context_options(),
             host: self.host.clone(),
             port: self.port,
