@@ -10,7 +10,7 @@
 //! terminal: one message per line, each reply printed followed by a newline, nothing else on
 //! stdout.
 
-use super::common::{GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
+use super::common::{write_streamed, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
 use crate::chat::Message;
 use crate::generate::{generate, CachedTokens, Direct, StopReason};
 use crate::sample::Sampler;
@@ -302,16 +302,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             &prompt,
             &gen,
             &mut |s| {
-                if intr.cancel.load(Ordering::SeqCst) {
-                    return false;
-                }
-                match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        write_err = Some(e);
-                        false
-                    }
-                }
+                !intr.cancel.load(Ordering::SeqCst)
+                    && write_streamed(&mut stdout, s, &mut write_err)
             },
             &mut Direct,
         );

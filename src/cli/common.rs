@@ -8,6 +8,7 @@ use crate::runtime::{init_threads, ContextOptions, Loaded};
 use crate::sample::{SamplerOverrides, SamplerParams};
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -217,6 +218,18 @@ impl ModelArgs {
     /// A fresh context for `model`.
     pub fn context(&self, model: &Arc<Model>) -> Result<Context> {
         self.context_options().context(model)
+    }
+}
+
+/// Write a piece of streamed text and flush it: whether that worked (on an error, which is kept
+/// in `err`, generation should stop).
+pub fn write_streamed(out: &mut impl Write, text: &str, err: &mut Option<std::io::Error>) -> bool {
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            *err = Some(e);
+            false
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `nib run`: generate text from a prompt, streamed to stdout, stats on stderr.
 
-use super::common::{read_prompt, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
+use super::common::{read_prompt, write_streamed, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
 use crate::chat::Message;
 use crate::generate::{generate, CachedTokens, Direct};
 use crate::gguf::Gguf;
@@ -90,18 +90,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &mut sampler,
         &prompt,
         &gen,
-        &mut |s| {
-            if json_mode {
-                return true;
-            }
-            match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    write_err = Some(e);
-                    false
-                }
-            }
-        },
+        &mut |s| json_mode || write_streamed(&mut stdout, s, &mut write_err),
         &mut Direct,
     )?;
     if let Some(e) = write_err {
