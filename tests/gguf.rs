@@ -175,11 +175,7 @@ fn python_dump(path: &Path) -> Json {
         .arg(path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "python reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("the python reader", &out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -282,7 +278,7 @@ fn inspect_reports_the_facts_python_sees() {
         (common::GEMMA3, "gemma3", 18, 262144, false),
     ] {
         let path = common::model_path(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
+        let out = common::nib()
             .arg("inspect")
             .arg("--json")
             .arg(&path)
@@ -559,11 +555,7 @@ fn malformed_files_get_a_one_line_error_and_exit_code_1() {
         // Through the binary: exit code 1 and one line on stderr.
         let path = dir.path(&format!("bad{i}.gguf"));
         std::fs::write(&path, bytes).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
-            .arg("inspect")
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = common::nib().arg("inspect").arg(&path).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1)
             || err.trim().lines().count() != 1
