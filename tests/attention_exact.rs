@@ -14,6 +14,7 @@ mod records;
 use half::f16;
 use nib::model::kv_cache::{CellMap, KvBuf};
 use nib::ops::attention::{self, attention_with, AttnParams, Cells, FaPath};
+use nib_simd::testing::Rng;
 use nib_simd::vec::{Isa, VecOps};
 use records::{files, golden_dir, same};
 use std::path::Path;
@@ -70,23 +71,6 @@ fn flash_attention_matches_llama_cpp_on_every_path() {
         );
     }
     assert!(ok, "attention differs from llama.cpp's");
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 fn bits_equal(a: &[f32], b: &[f32]) -> Option<usize> {
@@ -148,13 +132,13 @@ fn simd_attention_matches_the_scalar_reference_on_random_caches() {
             cells,
         };
         let kc: Vec<f16> = (0..size * hkv * dk)
-            .map(|_| f16::from_f32(rng.unit() * 2.0))
+            .map(|_| f16::from_f32(rng.f32() * 2.0))
             .collect();
         let vc: Vec<f16> = (0..size * hkv * dv)
-            .map(|_| f16::from_f32(rng.unit()))
+            .map(|_| f16::from_f32(rng.f32()))
             .collect();
         let (kc, vc) = (KvBuf::F16(kc), KvBuf::F16(vc));
-        let q: Vec<f32> = (0..t * h * dk).map(|_| rng.unit() * 3.0).collect();
+        let q: Vec<f32> = (0..t * h * dk).map(|_| rng.f32() * 3.0).collect();
         let mut want = vec![0f32; t * h * dv];
         attention_with(VecOps::scalar(), &q, &kc, &vc, t, p, &mut want);
         seen.push(p.path(t));

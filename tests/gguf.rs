@@ -7,6 +7,7 @@ mod common;
 
 use common::{python_with_gguf, Scratch};
 use nib::gguf::{Gguf, GgufWriter, MetaValue, Value, ValueType};
+use nib_simd::testing::Rng;
 use nib_simd::GgmlType;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -571,21 +572,6 @@ fn malformed_files_get_a_one_line_error_and_exit_code_1() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Bounded mutation fuzzing: valid headers (a small file, and the first 64 KiB of each real
 /// model, which hold their whole metadata prefix) mutated many ways; parsing must return Ok or
 /// Err, never panic or hang.
@@ -606,7 +592,7 @@ fn mutated_headers_never_panic() {
             let at = rng.below(v.len().min(4096));
             match rng.below(6) {
                 0 => v[at] ^= 1 << rng.below(8),
-                1 => v[at] = rng.next() as u8,
+                1 => v[at] = rng.byte(),
                 2 => {
                     let x = interesting[rng.below(interesting.len())].to_le_bytes();
                     let w = [1, 2, 4, 8][rng.below(4)];
@@ -616,7 +602,7 @@ fn mutated_headers_never_panic() {
                 3 => v.truncate(at),
                 4 => {
                     let n = rng.below(16);
-                    v.splice(at..at, (0..n).map(|_| rng.next() as u8));
+                    v.splice(at..at, (0..n).map(|_| rng.byte()));
                 }
                 _ => {
                     let n = rng.below(16).min(v.len() - at);

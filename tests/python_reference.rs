@@ -14,6 +14,7 @@ mod common;
 use common::Scratch;
 use nib::gguf::Gguf;
 use nib_simd::quantize::weight_quantizer;
+use nib_simd::testing::Rng;
 use nib_simd::traits::{Kernels, Level};
 use nib_simd::GgmlType;
 use std::process::Command;
@@ -197,21 +198,6 @@ fn dequantize_matches_gguf_py_on_real_tensors() {
                 }
             }
         }
-    }
-}
-
-/// xorshift64*: deterministic inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 }
 

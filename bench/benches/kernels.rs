@@ -12,6 +12,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
+use nib_simd::testing::Rng;
 use nib_simd::traits::{Kernels, Level};
 use nib_simd::GgmlType;
 use std::time::Duration;
@@ -39,20 +40,6 @@ impl Buf {
     }
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut bytemuck::cast_slice_mut(&mut self.0)[..self.1]
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 }
 
@@ -91,7 +78,7 @@ fn weights_n(ty: GgmlType, rows: usize, n: usize, rng: &mut Rng) -> Buf {
             .chunks_exact_mut(2)
             .for_each(|c| c.copy_from_slice(&half::bf16::from_f32(rng.f32()).to_le_bytes())),
         _ => {
-            b.iter_mut().for_each(|v| *v = rng.next() as u8);
+            b.iter_mut().for_each(|v| *v = rng.byte());
             for blk in b.chunks_exact_mut(ty.type_size()) {
                 for &off in f16_fields(ty) {
                     let d = f16::from_f32(0.01 + 0.01 * rng.f32().abs());
