@@ -29,7 +29,9 @@ pub use forward::{Context, Logits};
 pub use hparams::{Hparams, RopeScaling};
 pub use kv_cache::{KvCache, KvType};
 
-/// A weight matrix inside the mapped file.
+/// A weight matrix inside the mapped file: `rows` rows of `cols` elements, each row one output
+/// (GGUF dims `[cols, rows]`). The shapes in the comments below are `(rows, cols)`; vectors are
+/// `(len)`.
 #[derive(Clone, Debug)]
 pub struct Weight {
     pub name: String,
@@ -45,22 +47,22 @@ pub struct Weight {
 /// One transformer block's weights.
 #[derive(Debug)]
 pub struct Layer {
-    pub attn_norm: Vec<f32>,
-    pub wq: Weight,
-    pub wk: Weight,
-    pub wv: Weight,
-    pub wo: Weight,
-    pub bq: Option<Vec<f32>>,
-    pub bk: Option<Vec<f32>>,
-    pub bv: Option<Vec<f32>>,
-    pub q_norm: Option<Vec<f32>>,
-    pub k_norm: Option<Vec<f32>>,
-    pub post_attn_norm: Option<Vec<f32>>,
-    pub ffn_norm: Vec<f32>,
-    pub w_gate: Weight,
-    pub w_up: Weight,
-    pub w_down: Weight,
-    pub post_ffn_norm: Option<Vec<f32>>,
+    pub attn_norm: Vec<f32>,              // (n_embd)
+    pub wq: Weight,                       // (n_head * head_dim, n_embd)
+    pub wk: Weight,                       // (n_head_kv * head_dim, n_embd)
+    pub wv: Weight,                       // (n_head_kv * head_dim_v, n_embd)
+    pub wo: Weight,                       // (n_embd, n_head * head_dim_v)
+    pub bq: Option<Vec<f32>>,             // (n_head * head_dim)
+    pub bk: Option<Vec<f32>>,             // (n_head_kv * head_dim)
+    pub bv: Option<Vec<f32>>,             // (n_head_kv * head_dim_v)
+    pub q_norm: Option<Vec<f32>>,         // (head_dim), shared by the heads
+    pub k_norm: Option<Vec<f32>>,         // (head_dim)
+    pub post_attn_norm: Option<Vec<f32>>, // (n_embd)
+    pub ffn_norm: Vec<f32>,               // (n_embd)
+    pub w_gate: Weight,                   // (n_ff, n_embd)
+    pub w_up: Weight,                     // (n_ff, n_embd)
+    pub w_down: Weight,                   // (n_embd, n_ff)
+    pub post_ffn_norm: Option<Vec<f32>>,  // (n_embd)
 }
 
 /// A loaded model: the mapped file, its hyperparameters and where every weight lies.
@@ -68,12 +70,13 @@ pub struct Model {
     pub gguf: Gguf,
     pub hp: Hparams,
     pub spec: ArchSpec,
-    pub tok_embd: Weight,
-    pub output_norm: Vec<f32>,
-    /// The output projection (`output.weight`, or `token_embd.weight` when tied).
+    pub tok_embd: Weight,      // (n_vocab, n_embd)
+    pub layers: Vec<Layer>,    // (n_layer)
+    pub output_norm: Vec<f32>, // (n_embd)
+    /// The output projection (`output.weight`, or `token_embd.weight` when tied):
+    /// (n_vocab, n_embd).
     pub output: Weight,
-    pub layers: Vec<Layer>,
-    /// Llama 3 `rope_freqs.weight`: per-dimension frequency divisors.
+    /// Llama 3 `rope_freqs.weight`: per-dimension frequency divisors, (n_rot / 2).
     pub rope_freqs: Option<Vec<f32>>,
     /// Weights interleaved at load from a mapped file (their file pages are released): every
     /// weight whose layout is not `Rows` lies here when this is `Some`.
