@@ -155,48 +155,35 @@ pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Resul
     )?;
     w.set("general.quantization_version", MetaValue::U32(2))?;
     let key = |k: &str| format!("{a}.{k}");
-    w.set(
-        &key("context_length"),
-        MetaValue::U32(spec.n_ctx_train as u32),
-    )?;
-    w.set(&key("embedding_length"), MetaValue::U32(sh.n_embd as u32))?;
-    w.set(&key("block_count"), MetaValue::U32(sh.n_layer as u32))?;
-    w.set(&key("feed_forward_length"), MetaValue::U32(sh.n_ff as u32))?;
-    w.set(
-        &key("attention.head_count"),
-        MetaValue::U32(sh.n_head as u32),
-    )?;
-    w.set(
-        &key("attention.head_count_kv"),
-        MetaValue::U32(sh.n_head_kv as u32),
-    )?;
+    let u32_of = |v: usize| MetaValue::U32(v as u32);
+    for (k, v) in [
+        ("context_length", spec.n_ctx_train),
+        ("embedding_length", sh.n_embd),
+        ("block_count", sh.n_layer),
+        ("feed_forward_length", sh.n_ff),
+        ("attention.head_count", sh.n_head),
+        ("attention.head_count_kv", sh.n_head_kv),
+    ] {
+        w.set(&key(k), u32_of(v))?;
+    }
     w.set(
         &key("attention.layer_norm_rms_epsilon"),
         MetaValue::F32(1e-6),
     )?;
-    w.set(
-        &key("rope.dimension_count"),
-        MetaValue::U32(sh.head_dim as u32),
-    )?;
+    w.set(&key("rope.dimension_count"), u32_of(sh.head_dim))?;
     let rope_base = match arch {
         Arch::Llama => 10_000.0,
         Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => 1_000_000.0,
     };
     w.set(&key("rope.freq_base"), MetaValue::F32(rope_base))?;
     if sh.head_dim != sh.n_embd / sh.n_head || matches!(arch, Arch::Gemma3 | Arch::Qwen3) {
-        w.set(
-            &key("attention.key_length"),
-            MetaValue::U32(sh.head_dim as u32),
-        )?;
-        w.set(
-            &key("attention.value_length"),
-            MetaValue::U32(sh.head_dim as u32),
-        )?;
+        w.set(&key("attention.key_length"), u32_of(sh.head_dim))?;
+        w.set(&key("attention.value_length"), u32_of(sh.head_dim))?;
     }
     if arch == Arch::Gemma3 && spec.sliding_window > 0 {
         w.set(
             &key("attention.sliding_window"),
-            MetaValue::U32(spec.sliding_window as u32),
+            u32_of(spec.sliding_window),
         )?;
     }
     for (k, v) in vocab_from.metadata() {
