@@ -59,17 +59,17 @@ fn target_type(name: &str, ty: GgmlType, dims: &[u64], target: GgmlType, tied: b
     let cols = dims[0];
     let is_output = name == "output.weight" || (tied && name == "token_embd.weight");
     if is_output && target.is_quantized() {
-        if cols % target.block_size() as u64 != 0 || target == GgmlType::Q8_0 {
+        if !cols.is_multiple_of(target.block_size() as u64) || target == GgmlType::Q8_0 {
             return GgmlType::Q8_0;
         }
         // Q6_K, or Q8_0 when the rows do not divide into 256-element super-blocks.
-        return if cols % 256 == 0 {
+        return if cols.is_multiple_of(256) {
             GgmlType::Q6_K
         } else {
             GgmlType::Q8_0
         };
     }
-    if cols % target.block_size() as u64 != 0 {
+    if !cols.is_multiple_of(target.block_size() as u64) {
         // Shapes a 32-element format cannot hold stay in a float format.
         return GgmlType::F16;
     }

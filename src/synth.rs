@@ -139,7 +139,7 @@ pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Resul
     let sh = spec.shape;
     let arch = spec.arch;
     let a = arch.name();
-    if sh.n_head % sh.n_head_kv != 0 || sh.head_dim % 2 != 0 {
+    if !sh.n_head.is_multiple_of(sh.n_head_kv) || !sh.head_dim.is_multiple_of(2) {
         bail!("inconsistent shape {sh:?}");
     }
     let n_vocab = vocab_from.get_array("tokenizer.ggml.tokens")?.len;

@@ -73,7 +73,12 @@ pub fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
     let n_ff = g.get_u32(&key("feed_forward_length"))? as usize;
     let n_ctx_train = g.get_u32(&key("context_length"))? as usize;
     let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
-    if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_layer == 0 || n_embd == 0 {
+    if n_head == 0
+        || n_head_kv == 0
+        || !n_head.is_multiple_of(n_head_kv)
+        || n_layer == 0
+        || n_embd == 0
+    {
         bail!("inconsistent shape: {n_head} heads, {n_head_kv} kv heads, {n_layer} layers, embedding {n_embd}");
     }
     let head_dim = g

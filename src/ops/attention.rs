@@ -77,7 +77,7 @@ pub fn attention_with(
         _ => panic!("keys and values of different types"),
     };
     assert!(p.head_dim <= MAX_HEAD_DIM && p.head_dim_v <= MAX_HEAD_DIM);
-    assert!(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
+    assert!(p.n_head_kv > 0 && p.n_head.is_multiple_of(p.n_head_kv));
     let f = Fast {
         ops,
         q,
