@@ -1,4 +1,6 @@
-//! Options shared by the subcommands that load a model (the loading itself is [`crate::runtime`]).
+//! What the subcommands share: their options for the model, its loading, sampling, generation and
+//! chat template, finding the model file, reading the prompt, streaming text out. Loading itself
+//! is [`crate::runtime`]'s.
 
 use crate::chat::ChatTemplate;
 use crate::generate::GenerateParams;
@@ -54,6 +56,7 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
+    /// The loader's options.
     pub fn options(&self) -> LoadOptions {
         LoadOptions {
             no_mmap: self.no_mmap,
