@@ -1,3 +1,12 @@
+//! How far nib's logits are from a logits golden, position by position: the mean absolute and
+//! mean signed difference over llama.cpp's top-40 logits of the first three prompts.
+//! `cargo run --release --example golden_diff MODEL.gguf tests/golden/X.logits.json [f32]`
+//! (`f32`: an f32 KV cache).
+
+#[path = "../tests/common/golden.rs"]
+mod golden;
+
+use golden::{token_ids, top_logits};
 use nib::model::{Context, KvType, LoadOptions, Logits, Model};
 use std::sync::Arc;
 fn main() {
@@ -13,12 +22,7 @@ fn main() {
         KvType::F16
     };
     for case in cases.as_array().unwrap().iter().take(3) {
-        let tokens: Vec<u32> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let tokens = token_ids(&case["tokens"]);
         let mut ctx = Context::new(Arc::clone(&model), 2048, 512, kv).unwrap();
         let logits = ctx.eval(&tokens, Logits::All).unwrap().to_vec();
         let mut line = String::new();
@@ -26,8 +30,8 @@ fn main() {
             let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
             let mut s = 0.0;
             let mut sd = 0.0;
-            for p in top.as_array().unwrap() {
-                let d = row[p[0].as_u64().unwrap() as usize] as f64 - p[1].as_f64().unwrap();
+            for (id, want) in top_logits(top) {
+                let d = row[id] as f64 - want;
                 s += d.abs();
                 sd += d;
             }

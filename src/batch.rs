@@ -194,6 +194,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
 /// The result line of a finished request. `prompt_tokens` is the whole prompt's length (the
 /// part found in the KV cache included; `timings.cache_n` says how much that was).
 pub fn result_value(id: &Value, out: &GenerateOutput, prompt_tokens: usize, seed: u64) -> Value {
+    let mut timings = out.timings();
+    timings.insert(
+        "cache_n".into(),
+        json!(prompt_tokens.saturating_sub(out.n_prompt)),
+    );
     json!({
         "id": id,
         "text": out.text,
@@ -204,15 +209,7 @@ pub fn result_value(id: &Value, out: &GenerateOutput, prompt_tokens: usize, seed
             "completion_tokens": out.tokens.len(),
             "total_tokens": prompt_tokens + out.tokens.len(),
         },
-        "timings": {
-            "cache_n": prompt_tokens.saturating_sub(out.n_prompt),
-            "prompt_n": out.n_prompt,
-            "prompt_ms": out.prompt_seconds * 1e3,
-            "prompt_per_second": out.prompt_tps(),
-            "predicted_n": out.tokens.len(),
-            "predicted_ms": out.gen_seconds * 1e3,
-            "predicted_per_second": out.gen_tps(),
-        },
+        "timings": timings,
         "seed": seed,
     })
 }

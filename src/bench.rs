@@ -6,6 +6,7 @@
 
 use crate::model::{Context, Logits};
 use anyhow::Result;
+use nib_simd::testing::Rng;
 use std::time::Instant;
 
 /// One test: a prompt of `n_prompt` tokens or `n_gen` decoded tokens.
@@ -97,16 +98,10 @@ impl Samples {
     }
 }
 
-/// A small deterministic generator for the random tokens (xorshift64*).
-struct TokenRng(u64);
-
-impl TokenRng {
-    fn next(&mut self, n_vocab: usize) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32 % n_vocab as u32
-    }
+/// A random token id below `n_vocab` (the workspace's deterministic generator, so every run
+/// of a test evaluates the same tokens).
+fn random_token(rng: &mut Rng, n_vocab: usize) -> u32 {
+    (rng.next_u64() >> 33) as u32 % n_vocab as u32
 }
 
 /// Run one test: a warm-up, then `reps` timed repetitions. `bos`: the first token of a prompt
@@ -132,14 +127,14 @@ pub fn run_test_at(
     warmup: bool,
 ) -> Result<Samples> {
     let n_vocab = ctx.model.hp.n_vocab;
-    let mut rng = TokenRng(0x5eed_1234_abcd_0001);
-    let once = |ctx: &mut Context, rng: &mut TokenRng, test: Test| -> Result<u64> {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let once = |ctx: &mut Context, rng: &mut Rng, test: Test| -> Result<u64> {
         ctx.clear();
         if depth > 0 {
             let tokens: Vec<u32> = (0..depth)
                 .map(|i| match (i, bos) {
                     (0, Some(b)) => b,
-                    _ => rng.next(n_vocab),
+                    _ => random_token(rng, n_vocab),
                 })
                 .collect();
             ctx.eval(&tokens, Logits::Last)?;
@@ -150,9 +145,9 @@ pub fn run_test_at(
                 let tokens: Vec<u32> = (0..n)
                     .map(|i| {
                         if i == 0 && depth == 0 {
-                            bos.unwrap_or_else(|| rng.next(n_vocab))
+                            bos.unwrap_or_else(|| random_token(rng, n_vocab))
                         } else {
-                            rng.next(n_vocab)
+                            random_token(rng, n_vocab)
                         }
                     })
                     .collect();
@@ -161,11 +156,11 @@ pub fn run_test_at(
             Test::Gen(n) => {
                 let mut tok = match bos {
                     Some(b) if depth == 0 => b,
-                    _ => rng.next(n_vocab),
+                    _ => random_token(rng, n_vocab),
                 };
                 for _ in 0..n {
                     ctx.eval(&[tok], Logits::Last)?;
-                    tok = rng.next(n_vocab);
+                    tok = random_token(rng, n_vocab);
                 }
             }
         }

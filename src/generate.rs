@@ -77,6 +77,19 @@ impl GenerateOutput {
         rate(self.tokens.len(), self.gen_seconds)
     }
 
+    /// The counts and timings of llama-server's `timings` object (`nib run --json` and
+    /// `nib batch` add their own).
+    pub fn timings(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("prompt_n".into(), self.n_prompt.into());
+        m.insert("prompt_ms".into(), (self.prompt_seconds * 1e3).into());
+        m.insert("prompt_per_second".into(), self.prompt_tps().into());
+        m.insert("predicted_n".into(), self.tokens.len().into());
+        m.insert("predicted_ms".into(), (self.gen_seconds * 1e3).into());
+        m.insert("predicted_per_second".into(), self.gen_tps().into());
+        m
+    }
+
     /// Two lines of stats for stderr, like llama.cpp's timings.
     pub fn stats_line(&self) -> String {
         format!(
@@ -124,30 +137,6 @@ impl CachedTokens {
     }
 }
 
-/// Generate from `prompt` (appended after whatever `cache` says the context already holds).
-/// `on_text` receives text as it becomes final (valid UTF-8, stop strings held back and cut);
-/// returning `false` cancels.
-pub fn generate(
-    ctx: &mut Context,
-    cache: &mut CachedTokens,
-    tok: &Tokenizer,
-    sampler: &mut Sampler,
-    prompt: &[u32],
-    params: &GenerateParams,
-    on_text: &mut dyn FnMut(&str) -> bool,
-) -> Result<GenerateOutput> {
-    generate_with(
-        ctx,
-        cache,
-        tok,
-        sampler,
-        prompt,
-        params,
-        on_text,
-        &mut Direct,
-    )
-}
-
 /// How a generation evaluates tokens on its context: each call leaves the logits of the last
 /// token in [`Context::last_logits`].
 pub trait Evaluator {
@@ -157,7 +146,7 @@ pub trait Evaluator {
     fn decode(&mut self, ctx: &mut Context, token: u32) -> Result<()>;
 }
 
-/// Evaluation on the context alone.
+/// Evaluation on the context alone (what all but the server's batched slots use).
 pub struct Direct;
 
 impl Evaluator for Direct {
@@ -169,9 +158,11 @@ impl Evaluator for Direct {
     }
 }
 
-/// [`generate`] with the evaluation given (the server schedules its slots' work through one).
+/// Generate from `prompt` (appended after whatever `cache` says the context already holds),
+/// evaluating through `eval` ([`Direct`], or the server's batcher). `on_text` receives text as
+/// it becomes final (valid UTF-8, stop strings held back and cut); returning `false` cancels.
 #[allow(clippy::too_many_arguments)]
-pub fn generate_with(
+pub fn generate(
     ctx: &mut Context,
     cache: &mut CachedTokens,
     tok: &Tokenizer,

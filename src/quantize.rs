@@ -18,19 +18,19 @@ use std::path::Path;
 
 /// `general.file_type` of each target (llama.cpp's `llama_ftype`).
 pub fn file_type_of(target: GgmlType) -> Result<u32> {
-    Ok(match target {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::BF16 => 32,
+    match target {
+        GgmlType::F32
+        | GgmlType::F16
+        | GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q8_0
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::BF16 => Ok(crate::gguf::file_type_of(target).expect("a whole-file type")),
         other => bail!(
             "nib quantize supports Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16 and F32, not {other}"
         ),
-    })
+    }
 }
 
 /// llama.cpp's tensor order for writing: by layer number (tensors outside `blk.N.` first), then
@@ -59,17 +59,17 @@ fn target_type(name: &str, ty: GgmlType, dims: &[u64], target: GgmlType, tied: b
     let cols = dims[0];
     let is_output = name == "output.weight" || (tied && name == "token_embd.weight");
     if is_output && target.is_quantized() {
-        if cols % target.block_size() as u64 != 0 || target == GgmlType::Q8_0 {
+        if !cols.is_multiple_of(target.block_size() as u64) || target == GgmlType::Q8_0 {
             return GgmlType::Q8_0;
         }
         // Q6_K, or Q8_0 when the rows do not divide into 256-element super-blocks.
-        return if cols % 256 == 0 {
+        return if cols.is_multiple_of(256) {
             GgmlType::Q6_K
         } else {
             GgmlType::Q8_0
         };
     }
-    if cols % target.block_size() as u64 != 0 {
+    if !cols.is_multiple_of(target.block_size() as u64) {
         // Shapes a 32-element format cannot hold stay in a float format.
         return GgmlType::F16;
     }

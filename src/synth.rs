@@ -4,7 +4,7 @@
 //! realistic shapes (1B, 7B) without downloads, and let correctness tests cover architectures
 //! whose real files cannot be fetched here (qwen2, qwen3): llama.cpp loads them too.
 
-use crate::gguf::{Gguf, GgufWriter, MetaValue};
+use crate::gguf::{file_type_of, Gguf, GgufWriter, MetaValue};
 use crate::model::Arch;
 use anyhow::{bail, Context as _, Result};
 use nib_simd::GgmlType;
@@ -134,31 +134,12 @@ struct Plan {
     std: f32,
 }
 
-fn file_type_of(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q2_K => 10,
-        GgmlType::Q3_K => 12,
-        GgmlType::Q4_K => 15,
-        GgmlType::Q5_K => 17,
-        GgmlType::Q6_K => 18,
-        GgmlType::BF16 => 32,
-        _ => 0,
-    }
-}
-
 /// Write a synthetic model to `out`, copying every `tokenizer.*` key from `vocab_from`.
 pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Result<()> {
     let sh = spec.shape;
     let arch = spec.arch;
     let a = arch.name();
-    if sh.n_head % sh.n_head_kv != 0 || sh.head_dim % 2 != 0 {
+    if !sh.n_head.is_multiple_of(sh.n_head_kv) || !sh.head_dim.is_multiple_of(2) {
         bail!("inconsistent shape {sh:?}");
     }
     let n_vocab = vocab_from.get_array("tokenizer.ggml.tokens")?.len;
@@ -170,52 +151,39 @@ pub fn write_synthetic(spec: &SynthSpec, vocab_from: &Gguf, out: &Path) -> Resul
     )?;
     w.set(
         "general.file_type",
-        MetaValue::U32(file_type_of(spec.weight_type)),
+        MetaValue::U32(file_type_of(spec.weight_type).unwrap_or(0)),
     )?;
     w.set("general.quantization_version", MetaValue::U32(2))?;
     let key = |k: &str| format!("{a}.{k}");
-    w.set(
-        &key("context_length"),
-        MetaValue::U32(spec.n_ctx_train as u32),
-    )?;
-    w.set(&key("embedding_length"), MetaValue::U32(sh.n_embd as u32))?;
-    w.set(&key("block_count"), MetaValue::U32(sh.n_layer as u32))?;
-    w.set(&key("feed_forward_length"), MetaValue::U32(sh.n_ff as u32))?;
-    w.set(
-        &key("attention.head_count"),
-        MetaValue::U32(sh.n_head as u32),
-    )?;
-    w.set(
-        &key("attention.head_count_kv"),
-        MetaValue::U32(sh.n_head_kv as u32),
-    )?;
+    let u32_of = |v: usize| MetaValue::U32(v as u32);
+    for (k, v) in [
+        ("context_length", spec.n_ctx_train),
+        ("embedding_length", sh.n_embd),
+        ("block_count", sh.n_layer),
+        ("feed_forward_length", sh.n_ff),
+        ("attention.head_count", sh.n_head),
+        ("attention.head_count_kv", sh.n_head_kv),
+    ] {
+        w.set(&key(k), u32_of(v))?;
+    }
     w.set(
         &key("attention.layer_norm_rms_epsilon"),
         MetaValue::F32(1e-6),
     )?;
-    w.set(
-        &key("rope.dimension_count"),
-        MetaValue::U32(sh.head_dim as u32),
-    )?;
+    w.set(&key("rope.dimension_count"), u32_of(sh.head_dim))?;
     let rope_base = match arch {
         Arch::Llama => 10_000.0,
         Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => 1_000_000.0,
     };
     w.set(&key("rope.freq_base"), MetaValue::F32(rope_base))?;
     if sh.head_dim != sh.n_embd / sh.n_head || matches!(arch, Arch::Gemma3 | Arch::Qwen3) {
-        w.set(
-            &key("attention.key_length"),
-            MetaValue::U32(sh.head_dim as u32),
-        )?;
-        w.set(
-            &key("attention.value_length"),
-            MetaValue::U32(sh.head_dim as u32),
-        )?;
+        w.set(&key("attention.key_length"), u32_of(sh.head_dim))?;
+        w.set(&key("attention.value_length"), u32_of(sh.head_dim))?;
     }
     if arch == Arch::Gemma3 && spec.sliding_window > 0 {
         w.set(
             &key("attention.sliding_window"),
-            MetaValue::U32(spec.sliding_window as u32),
+            u32_of(spec.sliding_window),
         )?;
     }
     for (k, v) in vocab_from.metadata() {

@@ -2,9 +2,10 @@
 //! bit for bit, on each of its three paths: the vector path (head sizes 64 and 256, with a
 //! sliding window), the tiled path (64 queries) and the split-KV decode path (512 cells, split
 //! for 2 and 3 threads). Inputs and outputs are in `tests/golden/kernels/fa_*.bin`. Checked with
-//! the kernels of every instruction set this CPU supports, and the reference implementation.
+//! the kernels of every instruction set this CPU supports, the scalar reference
+//! (`nib_simd::attn::scalar`) among them.
 //!
-//! Then the fast attention against the reference one on random caches: every path, head sizes
+//! Then the SIMD kernels against the scalar reference on random caches: every path, head sizes
 //! 64/128/256 and odd ones, grouped heads, windows, a ring-like cell map, a softcap, bit for bit.
 
 #[path = "../simd/tests/common/records.rs"]
@@ -13,6 +14,7 @@ mod records;
 use half::f16;
 use nib::model::kv_cache::{CellMap, KvBuf};
 use nib::ops::attention::{self, attention_with, AttnParams, Cells, FaPath};
+use nib_simd::testing::Rng;
 use nib_simd::vec::{Isa, VecOps};
 use records::{files, golden_dir, same};
 use std::path::Path;
@@ -61,13 +63,6 @@ fn flash_attention_matches_llama_cpp_on_every_path() {
                 &r.f32s("out"),
             );
         }
-        let mut got = vec![0f32; t * h * dv];
-        attention::reference::attention(&r.f32s("q"), &kc, &vc, t, p, &mut got);
-        ok &= same(
-            &format!("{} ({:?} path, reference)", r.name(), p.path(t)),
-            &got,
-            &r.f32s("out"),
-        );
     }
     for want in [FaPath::Vector, FaPath::Tiled, FaPath::SplitKv] {
         assert!(
@@ -78,23 +73,6 @@ fn flash_attention_matches_llama_cpp_on_every_path() {
     assert!(ok, "attention differs from llama.cpp's");
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn bits_equal(a: &[f32], b: &[f32]) -> Option<usize> {
     a.iter()
         .zip(b)
@@ -102,7 +80,7 @@ fn bits_equal(a: &[f32], b: &[f32]) -> Option<usize> {
 }
 
 #[test]
-fn fast_attention_matches_the_reference_on_random_caches() {
+fn simd_attention_matches_the_scalar_reference_on_random_caches() {
     let mut rng = Rng(0x5eed);
     let mut seen = vec![];
     // (head_dim, head_dim_v, n_head, n_head_kv)
@@ -154,17 +132,17 @@ fn fast_attention_matches_the_reference_on_random_caches() {
             cells,
         };
         let kc: Vec<f16> = (0..size * hkv * dk)
-            .map(|_| f16::from_f32(rng.unit() * 2.0))
+            .map(|_| f16::from_f32(rng.f32() * 2.0))
             .collect();
         let vc: Vec<f16> = (0..size * hkv * dv)
-            .map(|_| f16::from_f32(rng.unit()))
+            .map(|_| f16::from_f32(rng.f32()))
             .collect();
         let (kc, vc) = (KvBuf::F16(kc), KvBuf::F16(vc));
-        let q: Vec<f32> = (0..t * h * dk).map(|_| rng.unit() * 3.0).collect();
+        let q: Vec<f32> = (0..t * h * dk).map(|_| rng.f32() * 3.0).collect();
         let mut want = vec![0f32; t * h * dv];
-        attention::reference::attention(&q, &kc, &vc, t, p, &mut want);
+        attention_with(VecOps::scalar(), &q, &kc, &vc, t, p, &mut want);
         seen.push(p.path(t));
-        for isa in Isa::supported() {
+        for isa in Isa::supported().into_iter().filter(|&i| i != Isa::Scalar) {
             let mut got = vec![1f32; t * h * dv];
             attention_with(VecOps::new(isa).unwrap(), &q, &kc, &vc, t, p, &mut got);
             if let Some(i) = bits_equal(&got, &want) {

@@ -19,7 +19,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn batch(input: &Path, output: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nib"));
+    let mut c = common::nib();
     c.args(["batch", "-c", "256", "--temp", "0", "-m"])
         .arg(model_path(SMOLLM2))
         .arg("--input")

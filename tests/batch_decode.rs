@@ -9,7 +9,7 @@
 
 mod common;
 
-use nib::model::{Context, KvType, LoadOptions, Logits, Model};
+use nib::model::{Context, KvType, Logits};
 use std::sync::Arc;
 
 /// Prompts of different lengths (so the contexts sit at different positions), as token ids.
@@ -24,8 +24,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 fn check(model_file: &str, n: usize, exact: bool) {
-    let model =
-        Arc::new(Model::load(&common::model_path(model_file), &LoadOptions::default()).unwrap());
+    let model = common::load_model(&common::model_path(model_file));
     let new_ctx = || Context::new(Arc::clone(&model), 128, 32, KvType::F16).unwrap();
     let mut alone: Vec<Context> = (0..n).map(|_| new_ctx()).collect();
     let mut batched: Vec<Context> = (0..n).map(|_| new_ctx()).collect();
@@ -92,13 +91,7 @@ fn larger_batches_give_each_context_its_logits_within_rounding() {
 
 #[test]
 fn bad_batches_are_errors() {
-    let model = Arc::new(
-        Model::load(
-            &common::model_path(common::SMOLLM2),
-            &LoadOptions::default(),
-        )
-        .unwrap(),
-    );
+    let model = common::load_model(&common::model_path(common::SMOLLM2));
     let mut a = Context::new(Arc::clone(&model), 4, 4, KvType::F16).unwrap();
     let mut b = Context::new(Arc::clone(&model), 4, 4, KvType::F16).unwrap();
     assert!(Context::decode_batch(&mut [], &[]).is_err());

@@ -4,7 +4,7 @@
 mod common;
 
 use clap::Parser;
-use common::{model_path, read_json, GEMMA3, SMOLLM2};
+use common::{model_path, read_json, token_ids, GEMMA3, SMOLLM2};
 use nib::chat::{ChatTemplate, Message};
 use nib::cli::{Cli, Command};
 use nib::gguf::Gguf;
@@ -35,14 +35,6 @@ fn golden_texts(file: &str) -> Vec<String> {
     all.split("\n\x1e\n").map(str::to_string).collect()
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn load(model: &str) -> (Gguf, Tokenizer) {
     let g = Gguf::open(model_path(model)).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
@@ -71,7 +63,7 @@ fn check_chat_goldens(model: &str, input: &str, golden: &str) -> (Gguf, Tokenize
             Some(text.as_str()),
             "{golden} is out of date: rerun tools/make-goldens.sh chat"
         );
-        let want = ids(&case["tokens_add_special_parse_special"]);
+        let want = token_ids(&case["tokens_add_special_parse_special"]);
         assert_eq!(
             tok.tokenize(&rendered, true, true),
             want,
@@ -95,7 +87,10 @@ fn smollm2_chat_prompt_tokens_match_llama_cpp() {
     };
     let (text, tokens) = nib::cli::run::build_prompt(&args, QUESTION, &g, &tok).unwrap();
     assert_eq!(Some(text.as_str()), cases[0]["text"].as_str());
-    assert_eq!(tokens, ids(&cases[0]["tokens_add_special_parse_special"]));
+    assert_eq!(
+        tokens,
+        token_ids(&cases[0]["tokens_add_special_parse_special"])
+    );
     // Special tokens became single ids: <|im_start|> is 1 and <|im_end|> 2 in this vocabulary.
     assert_eq!(tokens.iter().filter(|&&t| t == 1).count(), 3);
     assert_eq!(tokens.iter().filter(|&&t| t == 2).count(), 2);
@@ -118,7 +113,7 @@ fn gemma_chat_turns_use_start_of_turn() {
         "{text:?}"
     );
     assert!(text.ends_with("<start_of_turn>model\n"), "{text:?}");
-    let tokens = ids(&cases[1]["tokens_add_special_parse_special"]);
+    let tokens = token_ids(&cases[1]["tokens_add_special_parse_special"]);
     let sot = tok
         .find_token("<start_of_turn>")
         .expect("gemma has <start_of_turn>");
@@ -132,7 +127,7 @@ fn gemma_chat_turns_use_start_of_turn() {
 }
 
 fn nib() -> Process {
-    let mut c = Process::new(env!("CARGO_BIN_EXE_nib"));
+    let mut c = common::nib();
     c.env_remove("NIB_LEVEL");
     c
 }
@@ -151,11 +146,7 @@ fn run_with_stdin(mut cmd: Process, stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nib failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("nib", &out);
     out
 }
 
@@ -169,17 +160,13 @@ fn run_json_carries_text_tokens_timings_and_stop_reason() {
         .arg(model_path(SMOLLM2))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("nib run --json", &out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout:?}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     // llama.cpp's greedy continuation of this prompt (refdump MODEL logits chat_smollm2.txt 8)
     // starts with these ids ("L'Étoile, la Mar": the 135M model is no geographer).
-    assert_eq!(ids(&v["tokens"]), [60, 23, 39614, 1141]);
+    assert_eq!(token_ids(&v["tokens"]), [60, 23, 39614, 1141]);
     assert_eq!(v["text"], "L'Éto");
     assert_eq!(v["stop_reason"], "length");
     assert_eq!(v["prompt_tokens"], 37);

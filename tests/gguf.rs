@@ -7,6 +7,7 @@ mod common;
 
 use common::{python_with_gguf, Scratch};
 use nib::gguf::{Gguf, GgufWriter, MetaValue, Value, ValueType};
+use nib_simd::testing::Rng;
 use nib_simd::GgmlType;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -175,11 +176,7 @@ fn python_dump(path: &Path) -> Json {
         .arg(path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "python reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("the python reader", &out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -282,7 +279,7 @@ fn inspect_reports_the_facts_python_sees() {
         (common::GEMMA3, "gemma3", 18, 262144, false),
     ] {
         let path = common::model_path(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
+        let out = common::nib()
             .arg("inspect")
             .arg("--json")
             .arg(&path)
@@ -559,11 +556,7 @@ fn malformed_files_get_a_one_line_error_and_exit_code_1() {
         // Through the binary: exit code 1 and one line on stderr.
         let path = dir.path(&format!("bad{i}.gguf"));
         std::fs::write(&path, bytes).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_nib"))
-            .arg("inspect")
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = common::nib().arg("inspect").arg(&path).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1)
             || err.trim().lines().count() != 1
@@ -577,21 +570,6 @@ fn malformed_files_get_a_one_line_error_and_exit_code_1() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Bounded mutation fuzzing: valid headers (a small file, and the first 64 KiB of each real
@@ -614,7 +592,7 @@ fn mutated_headers_never_panic() {
             let at = rng.below(v.len().min(4096));
             match rng.below(6) {
                 0 => v[at] ^= 1 << rng.below(8),
-                1 => v[at] = rng.next() as u8,
+                1 => v[at] = rng.byte(),
                 2 => {
                     let x = interesting[rng.below(interesting.len())].to_le_bytes();
                     let w = [1, 2, 4, 8][rng.below(4)];
@@ -624,7 +602,7 @@ fn mutated_headers_never_panic() {
                 3 => v.truncate(at),
                 4 => {
                     let n = rng.below(16);
-                    v.splice(at..at, (0..n).map(|_| rng.next() as u8));
+                    v.splice(at..at, (0..n).map(|_| rng.byte()));
                 }
                 _ => {
                     let n = rng.below(16).min(v.len() - at);

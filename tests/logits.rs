@@ -13,7 +13,7 @@
 
 mod common;
 
-use nib::model::{Context, KvType, LoadOptions, Logits, Model};
+use nib::model::{Context, KvType, Logits};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ fn six_digits(v: f32) -> f64 {
 }
 
 fn check(model_path: &Path, golden: &str) -> Report {
-    let model = Arc::new(Model::load(model_path, &LoadOptions::default()).unwrap());
+    let model = common::load_model(model_path);
     let n_vocab = model.hp.n_vocab;
     let cases = common::read_json(golden);
     let mut r = Report {
@@ -78,12 +78,7 @@ fn check(model_path: &Path, golden: &str) -> Report {
         greedy: vec![],
     };
     for case in cases.as_array().unwrap() {
-        let tokens: Vec<u32> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let tokens = common::token_ids(&case["tokens"]);
         // As llama.cpp made the goldens: a 2048-cell f16 cache, ubatches of 512.
         let mut ctx = Context::new(Arc::clone(&model), 2048, 512, KvType::F16).unwrap();
         // The prompt goes in batches of 512 (llama.cpp's ubatch); each batch's logits are
@@ -97,12 +92,7 @@ fn check(model_path: &Path, golden: &str) -> Report {
             }
             let pos_in = pos % 512;
             let row = &logits[pos_in * n_vocab..(pos_in + 1) * n_vocab];
-            let top: Vec<(usize, f64)> = top
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_f64().unwrap()))
-                .collect();
+            let top = common::top_logits(top);
             for &(id, want) in &top {
                 let diff = (row[id] as f64 - want).abs();
                 r.mean_abs += diff;
@@ -122,12 +112,7 @@ fn check(model_path: &Path, golden: &str) -> Report {
             }
         }
         // Greedy continuation, one token at a time from the prompt's cache.
-        let want: Vec<u32> = case["greedy"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want = common::token_ids(&case["greedy"]);
         let last_in = (tokens.len() - 1) % 512;
         let last = &logits[last_in * n_vocab..(last_in + 1) * n_vocab];
         let mut next = argmax(last);
@@ -218,17 +203,9 @@ fn requantized(target: &str, sha256: &str, golden: &str) {
     let path = dir.path(&format!("smollm2-135m-{target}.gguf"));
     let ty = nib_simd::GgmlType::from_name(target).unwrap();
     nib::quantize::quantize_file(&common::model_path(common::SMOLLM2), &path, ty, true).unwrap();
-    let out = std::process::Command::new("sha256sum")
-        .arg(&path)
-        .output()
-        .expect("sha256sum");
-    let got = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
     assert_eq!(
-        got, sha256,
+        common::sha256(&path),
+        sha256,
         "nib quantize {target} differs from llama-quantize's file"
     );
     assert_meets_bar(&check(&path, golden));
@@ -277,17 +254,8 @@ fn synthetic(arch: nib::model::Arch, sha256: &str, golden: &str) {
         sliding_window: 64,
     };
     write_synthetic(&spec, &vocab, &path).unwrap();
-    let out = std::process::Command::new("sha256sum")
-        .arg(&path)
-        .output()
-        .expect("sha256sum");
-    let got = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
     assert_eq!(
-        got,
+        common::sha256(&path),
         sha256,
         "the synthetic {} model changed: regenerate its golden",
         arch.name()

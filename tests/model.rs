@@ -56,6 +56,18 @@ fn load_err(path: &std::path::Path) -> String {
     )
 }
 
+/// `nib ARGS -m MODEL`, which must fail in one line with exit code 1: its standard error.
+fn cli_error(args: &[&str], model: &std::path::Path) -> String {
+    let out = common::nib()
+        .args(args)
+        .arg("-m")
+        .arg(model)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn an_unsupported_architecture_is_named_with_the_supported_ones() {
     let dir = common::Scratch::new("model-arch");
@@ -66,13 +78,7 @@ fn an_unsupported_architecture_is_named_with_the_supported_ones() {
         "{e}"
     );
     // Through the CLI: one line, exit code 1.
-    let out = Command::new(env!("CARGO_BIN_EXE_nib"))
-        .args(["run", "-p", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = cli_error(&["run", "-p", "hi"], &path);
     assert!(err.contains("mamba") && err.starts_with("error: "), "{err}");
 }
 
@@ -126,13 +132,7 @@ fn a_missing_hyperparameter_is_named() {
 
 #[test]
 fn prompts_and_tokens_beyond_the_context_are_refused() {
-    let model = Arc::new(
-        Model::load(
-            &common::model_path(common::SMOLLM2),
-            &LoadOptions::default(),
-        )
-        .unwrap(),
-    );
+    let model = common::load_model(&common::model_path(common::SMOLLM2));
     let mut ctx = Context::new(Arc::clone(&model), 16, 8, KvType::F16).unwrap();
     let e = ctx
         .eval(&[1; 17], nib::model::Logits::Last)
@@ -146,19 +146,16 @@ fn prompts_and_tokens_beyond_the_context_are_refused() {
     assert!(e.contains("outside the vocabulary"), "{e}");
     // The CLI says so in one line.
     let long = "word ".repeat(200);
-    let out = Command::new(env!("CARGO_BIN_EXE_nib"))
-        .args(["run", "-c", "64", "-n", "4", "-p", &long, "-m"])
-        .arg(common::model_path(common::SMOLLM2))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = cli_error(
+        &["run", "-c", "64", "-n", "4", "-p", &long],
+        &common::model_path(common::SMOLLM2),
+    );
     assert!(err.contains("error: ") && err.contains("context"), "{err}");
 }
 
 #[test]
 fn running_without_a_model_says_how_to_fetch_one() {
-    let out = Command::new(env!("CARGO_BIN_EXE_nib"))
+    let out = common::nib()
         .args(["run", "-p", "hi"])
         .env("NIB_MODELS", "/nonexistent")
         .current_dir(std::env::temp_dir())
@@ -209,7 +206,7 @@ fn interleaved_weights_give_the_logits_of_the_file_layout() {
     // Q4_0 matrices are interleaved eight rows at a time, and those of the other 32-element
     // formats block by block in fours, at load where the kernels have a tile for that (copied
     // out of a mapped file, rearranged in place when read into memory); every logit must stay
-    // the same as with the file's layout (`--no-repack`), for a prompt batch and decode steps.
+    // the same as with the file's layout (`--no-interleave`), for a prompt batch and decode steps.
     use nib::model::Logits;
     use nib::synth::{write_synthetic, Shape, SynthSpec};
     use nib_simd::{GgmlType, Layout};
@@ -256,7 +253,7 @@ fn interleaved_weights_give_the_logits_of_the_file_layout() {
         };
         let plain = run(
             LoadOptions {
-                no_repack: true,
+                no_interleave: true,
                 ..Default::default()
             },
             Layout::Rows,

@@ -9,11 +9,14 @@
 //! and a Python with `gguf` (`NIB_PYTHON`, default `python3`; `tools/test.sh` makes a venv). When
 //! either is missing the tests fail and say how to get it.
 
+mod common;
+
+use common::Scratch;
 use nib::gguf::Gguf;
 use nib_simd::formats::weight_quantizer;
+use nib_simd::testing::Rng;
 use nib_simd::GgmlType;
 use nib_simd::{Kernels, Level};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MODELS: [&str; 2] = [
@@ -24,6 +27,14 @@ const MODELS: [&str; 2] = [
 /// Rows checked per tensor, spread over the tensor.
 const ROWS: u64 = 12;
 
+/// The types whose tensors in the test models are dequantized and compared.
+const DEQUANTIZED: [GgmlType; 5] = [
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
 /// Reads the job list (one `op TYPE rows input output` per line) and runs each through
 /// `gguf.quants`, writing raw little-endian results.
 const SCRIPT: &str = r#"
@@ -42,45 +53,9 @@ for line in open(sys.argv[1]):
     np.ascontiguousarray(out).tofile(dst)
 "#;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("NIB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
-}
-
-fn python() -> String {
-    std::env::var("NIB_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn model(name: &str) -> Gguf {
-    let path = models_dir().join(name);
-    assert!(
-        path.is_file(),
-        "test model {} not found: run tools/fetch-models.sh (it places the models in $NIB_MODELS, \
-         default <repo>/models), or point NIB_MODELS at a directory that holds them",
-        path.display()
-    );
+    let path = common::model_path(name);
     Gguf::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("nib-pyref-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One conversion for Python to do.
@@ -93,21 +68,7 @@ struct Job {
 
 /// Runs the jobs through Python's `gguf.quants` and returns each job's output bytes.
 fn run_python(scratch: &Scratch, jobs: &[Job]) -> Vec<Vec<u8>> {
-    let py = python();
-    let probe = Command::new(&py)
-        .args(["-c", "import gguf, numpy"])
-        .output();
-    let hint =
-        "create one with `python3 -m venv .venv && .venv/bin/pip install gguf==0.19.0` and set \
-                NIB_PYTHON=.venv/bin/python (tools/test.sh does both)";
-    match probe {
-        Err(e) => panic!("cannot run the Python reference NIB_PYTHON={py}: {e}; {hint}"),
-        Ok(o) if !o.status.success() => panic!(
-            "NIB_PYTHON={py} cannot import the gguf package: {}; {hint}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Ok(_) => {}
-    }
+    let py = common::python_with_gguf();
     let mut manifest = String::new();
     for (i, job) in jobs.iter().enumerate() {
         let (src, dst) = (
@@ -129,11 +90,7 @@ fn run_python(scratch: &Scratch, jobs: &[Job]) -> Vec<Vec<u8>> {
     let script = scratch.path("reference.py");
     std::fs::write(&script, SCRIPT).unwrap();
     let out = Command::new(&py).arg(&script).arg(&list).output().unwrap();
-    assert!(
-        out.status.success(),
-        "Python reference failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("the Python reference", &out);
     (0..jobs.len())
         .map(|i| std::fs::read(scratch.path(&format!("out{i}"))).unwrap())
         .collect()
@@ -163,13 +120,7 @@ fn dequantize_matches_gguf_py_on_real_tensors() {
         let g = model(name);
         // Per type: the first and the last tensor of that type in the file.
         let mut picks: Vec<(GgmlType, &str)> = vec![];
-        for ty in [
-            GgmlType::Q4_1,
-            GgmlType::Q8_0,
-            GgmlType::Q5_0,
-            GgmlType::Q4_K,
-            GgmlType::Q6_K,
-        ] {
+        for ty in DEQUANTIZED {
             let of_type: Vec<&str> = g
                 .tensors()
                 .iter()
@@ -212,13 +163,7 @@ fn dequantize_matches_gguf_py_on_real_tensors() {
         }
     }
     let seen: Vec<GgmlType> = cases.iter().map(|c| c.2).collect();
-    for ty in [
-        GgmlType::Q4_1,
-        GgmlType::Q8_0,
-        GgmlType::Q5_0,
-        GgmlType::Q4_K,
-        GgmlType::Q6_K,
-    ] {
+    for ty in DEQUANTIZED {
         assert!(
             seen.contains(&ty),
             "no {ty} tensor found in the test models"
@@ -253,21 +198,6 @@ fn dequantize_matches_gguf_py_on_real_tensors() {
                 }
             }
         }
-    }
-}
-
-/// xorshift64*: deterministic inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::nib;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -18,10 +19,6 @@ use std::time::{Duration, Instant};
 const KEY: &str = "test-key-123";
 /// Each slot's context: small, so that "too long" and "clamped" prompts are cheap.
 const CTX: usize = 64;
-
-fn nib() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nib"))
-}
 
 struct Server {
     child: Child,
@@ -273,11 +270,7 @@ fn nib_run(prompt: &str, n: usize, chat: bool) -> String {
         cmd.arg("--chat");
     }
     let out = cmd.output().expect("run nib run");
-    assert!(
-        out.status.success(),
-        "nib run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success("nib run", &out);
     let v: Value = serde_json::from_slice(&out.stdout).expect("nib run --json output");
     v["text"].as_str().unwrap().to_string()
 }

@@ -11,6 +11,7 @@
 //!     NIB_BENCH_INTERLEAVE=1 ...                         (rows interleaved, as models load)
 
 use nib_simd::pool::{with_pool, Pool};
+use nib_simd::testing::Rng;
 use nib_simd::{interleave, GgmlType, Layout, MatRef};
 use std::time::Instant;
 
@@ -44,15 +45,8 @@ fn bandwidth(pool: &Pool, buf: &[u64]) -> f64 {
 }
 
 fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    let x: Vec<f32> = (0..rows * cols)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
+    let mut rng = Rng(seed | 1);
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 0.5).collect();
     let q = nib_simd::formats::weight_quantizer(ty).unwrap();
     let rb = ty.row_size(cols).unwrap();
     let mut out = vec![0u8; rb * rows];

@@ -4,18 +4,13 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nib::sample::{Sampler, SamplerParams};
+use nib_simd::testing::Rng;
 
 /// Deterministic pseudo-random logits, roughly normal around 0 (sum of four uniforms, sd ~2.3).
 fn logits(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut uniform = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     (0..n)
-        .map(|_| (0..4).map(|_| uniform() * 8.0 - 4.0).sum())
+        .map(|_| (0..4).map(|_| rng.f32() * 4.0).sum())
         .collect()
 }
 

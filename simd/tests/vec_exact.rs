@@ -6,41 +6,36 @@
 
 use half::f16;
 use nib_simd::attn::{self, HeadRows, Score, TiledHead, TiledRow, VecState, EMPTY_CELL};
+use nib_simd::testing::Rng;
 use nib_simd::vec::{self, Isa, VecOps};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// What these tests draw from the shared generator.
+trait Inputs {
     /// Mostly moderate values, sometimes tiny or large ones, sometimes exact edge values.
+    fn value(&mut self) -> f32;
+    fn values(&mut self, n: usize) -> Vec<f32>;
+    /// Uniform in `[-scale, scale)`.
+    fn normal(&mut self, n: usize, scale: f32) -> Vec<f32>;
+    fn halves(&mut self, n: usize, scale: f32) -> Vec<f16>;
+}
+
+impl Inputs for Rng {
     fn value(&mut self) -> f32 {
         match self.below(20) {
             0 => EDGES[self.below(EDGES.len())],
-            1 => self.unit() * 1e-6,
-            2 => self.unit() * 60.0,
-            _ => self.unit() * 4.0,
+            1 => self.f32() * 1e-6,
+            2 => self.f32() * 60.0,
+            _ => self.f32() * 4.0,
         }
     }
     fn values(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.value()).collect()
     }
     fn normal(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.unit() * scale).collect()
+        (0..n).map(|_| self.f32() * scale).collect()
     }
     fn halves(&mut self, n: usize, scale: f32) -> Vec<f16> {
-        (0..n).map(|_| f16::from_f32(self.unit() * scale)).collect()
+        (0..n).map(|_| f16::from_f32(self.f32() * scale)).collect()
     }
 }
 

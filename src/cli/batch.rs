@@ -1,10 +1,10 @@
 //! `nib batch`: run the requests of a JSON Lines file and append one result line each to the
 //! output, resuming where an earlier run stopped. The formats and rules are in [`crate::batch`].
 
-use super::common::{ModelArgs, SamplerArgs};
+use super::common::{GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
 use crate::batch::{error_value, parse_line, result_value, scan_results, Input, Request};
 use crate::chat::{ChatTemplate, Message};
-use crate::generate::{generate, CachedTokens, GenerateParams};
+use crate::generate::{generate, CachedTokens, Direct, GenerateParams};
 use crate::sample::Sampler;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("n_predict", |a| a.help("Tokens to generate per request unless it gives \"max_tokens\" (-1: until the end of generation or a full context)")),
+    mut_arg("stop", |a| a.help("Stop strings for requests that give no \"stop\" (repeatable)")),
+    mut_arg("system", |a| a.help("System message for requests rendered with the chat template (--chat, or \"messages\" without one of their own)")),
+)]
 pub struct BatchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -28,23 +33,13 @@ pub struct BatchArgs {
     /// file are skipped, so rerunning after an interruption picks up where it stopped.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Tokens to generate per request unless it gives "max_tokens" (-1: until the end of
-    /// generation or a full context).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
-    pub n_predict: i64,
-    /// Stop strings for requests that give no "stop" (repeatable).
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
+    #[command(flatten)]
+    pub gen: GenArgs,
     /// Treat each "prompt" as a user message in the chat template.
     #[arg(long)]
     pub chat: bool,
-    /// System message for requests rendered with the chat template (--chat, or "messages"
-    /// without one of their own).
-    #[arg(long = "system", visible_alias = "sys")]
-    pub system: Option<String>,
-    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
-    #[arg(long = "chat-template")]
-    pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     #[command(flatten)]
     pub sampling: SamplerArgs,
 }
@@ -220,14 +215,11 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Re
             params.validate(model.hp.n_vocab)?;
             let mut chat = |msgs: Vec<Message>| -> Result<Vec<u32>> {
                 if template.is_none() {
-                    template = Some(ChatTemplate::from_gguf(
-                        &model.gguf,
-                        args.chat_template.as_deref(),
-                    )?);
+                    template = Some(args.template.template(&model.gguf)?);
                 }
                 let tmpl = template.as_ref().expect("just set");
                 let mut all = Vec::new();
-                if let Some(s) = &args.system {
+                if let Some(s) = &args.template.system {
                     if msgs.first().is_none_or(|m| m.role != "system") {
                         all.push(Message::system(s.as_str()));
                     }
@@ -241,10 +233,8 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Re
                 Input::Messages(msgs) => chat(msgs)?,
             };
             let gen = GenerateParams {
-                n_predict: r
-                    .max_tokens
-                    .or((args.n_predict >= 0).then_some(args.n_predict as usize)),
-                stop: r.stop.clone().unwrap_or_else(|| args.stop.clone()),
+                n_predict: r.max_tokens.or(args.gen.limit()),
+                stop: r.stop.clone().unwrap_or_else(|| args.gen.stop.clone()),
             };
             let mut sampler = Sampler::new(params, model.hp.n_vocab);
             let out = generate(
@@ -255,6 +245,7 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Re
                 &prompt,
                 &gen,
                 &mut |_| true,
+                &mut Direct,
             )?;
             Ok((out, prompt.len(), sampler.seed()))
         });

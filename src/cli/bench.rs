@@ -1,9 +1,10 @@
 //! `nib bench`: llama-bench's tests and table, for nib.
 
 use crate::bench::{peak_rss_bytes, run_test_at, Samples, Test};
-use crate::cli::common::model_path;
-use crate::cli::inspect::{human_bytes, human_params};
-use crate::model::{Context, KvType, LoadOptions, Model};
+use crate::cli::common::{model_path, LoadArgs};
+use crate::cli::inspect::human_bytes;
+use crate::gguf::human_params;
+use crate::model::{Context, KvType, Model};
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -13,6 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("no_mmap", |a| a.help("Read models into memory instead of mapping them")),
+    mut_arg("mlock", |a| a.help("Lock model pages in memory")),
+    mut_arg("no_interleave", |a| a.help("Keep the weights in the file's layout (no interleaving of rows at load). --no-repack is llama.cpp's name for this switch")),
+)]
 pub struct BenchArgs {
     /// GGUF model file(s) (repeatable) [default: the default model].
     #[arg(short = 'm', long = "model")]
@@ -59,15 +65,8 @@ pub struct BenchArgs {
     /// Skip the warm-up run of each test.
     #[arg(long)]
     pub no_warmup: bool,
-    /// Read models into memory instead of mapping them.
-    #[arg(long)]
-    pub no_mmap: bool,
-    /// Lock model pages in memory.
-    #[arg(long)]
-    pub mlock: bool,
-    /// Keep the weights in the file's layout (no interleaving of rows at load).
-    #[arg(long)]
-    pub no_repack: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// One result row.
@@ -125,14 +124,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for path in &models {
         reset_peak_rss();
         let t0 = Instant::now();
-        let model = Model::load(
-            path,
-            &LoadOptions {
-                no_mmap: args.no_mmap,
-                mlock: args.mlock,
-                no_repack: args.no_repack,
-            },
-        )?;
+        let model = Model::load(path, &args.load.options())?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let tok = Tokenizer::from_gguf(&model.gguf)?;
         let bos = if tok.add_bos() { tok.bos() } else { None };

@@ -10,9 +10,9 @@
 //! terminal: one message per line, each reply printed followed by a newline, nothing else on
 //! stdout.
 
-use super::common::{ModelArgs, SamplerArgs};
-use crate::chat::{ChatTemplate, Message};
-use crate::generate::{generate, CachedTokens, GenerateParams, StopReason};
+use super::common::{write_streamed, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
+use crate::chat::Message;
+use crate::generate::{generate, CachedTokens, Direct, StopReason};
 use crate::sample::Sampler;
 use anyhow::{anyhow, Result};
 use clap::Args;
@@ -21,21 +21,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("system", |a| a.help("System message for the conversation (kept when old turns are dropped)")),
+    mut_arg("n_predict", |a| a.help("Most tokens per reply (-1: until the model ends its turn or the context is full)")),
+    mut_arg("stop", |a| a.help("Stop a reply when this text appears (repeatable); it is cut from the reply")),
+)]
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// System message for the conversation (kept when old turns are dropped).
-    #[arg(long = "system", visible_alias = "sys")]
-    pub system: Option<String>,
-    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
-    #[arg(long = "chat-template")]
-    pub chat_template: Option<String>,
-    /// Most tokens per reply (-1: until the model ends its turn or the context is full).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
-    pub n_predict: i64,
-    /// Stop a reply when this text appears (repeatable); it is cut from the reply.
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    #[command(flatten)]
+    pub gen: GenArgs,
     #[command(flatten)]
     pub sampling: SamplerArgs,
 }
@@ -217,7 +214,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let dim = std::io::stderr().is_terminal();
     let loaded = args.model.load()?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
-    let tmpl = ChatTemplate::from_gguf(&model.gguf, args.chat_template.as_deref())?;
+    let tmpl = args.template.template(&model.gguf)?;
     let mut ctx = args.model.context(model)?;
     let n_ctx = ctx.n_ctx();
     let params = args.sampling.params(model)?;
@@ -225,10 +222,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     if args.sampling.seed == Some(-1) {
         eprintln!("seed: {base_seed}");
     }
-    let gen = GenerateParams {
-        n_predict: (args.n_predict >= 0).then_some(args.n_predict as usize),
-        stop: args.stop.clone(),
-    };
+    let gen = args.gen.params();
     let reserve = reply_reserve(gen.n_predict, n_ctx);
     eprintln!("nib: {}", loaded.summary(n_ctx));
     let intr = Interrupt::install()?;
@@ -248,7 +242,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     };
 
     let mut conv = Conversation {
-        system: args.system.as_deref().map(Message::system),
+        system: args.template.system.as_deref().map(Message::system),
         turns: Vec::new(),
     };
     let mut cache = CachedTokens::default();
@@ -308,17 +302,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             &prompt,
             &gen,
             &mut |s| {
-                if intr.cancel.load(Ordering::SeqCst) {
-                    return false;
-                }
-                match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        write_err = Some(e);
-                        false
-                    }
-                }
+                !intr.cancel.load(Ordering::SeqCst)
+                    && write_streamed(&mut stdout, s, &mut write_err)
             },
+            &mut Direct,
         );
         if let Some(e) = write_err {
             if e.kind() == std::io::ErrorKind::BrokenPipe {

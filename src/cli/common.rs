@@ -1,13 +1,18 @@
-//! Options shared by the subcommands that load a model, and the loading itself.
+//! What the subcommands share: their options for the model, its loading, sampling, generation and
+//! chat template, finding the model file, reading the prompt, streaming text out. Loading itself
+//! is [`crate::runtime`]'s.
 
+use crate::chat::ChatTemplate;
+use crate::generate::GenerateParams;
+use crate::gguf::Gguf;
 use crate::model::{Context, KvType, LoadOptions, Model};
+use crate::runtime::{init_threads, ContextOptions, Loaded};
 use crate::sample::{SamplerOverrides, SamplerParams};
-use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The model nib uses when `-m` is not given.
 pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -30,6 +35,13 @@ pub struct ModelArgs {
     /// KV cache element type: f16 or f32.
     #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
     pub kv_type: KvType,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// How a model file is loaded.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
     /// Read the model into memory instead of mapping it.
     #[arg(long)]
     pub no_mmap: bool,
@@ -38,9 +50,20 @@ pub struct ModelArgs {
     pub mlock: bool,
     /// Keep the weights in the file's layout (by default the rows of Q4_0, Q4_1, Q5_0, Q5_1 and
     /// Q8_0 matrices are interleaved at load where the CPU's kernels read that faster; the
-    /// results are the same).
-    #[arg(long)]
-    pub no_repack: bool,
+    /// results are the same). --no-repack is llama.cpp's name for this switch.
+    #[arg(long, visible_alias = "no-repack")]
+    pub no_interleave: bool,
+}
+
+impl LoadArgs {
+    /// The loader's options.
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            no_mmap: self.no_mmap,
+            mlock: self.mlock,
+            no_interleave: self.no_interleave,
+        }
+    }
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -101,11 +124,51 @@ impl SamplerArgs {
 
     /// Defaults, then the model's `general.sampling.*`, then the user's settings.
     pub fn params(&self, model: &Model) -> Result<SamplerParams> {
-        let mut p = SamplerParams::default();
-        p.apply_gguf_defaults(&model.gguf);
-        self.overrides().apply(&mut p);
-        p.validate(model.hp.n_vocab)?;
-        Ok(p)
+        SamplerParams::for_model(&model.gguf, model.hp.n_vocab, &self.overrides())
+    }
+}
+
+/// How much to generate and where to stop (`nib run`, `nib chat`, `nib batch`).
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Tokens to generate (-1: until the end of generation or a full context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
+    pub n_predict: i64,
+    /// Stop when this text appears (repeatable); it is cut from the output.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl GenArgs {
+    /// `-n` as a limit (`None`: none).
+    pub fn limit(&self) -> Option<usize> {
+        (self.n_predict >= 0).then_some(self.n_predict as usize)
+    }
+
+    /// The limits of a generation.
+    pub fn params(&self) -> GenerateParams {
+        GenerateParams {
+            n_predict: self.limit(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// The system message and the chat template (`nib run --chat`, `nib chat`, `nib batch`).
+#[derive(Args, Debug, Clone)]
+pub struct TemplateArgs {
+    /// System message (with --chat).
+    #[arg(long = "system", visible_alias = "sys")]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
+    #[arg(long = "chat-template")]
+    pub chat_template: Option<String>,
+}
+
+impl TemplateArgs {
+    /// `--chat-template`, else the model's template.
+    pub fn template(&self, gguf: &Gguf) -> Result<ChatTemplate> {
+        ChatTemplate::from_gguf(gguf, self.chat_template.as_deref())
     }
 }
 
@@ -138,96 +201,38 @@ pub fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Size the thread pools (once per process).
-pub fn init_threads(threads: Option<usize>) -> Result<usize> {
-    let n = threads.unwrap_or_else(crate::default_threads);
-    if n == 0 {
-        bail!("--threads must be at least 1");
-    }
-    // nib_simd's pool runs the hot loops (matrix products, attention); rayon serves coarse work
-    // (model synthesis). A second call (tests) keeps the first sizes.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
-    Ok(nib_simd::pool::set_threads(n))
-}
-
-/// A model and its tokenizer, loaded.
-pub struct Loaded {
-    pub model: Arc<Model>,
-    pub tokenizer: Arc<Tokenizer>,
-    pub path: PathBuf,
-    pub load_seconds: f64,
-    pub threads: usize,
-}
-
-impl Loaded {
-    /// The line subcommands print on stderr once the model is loaded.
-    pub fn summary(&self, n_ctx: usize) -> String {
-        format!(
-            "loaded {} in {:.2} s ({}, {} threads, kernels {}, context {n_ctx})",
-            self.path.display(),
-            self.load_seconds,
-            self.model.describe(),
-            self.threads,
-            nib_simd::kernels().level(),
-        )
-    }
-}
-
 impl ModelArgs {
     /// Size the thread pool, load the model and build the tokenizer.
     pub fn load(&self) -> Result<Loaded> {
-        nib_simd::dispatch::requested_level()?;
         let threads = init_threads(self.threads)?;
         let path = model_path(self.model.as_deref())?;
-        let t0 = Instant::now();
-        let model = Model::load(
-            &path,
-            &LoadOptions {
-                no_mmap: self.no_mmap,
-                mlock: self.mlock,
-                no_repack: self.no_repack,
-            },
-        )?;
-        let tokenizer = Tokenizer::from_gguf(&model.gguf)
-            .with_context(|| format!("tokenizer of {}", path.display()))?;
-        let load_seconds = t0.elapsed().as_secs_f64();
-        Ok(Loaded {
-            model: Arc::new(model),
-            tokenizer: Arc::new(tokenizer),
-            path,
-            load_seconds,
-            threads,
-        })
+        Loaded::load(&path, &self.load.options(), threads)
     }
 
-    /// The context size to use: `-c`, else 4096, never more than the model was trained for.
-    pub fn n_ctx(&self, model: &Model) -> Result<usize> {
-        let train = model.hp.n_ctx_train.max(1);
-        match self.ctx_size {
-            Some(0) | None => Ok(4096.min(train)),
-            Some(c) if c > train => {
-                eprintln!(
-                    "warning: context size {c} is larger than the model's training context {train}"
-                );
-                Ok(c)
-            }
-            Some(c) => Ok(c),
+    /// How contexts are made.
+    pub fn context_options(&self) -> ContextOptions {
+        ContextOptions {
+            ctx_size: self.ctx_size,
+            batch_size: self.batch_size,
+            kv_type: self.kv_type,
         }
     }
 
     /// A fresh context for `model`.
     pub fn context(&self, model: &Arc<Model>) -> Result<Context> {
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
+        self.context_options().context(model)
+    }
+}
+
+/// Write a piece of streamed text and flush it: whether that worked (on an error, which is kept
+/// in `err`, generation should stop).
+pub fn write_streamed(out: &mut impl Write, text: &str, err: &mut Option<std::io::Error>) -> bool {
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            *err = Some(e);
+            false
         }
-        Context::new(
-            Arc::clone(model),
-            self.n_ctx(model)?,
-            self.batch_size,
-            self.kv_type,
-        )
     }
 }
 

@@ -1,49 +1,9 @@
 //! `nib inspect MODEL.gguf`: what a GGUF file holds, for people (`--json` for machines).
 
-use crate::gguf::{Gguf, Value};
+use crate::gguf::{file_type_name, human_params, Gguf, Value};
 use anyhow::Result;
 use serde_json::{json, Map};
 use std::path::Path;
-
-/// llama.cpp's `llama_ftype` names for `general.file_type`.
-pub fn file_type_name(ft: u32) -> &'static str {
-    match ft {
-        0 => "all F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        7 => "Q8_0",
-        8 => "Q5_0",
-        9 => "Q5_1",
-        10 => "Q2_K - Medium",
-        11 => "Q3_K - Small",
-        12 => "Q3_K - Medium",
-        13 => "Q3_K - Large",
-        14 => "Q4_K - Small",
-        15 => "Q4_K - Medium",
-        16 => "Q5_K - Small",
-        17 => "Q5_K - Medium",
-        18 => "Q6_K",
-        19 => "IQ2_XXS",
-        20 => "IQ2_XS",
-        21 => "Q2_K - Small",
-        22 => "IQ3_XS",
-        23 => "IQ3_XXS",
-        24 => "IQ1_S",
-        25 => "IQ4_NL",
-        26 => "IQ3_S",
-        27 => "IQ3_M",
-        28 => "IQ2_S",
-        29 => "IQ2_M",
-        30 => "IQ4_XS",
-        31 => "IQ1_M",
-        32 => "BF16",
-        36 => "TQ1_0",
-        37 => "TQ2_0",
-        38 => "MXFP4 MoE",
-        _ => "unknown",
-    }
-}
 
 /// The facts `inspect` reports, gathered once for both output forms.
 pub struct Summary {
@@ -86,15 +46,6 @@ impl Summary {
             has_chat_template: g.contains_key("tokenizer.chat_template"),
             architecture: arch,
         }
-    }
-}
-
-/// Human-readable parameter count ("134.52 M").
-pub fn human_params(n: u64) -> String {
-    if n >= 1_000_000_000 {
-        format!("{:.2} B", n as f64 / 1e9)
-    } else {
-        format!("{:.2} M", n as f64 / 1e6)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `nib run`: generate text from a prompt, streamed to stdout, stats on stderr.
 
-use super::common::{read_prompt, ModelArgs, SamplerArgs};
-use crate::chat::{ChatTemplate, Message};
-use crate::generate::{generate, CachedTokens, GenerateParams};
+use super::common::{read_prompt, write_streamed, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
+use crate::chat::Message;
+use crate::generate::{generate, CachedTokens, Direct};
 use crate::gguf::Gguf;
 use crate::sample::Sampler;
 use crate::tokenizer::Tokenizer;
@@ -22,21 +22,13 @@ pub struct RunArgs {
     /// Read the prompt from a file.
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
-    /// Tokens to generate (-1: until the end of generation or a full context).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
-    pub n_predict: i64,
-    /// Stop when this text appears (repeatable); it is cut from the output.
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
+    #[command(flatten)]
+    pub gen: GenArgs,
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
-    /// System message (with --chat).
-    #[arg(long = "system", visible_alias = "sys")]
-    pub system: Option<String>,
-    /// Chat template: a built-in name (chatml, gemma, llama3, llama2) or a Jinja file.
-    #[arg(long = "chat-template")]
-    pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     /// Print the prompt before the generated text.
     #[arg(long)]
     pub echo: bool,
@@ -57,9 +49,9 @@ pub fn build_prompt(
     tok: &Tokenizer,
 ) -> Result<(String, Vec<u32>)> {
     let prompt_text = if args.chat {
-        let tmpl = ChatTemplate::from_gguf(gguf, args.chat_template.as_deref())?;
+        let tmpl = args.template.template(gguf)?;
         let mut msgs = Vec::new();
-        if let Some(s) = &args.system {
+        if let Some(s) = &args.template.system {
             msgs.push(Message::system(s.as_str()));
         }
         msgs.push(Message::user(text));
@@ -82,10 +74,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if args.sampling.seed == Some(-1) {
         eprintln!("seed: {}", sampler.seed());
     }
-    let gen = GenerateParams {
-        n_predict: (args.n_predict >= 0).then_some(args.n_predict as usize),
-        stop: args.stop.clone(),
-    };
+    let gen = args.gen.params();
     eprintln!("nib: {}", loaded.summary(ctx.n_ctx()));
     let mut stdout = std::io::stdout().lock();
     if args.echo && !args.json {
@@ -101,18 +90,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &mut sampler,
         &prompt,
         &gen,
-        &mut |s| {
-            if json_mode {
-                return true;
-            }
-            match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    write_err = Some(e);
-                    false
-                }
-            }
-        },
+        &mut |s| json_mode || write_streamed(&mut stdout, s, &mut write_err),
+        &mut Direct,
     )?;
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -120,6 +99,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
     if json_mode {
+        let mut timings = out.timings();
+        timings.insert("load_ms".into(), json!(loaded.load_seconds * 1e3));
         let v = json!({
             "text": out.text,
             "tokens": out.tokens,
@@ -127,15 +108,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             "stop_reason": out.stop.name(),
             "stop_string": match &out.stop { crate::generate::StopReason::StopString(s) => Some(s.clone()), _ => None },
             "seed": sampler.seed(),
-            "timings": {
-                "load_ms": loaded.load_seconds * 1e3,
-                "prompt_n": out.n_prompt,
-                "prompt_ms": out.prompt_seconds * 1e3,
-                "prompt_per_second": out.prompt_tps(),
-                "predicted_n": out.tokens.len(),
-                "predicted_ms": out.gen_seconds * 1e3,
-                "predicted_per_second": out.gen_tps(),
-            }
+            "timings": timings,
         });
         writeln!(stdout, "{v}")?;
     } else {

@@ -1,7 +1,11 @@
 //! `nib serve`: the OpenAI-compatible HTTP server (see [`crate::serve`]). The options are
 //! always parsed; a build without the `server` feature says so when asked to serve.
 
+#[cfg(feature = "server")]
+use super::common::model_path;
 use super::common::{ModelArgs, SamplerArgs};
+#[cfg(feature = "server")]
+use anyhow::bail;
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -44,10 +48,49 @@ pub struct ServeArgs {
     pub sampling: SamplerArgs,
 }
 
+#[cfg(feature = "server")]
+impl ServeArgs {
+    /// The server's configuration: the options checked, the model file found (before anything
+    /// listens, so a wrong -m fails at once), the API key taken from NIB_API_KEY when not given.
+    pub fn config(&self) -> anyhow::Result<crate::serve::ServeConfig> {
+        if self.parallel == 0 {
+            bail!("--parallel must be at least 1");
+        }
+        if self.slot_threads == Some(0) {
+            bail!("--slot-threads must be at least 1");
+        }
+        if !(self.shutdown_grace >= 0.0 && self.shutdown_grace.is_finite()) {
+            bail!("--shutdown-grace must be a number of seconds >= 0");
+        }
+        let model_path = model_path(self.model.model.as_deref())?;
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("NIB_API_KEY").ok())
+            .filter(|k| !k.is_empty());
+        Ok(crate::serve::ServeConfig {
+            model_path,
+            threads: self.model.threads,
+            load: self.model.load.options(),
+            context: self.model.context_options(),
+            host: self.host.clone(),
+            port: self.port,
+            parallel: self.parallel,
+            slot_threads: self.slot_threads,
+            queue: self.queue,
+            api_key,
+            chat_template: self.chat_template.clone(),
+            alias: self.alias.clone(),
+            shutdown_grace: self.shutdown_grace,
+            sampling: self.sampling.overrides(),
+        })
+    }
+}
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     #[cfg(feature = "server")]
     {
-        crate::serve::run(args)
+        crate::serve::run(&args.config()?)
     }
     #[cfg(not(feature = "server"))]
     {

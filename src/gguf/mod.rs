@@ -1,10 +1,20 @@
 //! GGUF: the reader (zero-copy over a memory map, validating everything it reads) and the writer.
+//!
+//! By file: `reader.rs` ([`Gguf`]: parsing and validating, tensors), `metadata.rs` (the typed
+//! metadata getters), `memory.rs` (the file's bytes: mapping, locking, read-ahead, releasing
+//! pages), `value.rs` (metadata values), `writer.rs` ([`GgufWriter`]), `file_type.rs`
+//! (`general.file_type`).
 
+mod file_type;
+mod memory;
+mod metadata;
 mod reader;
 mod value;
 mod writer;
 
-pub use reader::{Gguf, StrArrayIter, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use file_type::{file_type_name, file_type_of, human_params};
+pub use metadata::StrArrayIter;
+pub use reader::{Gguf, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use value::{ArrayInfo, MetaValue, Span, Value, ValueType};
 pub use writer::GgufWriter;
 

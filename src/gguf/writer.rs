@@ -145,7 +145,7 @@ impl GgufWriter {
             return Err(GgufError::new(format!("duplicate tensor name {name:?}")));
         }
         let bs = ty.block_size() as u64;
-        if dims[0] % bs != 0 {
+        if !dims[0].is_multiple_of(bs) {
             return Err(GgufError::new(format!(
                 "tensor {name:?}: first dimension {} is not a multiple of the {ty} block size {bs}",
                 dims[0]

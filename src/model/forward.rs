@@ -1,7 +1,7 @@
 //! The forward pass: tokens → embeddings → N transformer blocks → final norm → logits, for a
 //! batch of tokens at consecutive positions, reading and extending the KV cache. One readable
-//! function ([`Context::forward_batch`]) over small named steps; architectures differ only by the
-//! flags of their [`ArchSpec`](super::ArchSpec).
+//! function (`forward`, below [`Context`]) over the small named steps of [`crate::ops`];
+//! architectures differ only by the flags of their [`ArchSpec`](super::ArchSpec).
 //!
 //! # Parity with llama.cpp
 //!
@@ -45,21 +45,25 @@ pub enum Logits {
     All,
 }
 
-/// Activations for up to `n_batch` tokens, allocated once per context.
+/// Activations for up to `n_batch` tokens, allocated once per context (a batch of `t` tokens
+/// uses the first `t` rows of each).
 struct Scratch {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    o: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    x: Vec<f32>,    // (n_batch, n_embd): the residual stream
+    xn: Vec<f32>,   // (n_batch, n_embd): x normalised
+    q: Vec<f32>,    // (n_batch, n_head * head_dim)
+    k: Vec<f32>,    // (n_batch, n_head_kv * head_dim)
+    v: Vec<f32>,    // (n_batch, n_head_kv * head_dim_v)
+    att: Vec<f32>,  // (n_batch, n_head * head_dim_v): attention's output
+    o: Vec<f32>,    // (n_batch, n_embd): a block's output, before the residual add
+    gate: Vec<f32>, // (n_batch, n_ff), then the activation's output
+    up: Vec<f32>,   // (n_batch, n_ff)
     /// RoPE angles of the batch's positions, for the main and the sliding-window base: per token,
     /// `n_rot / 2` cosines then `n_rot / 2` sines (computed once per batch, used by every layer).
-    angles: [Vec<f32>; 2],
+    angles: [Vec<f32>; 2], // (2, n_batch, n_rot)
+    /// Activations converted to a weight's `vec_dot_type` (bytes).
     qb: QuantBuf,
+    /// (n_vocab); (n_tokens, n_vocab) for [`Logits::All`], (n_contexts, n_vocab) for
+    /// [`Context::decode_batch`].
     logits: Vec<f32>,
 }
 
@@ -77,6 +81,8 @@ pub struct Context {
     /// Called with llama.cpp's tensor names (`attn_norm-0`, `Qcur-0`, `l_out-0`, ...) and the
     /// batch's values at each step, for comparing intermediate results (`None`: no cost).
     pub trace: Option<TraceFn>,
+    /// Keys (n_layer, n_ctx, n_head_kv * head_dim) and values (n_layer, n_ctx,
+    /// n_head_kv * head_dim_v).
     pub kv: KvCache,
     /// Decode attention over 512 or more cells is computed in this many chunks, as llama.cpp does
     /// with this many threads ([`DEFAULT_KV_SPLIT`]; 1: never split).
@@ -223,21 +229,15 @@ impl Context {
                 Logits::Last if last_chunk => Some(0),
                 Logits::Last => None,
             };
-            self.forward_batch(chunk, which, out_at);
+            let (seq, parts) = self.split(chunk.len());
+            forward(parts, &mut [seq], chunk, which, out_at);
+            self.n_past += chunk.len();
             done += chunk.len();
         }
         Ok(match which {
             Logits::Last => &self.s.logits[..n_vocab],
             Logits::All => &self.s.logits[..tokens.len() * n_vocab],
         })
-    }
-
-    /// One batch through the whole network. `out_at`: where in the logits buffer (in rows) this
-    /// batch's logits go, if any are wanted.
-    fn forward_batch(&mut self, tokens: &[u32], which: Logits, out_at: Option<usize>) {
-        let (seq, parts) = self.split(tokens.len());
-        forward(parts, &mut [seq], tokens, which, out_at);
-        self.n_past += tokens.len();
     }
 
     /// This context as the sequence of a batch (its next `n` positions) and as the holder of
@@ -367,11 +367,12 @@ fn forward(
         q.off = at;
         at += q.n;
     }
-    let d = hp.n_embd;
-    let q_dim = hp.n_head * hp.head_dim;
-    let kv_k = hp.n_head_kv * hp.head_dim;
-    let kv_v = hp.n_head_kv * hp.head_dim_v;
-    let att_dim = hp.n_head * hp.head_dim_v;
+    // Row widths: the activations below are (t, width) for the batch's `t` rows.
+    let d = hp.n_embd; // x, xn, o
+    let q_dim = hp.n_head * hp.head_dim; // q
+    let kv_k = hp.n_head_kv * hp.head_dim; // k
+    let kv_v = hp.n_head_kv * hp.head_dim_v; // v
+    let att_dim = hp.n_head * hp.head_dim_v; // att
     for q in seqs.iter_mut() {
         if let Some(c) = q.swa_cells.as_mut() {
             c.place(q.pos0, q.n);

@@ -27,7 +27,7 @@ impl KvType {
     }
 }
 
-/// One layer's keys or values.
+/// One layer's keys or values: (n_ctx, n_head_kv * head_dim), or `head_dim_v` for values.
 #[derive(Debug)]
 pub enum KvBuf {
     F16(Vec<f16>),
@@ -56,11 +56,11 @@ impl KvBuf {
 pub struct KvCache {
     pub ty: KvType,
     pub n_ctx: usize,
-    /// Elements per position of K (`n_head_kv * head_dim`) and of V.
+    /// Elements per position of K (`n_head_kv * head_dim`) and of V (`n_head_kv * head_dim_v`).
     pub k_stride: usize,
     pub v_stride: usize,
-    pub k: Vec<KvBuf>,
-    pub v: Vec<KvBuf>,
+    pub k: Vec<KvBuf>, // (n_layer, n_ctx, n_head_kv * head_dim)
+    pub v: Vec<KvBuf>, // (n_layer, n_ctx, n_head_kv * head_dim_v)
 }
 
 impl KvCache {
@@ -99,7 +99,7 @@ impl KvCache {
 /// cell order departs from position order once the ring wraps.
 #[derive(Clone, Debug)]
 pub struct CellMap {
-    /// The position in each cell, [`CellMap::EMPTY`] for a free one.
+    /// The position in each cell, [`CellMap::EMPTY`] for a free one: (size).
     pub pos: Vec<u32>,
     /// llama.cpp's `head`: where the next search for free cells starts.
     head: usize,

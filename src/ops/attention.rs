@@ -20,16 +20,22 @@
 //! the position of the same index unless [`AttnParams::cells`] maps them otherwise (llama.cpp's
 //! sliding-window cache is a ring; see [`crate::model::kv_cache::CellMap`]).
 //!
-//! [`reference`] is the definition, written plainly one query and one cell at a time.
-//! [`attention`] computes the same bits with the kernels of [`nib_simd::attn`] (SIMD for the
-//! CPU, chosen as [`nib_simd::vec`] chooses): for an f16 cache, the vector and split-KV paths run
-//! one query row per task, the split-KV chunks as separate tasks merged afterwards, and the tiled
-//! path runs blocks of queries per task, every KV head's K/V tiles widened once per block and
-//! shared by the heads of its group. Small work runs on the calling thread (decoding at short
+//! [`attention`] computes these bits for an f16 cache with the kernels of [`nib_simd::attn`]
+//! (SIMD for the CPU, chosen as [`nib_simd::vec`] chooses; their scalar reference,
+//! [`nib_simd::attn::scalar`], is the definition, written plainly one query and one cell at a
+//! time, and [`attention_with`] with [`VecOps::scalar`] runs it): the vector and split-KV paths
+//! run one query row per task, the split-KV chunks as separate tasks merged afterwards, and the
+//! tiled path runs blocks of queries per task, every KV head's K/V tiles widened once per block
+//! and shared by the heads of its group. Small work runs on the calling thread (decoding at short
 //! contexts); nothing is allocated per call once the thread-local buffers have grown. An f32
-//! cache takes the reference.
+//! cache takes the same paths one query row at a time in f32 ([`f32_kv`]).
 
-pub mod reference;
+pub mod f32_kv;
+mod params;
+
+pub use params::{
+    llama_n_kv, AttnParams, Cells, FaPath, FA_SPLIT_MIN_KV, FA_TILE_KV, FA_TILE_Q, KV_PAD,
+};
 
 use crate::model::kv_cache::{CellMap, KvBuf};
 use half::f16;
@@ -38,123 +44,6 @@ use nib_simd::vec::{self, VecOps};
 use std::cell::Cell;
 
 const _: () = assert!(CellMap::EMPTY == nib_simd::attn::EMPTY_CELL);
-
-/// llama.cpp's flash-attention query tile (`GGML_FA_TILE_Q`): batches of at least this many
-/// queries take the tiled path.
-pub const FA_TILE_Q: usize = 64;
-/// llama.cpp's flash-attention KV tile (`GGML_FA_TILE_KV`).
-pub const FA_TILE_KV: usize = 64;
-/// A single query over at least this many KV cells takes llama.cpp's split-KV path.
-pub const FA_SPLIT_MIN_KV: usize = 512;
-/// llama.cpp pads its KV view to a multiple of this many cells (`llama_kv_cache::get_n_kv`).
-pub const KV_PAD: usize = 256;
-
-/// llama.cpp's KV view length for a batch whose last position is `end - 1`, in a cache of `size`
-/// cells filled in position order: `min(size, max(256, pad256(end)))`.
-pub fn llama_n_kv(end: usize, size: usize) -> usize {
-    size.min(KV_PAD.max(end.div_ceil(KV_PAD) * KV_PAD))
-}
-
-/// Which position each cell of llama.cpp's KV view holds.
-#[derive(Clone, Copy, Debug)]
-pub enum Cells<'a> {
-    /// Cell `c` holds position `c` (a cache filled in order).
-    Positions,
-    /// Cell `c` holds position `map[c]` ([`CellMap::EMPTY`]: none).
-    Map(&'a [u32]),
-}
-
-/// Shape and masking of one attention call.
-#[derive(Clone, Copy, Debug)]
-pub struct AttnParams<'a> {
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-    pub head_dim_v: usize,
-    /// Position of the first query token; query `t` sits at `pos0 + t`.
-    pub pos0: usize,
-    /// Multiply scores by this.
-    pub scale: f32,
-    /// Keys more than `window - 1` positions back are masked (0: no window).
-    pub window: usize,
-    /// `cap * tanh(score / cap)` before the softmax (0: none).
-    pub softcap: f32,
-    /// llama.cpp's KV view length for this batch ([`llama_n_kv`]): where its KV tiles and split
-    /// chunks fall.
-    pub n_kv: usize,
-    /// The llama.cpp thread count reproduced by the split-KV path (chunks of `ceil(n_kv / kv_split)`
-    /// cells). 0 or 1: never split.
-    pub kv_split: usize,
-    /// Which position each cell holds.
-    pub cells: Cells<'a>,
-}
-
-/// Which of llama.cpp's paths a batch of `n_tokens` queries takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaPath {
-    Vector,
-    Tiled,
-    SplitKv,
-}
-
-impl AttnParams<'_> {
-    pub fn path(&self, n_tokens: usize) -> FaPath {
-        if n_tokens == 1 && self.n_kv >= FA_SPLIT_MIN_KV && self.kv_split > 1 {
-            FaPath::SplitKv
-        } else if n_tokens >= FA_TILE_Q {
-            FaPath::Tiled
-        } else {
-            FaPath::Vector
-        }
-    }
-
-    /// What query `t` sees.
-    fn view(&self, t: usize) -> View<'_> {
-        View {
-            cells: self.cells,
-            q: self.pos0 + t,
-            window: self.window,
-        }
-    }
-}
-
-/// The keys one query sees: cells holding a position `p <= q` and, with a window, `q - p < window`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    cells: Cells<'a>,
-    q: usize,
-    window: usize,
-}
-
-impl View<'_> {
-    /// The cells worth visiting within `c0..c1`.
-    fn clamp(&self, c0: usize, c1: usize) -> (usize, usize) {
-        match self.cells {
-            Cells::Positions => {
-                let first = if self.window > 0 {
-                    (self.q + 1).saturating_sub(self.window)
-                } else {
-                    0
-                };
-                (c0.max(first), c1.min(self.q + 1))
-            }
-            Cells::Map(m) => (c0, c1.min(m.len())),
-        }
-    }
-
-    /// The position cell `c` holds, if this query sees it.
-    #[inline]
-    fn key(&self, c: usize) -> Option<usize> {
-        let p = match self.cells {
-            Cells::Positions => c,
-            Cells::Map(m) => match m.get(c) {
-                Some(&p) if p != CellMap::EMPTY => p as usize,
-                _ => return None,
-            },
-        };
-        (p <= self.q && (self.window == 0 || self.q - p < self.window)).then_some(p)
-    }
-}
 
 /// Queries per task of the tiled path.
 const TILED_BLOCK: usize = 16;
@@ -182,11 +71,13 @@ pub fn attention_with(
     p: AttnParams,
     out: &mut [f32],
 ) {
-    let (KvBuf::F16(kb), KvBuf::F16(vb)) = (k, v) else {
-        return reference::attention(q, k, v, n_tokens, p, out);
+    let (kb, vb) = match (k, v) {
+        (KvBuf::F16(kb), KvBuf::F16(vb)) => (kb, vb),
+        (KvBuf::F32(kb), KvBuf::F32(vb)) => return f32_kv::attention(q, kb, vb, n_tokens, p, out),
+        _ => panic!("keys and values of different types"),
     };
     assert!(p.head_dim <= MAX_HEAD_DIM && p.head_dim_v <= MAX_HEAD_DIM);
-    assert!(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
+    assert!(p.n_head_kv > 0 && p.n_head.is_multiple_of(p.n_head_kv));
     let f = Fast {
         ops,
         q,

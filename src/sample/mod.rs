@@ -112,6 +112,20 @@ impl SamplerParams {
         self.temp.is_nan() || self.temp <= 0.0
     }
 
+    /// The settings for a model: the defaults, then the file's `general.sampling.*`, then
+    /// `overrides`; checked against the vocabulary.
+    pub fn for_model(
+        g: &Gguf,
+        n_vocab: usize,
+        overrides: &SamplerOverrides,
+    ) -> anyhow::Result<SamplerParams> {
+        let mut p = SamplerParams::default();
+        p.apply_gguf_defaults(g);
+        overrides.apply(&mut p);
+        p.validate(n_vocab)?;
+        Ok(p)
+    }
+
     /// Replace the defaults with the model's recommendations from `general.sampling.*`
     /// ([`GGUF_SAMPLING_KEYS`]). Call this before applying the user's settings (see
     /// [`SamplerOverrides`]), which win. Values of the wrong type are ignored, as llama.cpp

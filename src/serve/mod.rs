@@ -17,23 +17,56 @@ pub mod error;
 pub mod metrics;
 pub mod request;
 mod routes;
+mod server;
 pub mod slots;
 
+pub use server::run;
+
 use crate::chat::ChatTemplate;
-use crate::cli::common::model_path;
-use crate::cli::serve::ServeArgs;
-use crate::model::Model;
-use crate::sample::SamplerParams;
+use crate::model::{LoadOptions, Model};
+use crate::runtime::ContextOptions;
+use crate::sample::{SamplerOverrides, SamplerParams};
 use crate::tokenizer::Tokenizer;
-use anyhow::{bail, Context as _, Result};
 use metrics::Metrics;
 use slots::Slots;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// What [`run`] serves and how (`nib serve`'s options, checked).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The model file (it exists).
+    pub model_path: PathBuf,
+    /// Compute threads (`None`: one per CPU).
+    pub threads: Option<usize>,
+    pub load: LoadOptions,
+    /// How each slot's context is made.
+    pub context: ContextOptions,
+    /// Address and port to listen on (port 0: any free one).
+    pub host: String,
+    pub port: u16,
+    /// Requests generated at the same time, each in its own slot (at least 1).
+    pub parallel: usize,
+    /// A pool of this many threads for each slot instead of the process-wide pool (at least 1).
+    pub slot_threads: Option<usize>,
+    /// Requests that may wait for a free slot.
+    pub queue: usize,
+    /// The key every endpoint but `/health` requires (`None`: none).
+    pub api_key: Option<String>,
+    /// Chat template: a built-in name, a Jinja file or Jinja text (`None`: the model's).
+    pub chat_template: Option<String>,
+    /// Model name reported (`None`: the file name).
+    pub alias: Option<String>,
+    /// Seconds in-flight generations may run on after SIGINT/SIGTERM (finite, at least 0).
+    pub shutdown_grace: f64,
+    /// Default sampling settings over the model's; each request may override them.
+    pub sampling: SamplerOverrides,
+}
 
 /// The loaded model and what serves it.
 pub struct Engine {
@@ -85,222 +118,4 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Run the server until SIGINT/SIGTERM (Ok) or until the model fails to load (Err).
-pub fn run(args: &ServeArgs) -> Result<()> {
-    if args.parallel == 0 {
-        bail!("--parallel must be at least 1");
-    }
-    if args.slot_threads == Some(0) {
-        bail!("--slot-threads must be at least 1");
-    }
-    if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
-        bail!("--shutdown-grace must be a number of seconds >= 0");
-    }
-    // Resolve the model before listening, so a wrong -m fails at once.
-    let path = model_path(args.model.model.as_deref())?;
-    let api_key = args
-        .api_key
-        .clone()
-        .or_else(|| std::env::var("NIB_API_KEY").ok())
-        .filter(|k| !k.is_empty());
-    let model_name = args.alias.clone().unwrap_or_else(|| {
-        path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
-    });
-    let state = Arc::new(State {
-        engine: OnceLock::new(),
-        metrics: Arc::new(Metrics::default()),
-        api_key,
-        model_name,
-        model_path: path.display().to_string(),
-        created: unix_now(),
-        stopping: AtomicBool::new(false),
-        cancel: Arc::new(AtomicBool::new(false)),
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("nib-http")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let mut args = args.clone();
-    args.model.model = Some(path);
-    let result = rt.block_on(serve(args.clone(), Arc::clone(&state)));
-    // Whatever is still generating stops now; the slot threads end once the queue drains.
-    state.cancel.store(true, SeqCst);
-    if let Some(engine) = state.engine.get() {
-        engine.slots.close_and_join();
-    }
-    rt.shutdown_timeout(Duration::from_secs(1));
-    result
-}
-
-async fn serve(args: ServeArgs, state: Arc<State>) -> Result<()> {
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    eprintln!(
-        "nib serve: listening on http://{local} (loading {})",
-        state.model_path
-    );
-    if state.api_key.is_none() && !local.ip().is_loopback() {
-        eprintln!("nib serve: warning: listening beyond loopback without an API key (--api-key or NIB_API_KEY)");
-    }
-
-    let grace = Duration::from_secs_f64(args.shutdown_grace);
-    // Load on a plain thread: it is slow, blocking work, and /health answers meanwhile.
-    let (load_tx, load_rx) = tokio::sync::oneshot::channel::<Result<()>>();
-    {
-        let state = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name("nib-load".into())
-            .spawn(move || {
-                let r = load(&args, &state).map(|engine| {
-                    let _ = state.engine.set(Arc::new(engine));
-                });
-                let _ = load_tx.send(r);
-            })?;
-    }
-
-    // Shutdown starts on a signal or a failed load; the grace period then runs.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load_failure = Arc::new(std::sync::Mutex::new(None::<anyhow::Error>));
-    {
-        let state = Arc::clone(&state);
-        let load_failure = Arc::clone(&load_failure);
-        tokio::spawn(async move {
-            let mut load_rx = load_rx;
-            let mut loaded = false;
-            loop {
-                tokio::select! {
-                    r = &mut load_rx, if !loaded => {
-                        loaded = true;
-                        match r {
-                            Ok(Ok(())) => continue,
-                            Ok(Err(e)) => *load_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
-                            Err(_) => *load_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(anyhow::anyhow!("the loading thread died")),
-                        }
-                        break;
-                    }
-                    name = shutdown_signal() => {
-                        eprintln!("nib serve: {name}: stopping (in-flight generations get {:.1} s)", grace.as_secs_f64());
-                        break;
-                    }
-                }
-            }
-            state.stopping.store(true, SeqCst);
-            let _ = stop_tx.send(true);
-            // A second signal does not wait for anything.
-            tokio::spawn(async {
-                let name = shutdown_signal().await;
-                eprintln!("nib serve: {name} again: exiting now");
-                std::process::exit(130);
-            });
-            tokio::time::sleep(grace).await;
-            state.cancel.store(true, SeqCst);
-        });
-    }
-
-    let app = routes::router(Arc::clone(&state));
-    let mut stop_wait = stop_rx.clone();
-    let graceful = async move {
-        let _ = stop_wait.wait_for(|s| *s).await;
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    // Connections that still hang on well after the grace period (a client that never reads)
-    // do not keep the process alive.
-    let mut deadline_wait = stop_rx;
-    let deadline = async move {
-        let _ = deadline_wait.wait_for(|s| *s).await;
-        tokio::time::sleep(grace + Duration::from_secs(5)).await;
-    };
-    tokio::select! {
-        r = server => r.context("serving HTTP")?,
-        () = deadline => eprintln!("nib serve: connections still open after the grace period; closing them"),
-    }
-    if let Some(e) = load_failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        return Err(e.context(format!("loading {}", state.model_path)));
-    }
-    eprintln!("nib serve: stopped");
-    Ok(())
-}
-
-/// Wait for SIGINT or SIGTERM; their name.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
-}
-
-/// Load the model, its tokenizer and template, and start the slots.
-fn load(args: &ServeArgs, state: &State) -> Result<Engine> {
-    // The tests hold the server in its loading state with this (a small model loads at once).
-    if let Some(ms) = std::env::var("NIB_SERVE_TEST_LOAD_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
-    let loaded = args.model.load()?;
-    let model = loaded.model;
-    let template = ChatTemplate::from_gguf(&model.gguf, args.chat_template.as_deref())?;
-    let defaults = args.sampling.params(&model)?;
-    let contexts = (0..args.parallel)
-        .map(|_| args.model.context(&model))
-        .collect::<Result<Vec<_>>>()?;
-    let n_ctx = contexts[0].n_ctx();
-    let slots = Slots::start(
-        contexts,
-        Arc::clone(&loaded.tokenizer),
-        args.queue,
-        Arc::clone(&state.metrics),
-        Arc::clone(&state.cancel),
-        args.slot_threads,
-    )
-    .context("starting the slot threads")?;
-    eprintln!(
-        "nib serve: loaded {} in {:.2} s ({}, {} threads, kernels {}, {} slot(s) of {} tokens, queue {}, chat template {})",
-        state.model_name,
-        loaded.load_seconds,
-        model.describe(),
-        loaded.threads,
-        nib_simd::kernels().level(),
-        args.parallel,
-        n_ctx,
-        args.queue,
-        template.name(),
-    );
-    Ok(Engine {
-        model,
-        tokenizer: loaded.tokenizer,
-        template,
-        defaults,
-        slots,
-    })
 }

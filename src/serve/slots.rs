@@ -15,7 +15,7 @@ use super::batcher::{Batcher, Member};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::generate::{
-    generate_with, CachedTokens, Direct, Evaluator, GenerateOutput, GenerateParams, StopReason,
+    generate, CachedTokens, Direct, Evaluator, GenerateOutput, GenerateParams, StopReason,
 };
 use crate::model::Context;
 use crate::sample::{Sampler, SamplerParams};
@@ -324,7 +324,7 @@ impl Slot {
             None => &mut direct,
         };
         let mut run = || {
-            generate_with(
+            generate(
                 ctx,
                 cache,
                 tok,

@@ -383,44 +383,18 @@ fn split_gpt2(p: &Piece, out: &mut Vec<usize>) {
     let mut w = Cutter { prev: p.ini, out };
     let mut pos = p.ini;
     while pos < p.end {
-        let cpt = p.cpt(pos);
-        let flags = p.flags(pos);
-
         let n = contraction(p, pos, false);
         if n > 0 {
             pos += w.cut(pos + n);
             continue;
         }
 
-        let space = cpt == ' ' as u32;
-        let mut f2 = if space { p.flags(pos + 1) } else { flags };
-        // <space>?\p{L}+
-        if f2.letter() {
-            pos += space as usize;
-            while f2.letter() {
-                pos += 1;
-                f2 = p.flags(pos);
-            }
-            w.cut(pos);
-            continue;
-        }
-        // <space>?\p{N}+
-        if f2.number() {
-            pos += space as usize;
-            while f2.number() {
-                pos += 1;
-                f2 = p.flags(pos);
-            }
-            w.cut(pos);
-            continue;
-        }
-        // <space>?[^\s\p{L}\p{N}]+
-        if f2.other() {
-            pos += space as usize;
-            while f2.other() {
-                pos += 1;
-                f2 = p.flags(pos);
-            }
+        // <space>?\p{L}+ | <space>?\p{N}+ | <space>?[^\s\p{L}\p{N}]+
+        let run = spaced_run(p, pos, Flags::letter)
+            .or_else(|| spaced_run(p, pos, Flags::number))
+            .or_else(|| spaced_run(p, pos, Flags::other));
+        if let Some(end) = run {
+            pos = end;
             w.cut(pos);
             continue;
         }
@@ -429,21 +403,36 @@ fn split_gpt2(p: &Piece, out: &mut Vec<usize>) {
         while p.flags(pos + n_ws).whitespace() {
             n_ws += 1;
         }
-        // \s+(?!\S): leave the last space to start the next word
-        if n_ws > 1 && p.cpt(pos + n_ws) != NONE {
-            pos += n_ws - 1;
-            w.cut(pos);
-            continue;
-        }
-        // \s+
-        if n_ws > 0 {
-            pos += n_ws;
-            w.cut(pos);
-            continue;
-        }
-        // nothing matched: the code point stands alone
-        pos += 1;
+        pos = whitespace_end(p, pos, n_ws);
         w.cut(pos);
+    }
+}
+
+/// `<space>?` then one or more code points of `class`, at `pos`: where the match ends, if
+/// there is one.
+#[inline]
+fn spaced_run(p: &Piece, pos: usize, class: impl Fn(Flags) -> bool) -> Option<usize> {
+    let mut end = pos + (p.cpt(pos) == ' ' as u32) as usize;
+    if !class(p.flags(end)) {
+        return None;
+    }
+    while class(p.flags(end)) {
+        end += 1;
+    }
+    Some(end)
+}
+
+/// Where the piece at `pos` ends when `n_ws` whitespace code points start there: `\s+(?!\S)`
+/// (a run of several before more text leaves its last space to start the next word), else
+/// `\s+`; with none, the code point stands alone.
+#[inline]
+fn whitespace_end(p: &Piece, pos: usize, n_ws: usize) -> usize {
+    if n_ws > 1 && p.cpt(pos + n_ws) != NONE {
+        pos + n_ws - 1
+    } else if n_ws > 0 {
+        pos + n_ws
+    } else {
+        pos + 1
     }
 }
 
@@ -487,17 +476,8 @@ fn split_llama3(p: &Piece, max_digits: usize, out: &mut Vec<usize>) {
         }
 
         // <space>?[^\s\p{L}\p{N}]+[\r\n]*
-        let mut f2 = if cpt == ' ' as u32 {
-            p.flags(pos + 1)
-        } else {
-            flags
-        };
-        if f2.other() {
-            pos += (cpt == ' ' as u32) as usize;
-            while f2.other() {
-                pos += 1;
-                f2 = p.flags(pos);
-            }
+        if let Some(end) = spaced_run(p, pos, Flags::other) {
+            pos = end;
             while is_crlf(p.cpt(pos)) {
                 pos += 1;
             }
@@ -519,19 +499,7 @@ fn split_llama3(p: &Piece, max_digits: usize, out: &mut Vec<usize>) {
             w.cut(pos);
             continue;
         }
-        // \s+(?!\S)
-        if n_ws > 1 && p.cpt(pos + n_ws) != NONE {
-            pos += n_ws - 1;
-            w.cut(pos);
-            continue;
-        }
-        // \s+
-        if n_ws > 0 {
-            pos += n_ws;
-            w.cut(pos);
-            continue;
-        }
-        pos += 1;
+        pos = whitespace_end(p, pos, n_ws);
         w.cut(pos);
     }
 }

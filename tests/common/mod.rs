@@ -1,7 +1,15 @@
-//! Helpers shared by the integration tests: where the models and goldens are.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: where the models and goldens are, loading, running
+//! the `nib` binary. Each test uses some of them.
+#![allow(dead_code, unused_imports)]
 
-use std::path::PathBuf;
+pub mod golden;
+
+pub use golden::{token_ids, top_logits};
+
+use nib::model::{LoadOptions, Model};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
 
 /// The models directory: `$NIB_MODELS`, default `<repo>/models`.
 pub fn models_dir() -> PathBuf {
@@ -20,6 +28,11 @@ pub fn model_path(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The model at `path`, loaded with the default options.
+pub fn load_model(path: &Path) -> Arc<Model> {
+    Arc::new(Model::load(path, &LoadOptions::default()).unwrap())
 }
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -76,4 +89,31 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The `nib` binary of this build.
+pub fn nib() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nib"))
+}
+
+/// Panic with its standard error unless the process (`what`) succeeded.
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The sha256 of a file, in hex (`sha256sum`).
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }

@@ -83,35 +83,54 @@ pub fn fa_tiled(h: &TiledHead, q: &[f32], rows: &[TiledRow], out: &mut [f32]) {
                     f32::NEG_INFINITY
                 };
             }
-            let tmax = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if tmax == f32::NEG_INFINITY {
-                continue;
-            }
-            let m_new = m.max(tmax);
-            if m_new > m {
-                let ms = (m - m_new).exp();
-                for a in vkq.iter_mut() {
-                    *a *= ms;
-                }
-                s *= ms;
-            }
-            m = m_new;
-            s = (s as f64 + vs::soft_max_exp(&mut kq, m_new)) as f32;
-            for (d, a) in vkq.iter_mut().enumerate() {
-                let mut acc = *a;
-                for (i, &e) in kq[..tile].iter().enumerate() {
-                    if (mask >> i) & 1 != 0 {
-                        acc = h.v.row(h.position(ic + i).unwrap())[d]
-                            .to_f32()
-                            .mul_add(e, acc);
-                    }
-                }
-                *a = acc;
-            }
+            tiled_softmax(&mut kq, tile, &mut m, &mut s, vkq, |i, d| {
+                ((mask >> i) & 1 != 0).then(|| h.v.row(h.position(ic + i).unwrap())[d].to_f32())
+            });
         }
         let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
         for (o, &a) in out[row.out..][..dv].iter_mut().zip(vkq.iter()) {
             *o = a * inv;
         }
+    }
+}
+
+/// The online softmax over one tile of [`fa_tiled`] for one row, once the tile's scores are in
+/// `kq` (`-inf` for masked cells and for the padding past `n_kv`): nothing if none is finite;
+/// else with `t = max(kq)`, `M' = max(M, t)`; if `M' > M` then `ms = expf(M - M')` scales `vkq`
+/// and `S`; the scores become `e^(score - M')` by [`vs::soft_max_exp`] and
+/// `S = f32(f64(S) + that sum)`; then each element `d` of `vkq` is `fma(v(i, d), e_i, ·)`
+/// chained over the tile's cells `i` in order, where `v(i, d)` (element `d` of cell `i`'s
+/// value) is `None` for a masked cell, which adds nothing (llama.cpp adds `0 * v`). nib's
+/// attention over an f32 cache takes its tiles through this too.
+pub fn tiled_softmax(
+    kq: &mut [f32; TILE_KV],
+    tile: usize,
+    m: &mut f32,
+    s: &mut f32,
+    vkq: &mut [f32],
+    v: impl Fn(usize, usize) -> Option<f32>,
+) {
+    let tmax = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if tmax == f32::NEG_INFINITY {
+        return;
+    }
+    let m_new = m.max(tmax);
+    if m_new > *m {
+        let ms = (*m - m_new).exp();
+        for a in vkq.iter_mut() {
+            *a *= ms;
+        }
+        *s *= ms;
+    }
+    *m = m_new;
+    *s = (*s as f64 + vs::soft_max_exp(kq, m_new)) as f32;
+    for (d, a) in vkq.iter_mut().enumerate() {
+        let mut acc = *a;
+        for (i, &e) in kq[..tile].iter().enumerate() {
+            if let Some(x) = v(i, d) {
+                acc = x.mul_add(e, acc);
+            }
+        }
+        *a = acc;
     }
 }

@@ -22,7 +22,7 @@
 //! weights in registers for `T` tokens, so each weight is unpacked once per `T` tokens.
 
 use super::simd::*;
-use super::GroupKernel;
+use super::kernel::GroupKernel;
 use crate::formats::block32::{has_min, Act32, Block32, Quants};
 use crate::interleave::{MAX_BLOCKS, ROWS};
 use crate::traits::{Order, Tile};

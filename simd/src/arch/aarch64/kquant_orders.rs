@@ -11,7 +11,7 @@
 
 use super::kquants::*;
 use super::simd::*;
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::traits::Order;
 use crate::GgmlType;
 use core::arch::aarch64::*;

@@ -13,7 +13,7 @@
 //!   rows interleaved at load take `interleaved`'s kernels instead.)
 
 use super::simd::*;
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::formats::block32::{has_min, Act32, Block32, Quants};
 use crate::traits::Order;
 use crate::GgmlType;

@@ -6,7 +6,7 @@
 //! accumulator is two 4-lane NEON accumulators, each element feeds the lane it feeds on x86,
 //! `vfmaq` stands where x86 fuses, and reductions follow the x86 trees.
 //!
-//! A quantized kernel ([`Kernel`]) is one summation order of one weight format: a function of `R`
+//! A quantized kernel ([`Kernel`], `kernel.rs`) is one summation order of one weight format: a function of `R`
 //! weight rows × `T` tokens, generic over the 16-byte integer dot ([`simd::Dot`], lane-exact quad
 //! sums), instantiated twice: with the widening-multiply emulation for plain NEON and with the
 //! SDOT instruction (inline assembly, since stable Rust lacks the intrinsic) inside
@@ -15,7 +15,8 @@
 //! the table's `VecDot` at 1 × 1 and its `DotTile` at the tile. The conversions (`to_float`,
 //! `from_float`) and the float dots need no dotprod and are the same at both levels.
 //!
-//! Files (the same roles as in `arch/x86/`): `simd` (SDOT, fp16 conversion, reductions, helpers),
+//! Files (the same roles as in `arch/x86/`): `kernel` (what a kernel is), `simd` (SDOT, fp16
+//! conversion, reductions, helpers),
 //! `tile` (how a kernel covers a row and a tile), `legacy` (the 32-element formats), `kquants`
 //! and `kquant_orders` (Q2_K .. Q6_K: unpacking and passes; one kernel per order), `float` (F32,
 //! F16, BF16), `convert` (to and from f32) and `lanes` (the vectors of the elementwise kernels,
@@ -24,6 +25,7 @@
 mod convert;
 mod float;
 mod interleaved;
+mod kernel;
 mod kquant_orders;
 mod kquants;
 pub(crate) mod lanes;
@@ -35,43 +37,8 @@ use crate::formats::*;
 use crate::interleave::Layout;
 use crate::traits::{Interleaved, Level, Order, Table, Tile};
 use crate::GgmlType;
-use simd::{Dot, Emul, Sdot};
-
-/// An aarch64 kernel: one summation order of one weight format over blocks of `QB` elements
-/// (`XB` bytes per weight block, `YB` per activation block).
-pub(crate) trait Kernel {
-    const TYPE: GgmlType;
-    const ORDER: Order;
-    const QB: usize;
-    const XB: usize;
-    const YB: usize;
-
-    /// `out[t][r]` = weight row `x[r]` · activation row `y[t]` over `nb` blocks, in the kernel's
-    /// order.
-    ///
-    /// # Safety
-    /// Every `x[r]` must be valid for reading `nb * XB` bytes and every `y[t]` `nb * YB` bytes;
-    /// the CPU must support `D`'s instructions.
-    unsafe fn run<D: Dot, const R: usize, const T: usize>(
-        nb: usize,
-        x: &[*const u8; R],
-        y: &[*const u8; T],
-    ) -> [[f32; R]; T];
-}
-
-/// An aarch64 kernel over an interleaved layout: one summation order of one weight format,
-/// generic over the integer dot.
-pub(crate) trait GroupKernel {
-    const TYPE: GgmlType;
-    const ORDER: Order;
-
-    /// Computes `t`, whose weights are the interleaved groups of `t.rows` rows. Returns `false`,
-    /// having written nothing, if the shape or the buffers do not fit the kernel.
-    ///
-    /// # Safety
-    /// The CPU must support `D`'s instructions; `t.out` as for [`crate::traits::DotTile`].
-    unsafe fn tile<D: Dot>(t: &Tile<'_>) -> bool;
-}
+use kernel::{GroupKernel, Kernel};
+use simd::{Emul, Sdot};
 
 /// The entry points of one level: every kernel is inlined into them with the level's integer dot.
 trait Entry {

@@ -7,7 +7,7 @@
 //! the inner loops have no bounds checks and no calls.
 
 use super::simd::Dot;
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::traits::Tile;
 
 /// The table's `VecDot`: one row by one row. Panics, like the scalar kernels, if a row is shorter

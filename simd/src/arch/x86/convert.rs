@@ -7,7 +7,7 @@
 
 use super::kquants::{k4_scales_mins, q3_k_scales, q5k_values, q6_k_quarter_values};
 use super::simd::*;
-use super::{Dequant, Quantize};
+use super::kernel::{Dequant, Quantize};
 use crate::formats::block32::{self as b32, has_min, Block32, Quants};
 use crate::formats::*;
 use crate::GgmlType;

@@ -5,7 +5,7 @@
 
 use super::simd::*;
 use super::tile::by_element_kernel;
-use super::{Dequant, Quantize};
+use super::kernel::{Dequant, Quantize};
 use crate::GgmlType;
 use half::{bf16, f16};
 use std::arch::x86_64::*;

@@ -15,7 +15,7 @@
 use super::legacy::nibbles;
 use super::simd::*;
 use super::tile::{all_rows_typed, row};
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
 use crate::interleave::{GROUP_BLOCK, ROWS as GROUP_ROWS};
 use crate::traits::{Order, Tile};

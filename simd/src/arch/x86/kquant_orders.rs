@@ -14,7 +14,7 @@
 use super::kquants::*;
 use super::simd::*;
 use super::tile::{by_element_kernel, drive, row, typed};
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::formats::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::traits::{Order, Tile};
 use crate::GgmlType;

@@ -15,7 +15,7 @@
 
 use super::simd::*;
 use super::tile::{all_rows_typed, blocks_at, drive, row, typed};
-use super::Kernel;
+use super::kernel::Kernel;
 use crate::formats::block32::{self as b32, has_min, Block32, Quants, QK};
 use crate::traits::{Order, Tile};
 use crate::GgmlType;

@@ -3,7 +3,7 @@
 //! operations (which lanes, which FMAs, which reduction tree) and computes the integer parts
 //! exactly, so only the speed differs between levels.
 //!
-//! A kernel ([`Kernel`]) is one summation order of one weight format over a [`Tile`], written
+//! A kernel ([`Kernel`], `kernel.rs`) is one summation order of one weight format over a [`Tile`], written
 //! once, generic over an [`Isa`] (the few integer primitives where the levels differ), and
 //! instantiated per level inside the `#[target_feature]` entry points of [`Entry`]. The table
 //! ([`install`]) lists every kernel and conversion in one line each; the functions it installs
@@ -11,8 +11,8 @@
 //! installed only by [`install`], whose caller has checked the CPU features: that is what makes
 //! the calls sound.
 //!
-//! Files (the same roles as in `arch/aarch64/`): `simd` (the [`Isa`] primitives and small
-//! helpers), `tile` (how kernels cover a tile), `legacy` (the 32-element formats), `interleaved`
+//! Files (the same roles as in `arch/aarch64/`): `kernel` (what a kernel is), `simd` (the [`Isa`]
+//! primitives and small helpers), `tile` (how kernels cover a tile), `legacy` (the 32-element formats), `interleaved`
 //! (Q4_0 in [`Order::Block`] with eight rows in eight lanes, from GGUF's rows or interleaved
 //! ones), `kquants` and `kquant_orders` (Q2_K .. Q6_K: unpacking; one kernel per order), `float`
 //! (F32, F16, BF16), `convert` (to and from f32) and `lanes` (the vectors of the elementwise
@@ -21,6 +21,7 @@
 mod convert;
 mod float;
 mod interleaved;
+mod kernel;
 mod kquant_orders;
 mod kquants;
 pub(crate) mod lanes;
@@ -32,41 +33,10 @@ use crate::formats::*;
 use crate::interleave::Layout;
 use crate::traits::{Interleaved, Level, Order, Table, Tile, VecDot};
 use crate::GgmlType;
-use bytemuck::{try_cast_slice, try_cast_slice_mut, Pod};
+use bytemuck::{try_cast_slice, try_cast_slice_mut};
 use half::{bf16, f16};
-pub(crate) use simd::Isa;
-use simd::{Avx2, Vnni};
-
-/// An x86 kernel: one summation order of one weight format, over a tile, generic over the
-/// instruction set.
-pub(crate) trait Kernel {
-    const TYPE: GgmlType;
-    const ORDER: Order;
-
-    /// Computes `t`. Returns `false`, having written nothing, if its rows are not what the kernel
-    /// reads (misaligned blocks, a layout's shape); the caller then takes the reference.
-    ///
-    /// # Safety
-    /// `I`'s features; `t.out` as for [`crate::traits::DotTile`].
-    unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool;
-}
-
-/// An AVX2 conversion of a row of blocks `Self` to f32.
-pub(crate) trait Dequant: Pod {
-    const TYPE: GgmlType;
-    /// # Safety
-    /// AVX2, FMA and F16C.
-    unsafe fn dequant(x: &[Self], y: &mut [f32]);
-}
-
-/// An AVX2 conversion of f32 to blocks `Self` of `PER` elements.
-pub(crate) trait Quantize: Pod {
-    const TYPE: GgmlType;
-    const PER: usize;
-    /// # Safety
-    /// AVX2, FMA and F16C.
-    unsafe fn quantize(x: &[f32], y: &mut [Self]);
-}
+use kernel::{Dequant, Kernel, Quantize};
+use simd::{Avx2, Isa, Vnni};
 
 /// The `#[target_feature]` entry point of one level: every kernel is inlined into it.
 trait Entry: Isa {

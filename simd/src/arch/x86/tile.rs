@@ -153,12 +153,12 @@ macro_rules! by_element_kernel {
     ($name:ident: $ty:ident, $w:ty, $a:ty, $qb:expr, $dot:ident) => {
         pub(super) struct $name;
 
-        impl $crate::arch::x86::Kernel for $name {
+        impl super::kernel::Kernel for $name {
             const TYPE: $crate::GgmlType = $crate::GgmlType::$ty;
             const ORDER: $crate::traits::Order = $crate::traits::Order::Vec;
 
             #[inline(always)]
-            unsafe fn tile<I: $crate::arch::x86::Isa>(t: &$crate::traits::Tile<'_>) -> bool {
+            unsafe fn tile<I: super::simd::Isa>(t: &$crate::traits::Tile<'_>) -> bool {
                 // SAFETY: `I` implies the AVX2, FMA and F16C that `$dot` is compiled for; `t.out`
                 // is the caller's contract.
                 unsafe { super::tile::by_element::<$w, $a>(t, $qb, |x, y| $dot(x, y)) }
