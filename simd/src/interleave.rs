@@ -100,48 +100,64 @@ pub fn fits(layout: Layout, ty: GgmlType, rows: usize, cols: usize) -> bool {
     }
 }
 
+/// Where the bytes of row `r` of a group lie: `f(at_interleaved, at_in_row, len)` for each piece,
+/// offsets within the group and within the row (`nb` blocks of `ty`).
+fn pieces(
+    layout: Layout,
+    ty: GgmlType,
+    nb: usize,
+    r: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let bs = ty.type_size();
+    let g = layout.group_rows();
+    for b in 0..nb {
+        let in_row = b * bs;
+        match layout {
+            Layout::Rows => f(r * nb * bs + in_row, in_row, bs),
+            Layout::Interleaved8 => {
+                // Unit `u` of the block: the f16 fields, then 4-byte pieces.
+                let at = b * g * bs;
+                let fields = f16_fields(ty);
+                for u in 0..fields {
+                    f(at + 2 * g * u + 2 * r, in_row + 2 * u, 2);
+                }
+                for u in 0..(bs - 2 * fields) / 4 {
+                    let il = at + 2 * g * fields + 4 * g * u + 4 * r;
+                    f(il, in_row + 2 * fields + 4 * u, 4);
+                }
+            }
+            Layout::Blocks4 => f((b * g + r) * bs, in_row, bs),
+        }
+    }
+}
+
 /// One group: `src` holds its rows of `nb` blocks of `ty` one after another, `dst` receives the
 /// interleaved group (`forward`), or the other way round.
 fn group(layout: Layout, ty: GgmlType, src: &[u8], dst: &mut [u8], nb: usize, forward: bool) {
-    let bs = ty.type_size();
     let g = layout.group_rows();
-    let rb = nb * bs;
+    let rb = nb * ty.type_size();
     assert!(src.len() >= g * rb && dst.len() >= g * rb);
-    for b in 0..nb {
-        for r in 0..g {
-            let at_rows = r * rb + b * bs;
-            match layout {
-                Layout::Rows => {}
-                Layout::Interleaved8 => {
-                    // Unit `u` of row `r`, block `b`: the f16 fields, then 4-byte pieces.
-                    let at = b * g * bs;
-                    let f = f16_fields(ty);
-                    let units = (0..f)
-                        .map(|u| (at + 2 * g * u + 2 * r, at_rows + 2 * u, 2))
-                        .chain((0..(bs - 2 * f) / 4).map(|u| {
-                            (
-                                at + 2 * g * f + 4 * g * u + 4 * r,
-                                at_rows + 2 * f + 4 * u,
-                                4,
-                            )
-                        }));
-                    for (il, rw, n) in units {
-                        let (from, to) = if forward { (rw, il) } else { (il, rw) };
-                        dst[to..to + n].copy_from_slice(&src[from..from + n]);
-                    }
-                }
-                Layout::Blocks4 => {
-                    let il = (b * g + r) * bs;
-                    let (from, to) = if forward {
-                        (at_rows, il)
-                    } else {
-                        (il, at_rows)
-                    };
-                    dst[to..to + bs].copy_from_slice(&src[from..from + bs]);
-                }
-            }
-        }
+    for r in 0..g {
+        pieces(layout, ty, nb, r, |il, in_row, n| {
+            let rw = r * rb + in_row;
+            let (from, to) = if forward { (rw, il) } else { (il, rw) };
+            dst[to..to + n].copy_from_slice(&src[from..from + n]);
+        });
     }
+}
+
+/// Row `r` of a matrix of `cols` columns stored in `layout` (`data`: its bytes), in GGUF's layout,
+/// into `out` (the row's bytes). For reading single rows (an embedding tied to an interleaved
+/// output projection).
+pub fn read_row(layout: Layout, ty: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
+    let nb = cols / ty.block_size();
+    let g = layout.group_rows();
+    let rb = ty.row_size(cols).expect("whole blocks");
+    let group = &data[r / g * g * rb..(r / g + 1) * g * rb];
+    pieces(layout, ty, nb, r % g, |il, in_row, n| {
+        out[in_row..in_row + n].copy_from_slice(&group[il..il + n]);
+    });
 }
 
 /// Interleave one group of `layout` (see [`group`]).
@@ -285,6 +301,12 @@ mod tests {
             let mut copy = vec![0u8; src.len()];
             interleave_into(layout, ty, &src, &mut copy, rows, cols);
             assert_eq!(copy, m);
+            let rb = ty.row_size(cols).unwrap();
+            for r in [0, 5, rows - 1] {
+                let mut row = vec![0u8; rb];
+                read_row(layout, ty, &m, cols, r, &mut row);
+                assert_eq!(row, &src[r * rb..(r + 1) * rb], "{layout:?} row {r}");
+            }
         }
         // Blocks4: row 1's first block comes second.
         let q41: Vec<u8> = (0..8 * nb * 20).map(|i| (i * 13 + 5) as u8).collect();

@@ -51,6 +51,20 @@ impl<'a> MatRef<'a> {
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
     }
+
+    /// Row `r` in GGUF's layout, whatever the matrix's: borrowed where it lies as one, else put
+    /// together in `buf`.
+    pub fn row_bytes_in<'b>(&self, r: usize, buf: &'b mut Vec<u8>) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        if self.layout == Layout::Rows {
+            return self.row(r);
+        }
+        buf.resize(self.row_bytes(), 0);
+        interleave::read_row(self.layout, self.ty, self.data, self.cols, r, buf);
+        buf
+    }
 }
 
 /// A raw pointer that may be shared across the pool's threads because every task writes a

@@ -401,15 +401,17 @@ fn forward(
         }
     };
 
-    // 1. Token embeddings (dequantized rows), scaled for gemma.
+    // 1. Token embeddings (dequantized rows; put back together first where the matrix is
+    // interleaved for a tied output projection), scaled for gemma.
     let embd = model.mat(&model.tok_embd);
     let to_float = k
         .get(embd.ty)
         .and_then(|tr| tr.to_float)
         .expect("embedding type readable");
+    let mut row_buf = Vec::new();
     for (i, &tok) in tokens.iter().enumerate() {
         let row = &mut s.x[i * d..(i + 1) * d];
-        to_float(embd.row(tok as usize), row);
+        to_float(embd.row_bytes_in(tok as usize, &mut row_buf), row);
         if spec.scale_embeddings {
             vec::scale(row, (d as f32).sqrt());
         }

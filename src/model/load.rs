@@ -142,8 +142,21 @@ impl Model {
     }
 
     /// Interleave the matrices that can be (see [`Model::from_gguf_with`]). The token embedding
-    /// is read row by row, so it (and an output projection tied to it) keeps the file's layout.
+    /// is read row by row, so it keeps the file's layout, unless the output projection is tied
+    /// to it: then the one matrix is interleaved for the projection (one of the largest of the
+    /// model) and the embedding puts its rows back together as it reads them.
     fn interleave_weights(&mut self) -> Result<()> {
+        let tied = self.output.range == self.tok_embd.range;
+        self.interleave_matrices()?;
+        if tied {
+            self.output = self.tok_embd.clone();
+        }
+        Ok(())
+    }
+
+    /// The work of [`Model::interleave_weights`]: each matrix a kernel reads faster interleaved
+    /// gets that layout; a tied pair is interleaved once, through the token embedding.
+    fn interleave_matrices(&mut self) -> Result<()> {
         let k = nib_simd::kernels();
         let Model {
             gguf,
@@ -154,8 +167,11 @@ impl Model {
             released,
             ..
         } = self;
+        let tied = output.range == tok_embd.range;
         let mut weights: Vec<&mut Weight> = Vec::new();
-        if output.range != tok_embd.range {
+        if tied {
+            weights.push(tok_embd);
+        } else {
             weights.push(output);
         }
         for l in layers.iter_mut() {

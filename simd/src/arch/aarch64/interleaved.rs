@@ -21,8 +21,8 @@
 //! Decode passes eight rows (two accumulators) over each block; batches keep four rows' unpacked
 //! weights in registers for `T` tokens, so each weight is unpacked once per `T` tokens.
 
-use super::simd::*;
 use super::kernel::GroupKernel;
+use super::simd::*;
 use crate::formats::block32::{has_min, Act32, Block32, Quants};
 use crate::interleave::{MAX_BLOCKS, ROWS};
 use crate::traits::{Order, Tile};

@@ -41,4 +41,3 @@ pub(super) trait GroupKernel {
     /// The CPU must support `D`'s instructions; `t.out` as for [`crate::traits::DotTile`].
     unsafe fn tile<D: Dot>(t: &Tile<'_>) -> bool;
 }
-

@@ -9,9 +9,9 @@
 //!
 //! The integer part is `kquants`'s passes.
 
+use super::kernel::Kernel;
 use super::kquants::*;
 use super::simd::*;
-use super::kernel::Kernel;
 use crate::traits::Order;
 use crate::GgmlType;
 use core::arch::aarch64::*;

@@ -12,8 +12,8 @@
 //!   integer totals are gathered with pairwise adds and one `vfmaq` updates four outputs. (The
 //!   rows interleaved at load take `interleaved`'s kernels instead.)
 
-use super::simd::*;
 use super::kernel::Kernel;
+use super::simd::*;
 use crate::formats::block32::{has_min, Act32, Block32, Quants};
 use crate::traits::Order;
 use crate::GgmlType;

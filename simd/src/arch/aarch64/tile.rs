@@ -6,8 +6,8 @@
 //! Kernels read blocks through raw byte pointers (any alignment) after one length check per call;
 //! the inner loops have no bounds checks and no calls.
 
-use super::simd::Dot;
 use super::kernel::Kernel;
+use super::simd::Dot;
 use crate::traits::Tile;
 
 /// The table's `VecDot`: one row by one row. Panics, like the scalar kernels, if a row is shorter

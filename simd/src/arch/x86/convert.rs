@@ -5,9 +5,9 @@
 //! same f32 inverse scale and rounded half to even, out-of-range values saturating as Rust's `as`
 //! casts do).
 
+use super::kernel::{Dequant, Quantize};
 use super::kquants::{k4_scales_mins, q3_k_scales, q5k_values, q6_k_quarter_values};
 use super::simd::*;
-use super::kernel::{Dequant, Quantize};
 use crate::formats::block32::{self as b32, has_min, Block32, Quants};
 use crate::formats::*;
 use crate::GgmlType;

@@ -3,9 +3,9 @@
 //! fixed reduction tree, the tail in f64), F32 and BF16 as products rounded to f32 and summed in
 //! order in f64 ([`crate::formats::float::vec_dot_f32`]); and the F16/BF16 conversions.
 
+use super::kernel::{Dequant, Quantize};
 use super::simd::*;
 use super::tile::by_element_kernel;
-use super::kernel::{Dequant, Quantize};
 use crate::GgmlType;
 use half::{bf16, f16};
 use std::arch::x86_64::*;

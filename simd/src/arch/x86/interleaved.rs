@@ -12,10 +12,10 @@
 //! * [`Groups8`] reads the same arithmetic from rows stored interleaved
 //!   ([`crate::interleave::Layout::Interleaved8`]): scales and quant groups load as they lie.
 
+use super::kernel::Kernel;
 use super::legacy::nibbles;
 use super::simd::*;
 use super::tile::{all_rows_typed, row};
-use super::kernel::Kernel;
 use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
 use crate::interleave::{GROUP_BLOCK, ROWS as GROUP_ROWS};
 use crate::traits::{Order, Tile};

@@ -36,4 +36,3 @@ pub(super) trait Quantize: Pod {
     /// AVX2, FMA and F16C.
     unsafe fn quantize(x: &[f32], y: &mut [Self]);
 }
-

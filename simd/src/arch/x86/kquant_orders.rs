@@ -11,10 +11,10 @@
 //! The tiles take one weight row and up to [`TILE_TOKENS`] tokens: each super-block is unpacked
 //! once (quants to bytes, scales to `i16` multipliers) and used for every token.
 
+use super::kernel::Kernel;
 use super::kquants::*;
 use super::simd::*;
 use super::tile::{by_element_kernel, drive, row, typed};
-use super::kernel::Kernel;
 use crate::formats::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::traits::{Order, Tile};
 use crate::GgmlType;

@@ -13,9 +13,9 @@
 //! Two kernels: [`Rows`] over GGUF's rows, [`Blocks4`] over rows interleaved block by block in
 //! fours ([`crate::interleave::Layout::Blocks4`]).
 
+use super::kernel::Kernel;
 use super::simd::*;
 use super::tile::{all_rows_typed, blocks_at, drive, row, typed};
-use super::kernel::Kernel;
 use crate::formats::block32::{self as b32, has_min, Block32, Quants, QK};
 use crate::traits::{Order, Tile};
 use crate::GgmlType;
