@@ -118,12 +118,22 @@ pub(crate) fn silu_poly<L: Lanes>(l: L, x: L::F) -> L::F {
 pub(crate) fn swiglu_inplace<L: Lanes>(l: L, gate: &mut [f32], up: &[f32]) {
     let n = gate.len().min(up.len());
     let nv = n - n % 16;
+    // Sixteen elements a step, all loaded before any is stored: the vectors' long dependency
+    // chains (exp, division) overlap instead of each waiting for the store before it.
     for (g, u) in gate[..nv]
-        .chunks_exact_mut(L::W)
-        .zip(up[..nv].chunks_exact(L::W))
+        .chunks_exact_mut(16)
+        .zip(up[..nv].chunks_exact(16))
     {
-        let y = l.mul(silu_poly(l, l.load(g)), l.load(u));
-        l.store(g, y);
+        let mut v = [l.zero(); 16];
+        for (k, v) in v[..per16::<L>()].iter_mut().enumerate() {
+            *v = l.load(&g[k * L::W..]);
+        }
+        for (k, v) in v[..per16::<L>()].iter_mut().enumerate() {
+            *v = l.mul(silu_poly(l, *v), l.load(&u[k * L::W..]));
+        }
+        for (k, v) in v[..per16::<L>()].iter().enumerate() {
+            l.store(&mut g[k * L::W..], *v);
+        }
     }
     for (g, &u) in gate[nv..n].iter_mut().zip(&up[nv..n]) {
         *g = scalar::silu(*g) * u;

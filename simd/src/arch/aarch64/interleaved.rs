@@ -91,15 +91,20 @@ unsafe fn to_f32(isum: int32x4_t) -> float32x4_t {
     vsubq_f32(vreinterpretq_f32_s32(isum), vdupq_n_f32(12_582_912.0))
 }
 
-/// Per token and block of the activations: the f32 scale, the offset term `-offset · Σq` plus
-/// [`MAGIC`], and (Q8_1) the f32 `s`, at `b * tokens + t`. The offset term is stored in every
-/// lane of two vectors: the integer sums start from a plain load of it (`ld1r` would take a
-/// vector-pipe cycle), one vector for each four rows of a group.
-struct Tables {
-    d: Vec<f32>,
-    off: Vec<[i32; 8]>,
-    s: Vec<f32>,
+/// Per token and block of the activations, at `b * tokens + t`: the offset term `-offset · Σq`
+/// plus [`MAGIC`] in every lane of two vectors (the integer sums of each four rows of a group
+/// start from a plain load of it: `ld1r` would take a vector-pipe cycle), then the f32 scale and
+/// (Q8_1) the f32 `s`. 48 bytes: three loads bring a block's entry.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Entry {
+    off: [i32; 8],
+    d: f32,
+    s: f32,
+    _pad: [f32; 2],
 }
+
+struct Tables(Vec<Entry>);
 
 impl Tables {
     /// The tables of tokens `c0..c0 + tc` of the activation rows at `a` (`stride` bytes apart).
@@ -109,63 +114,94 @@ impl Tables {
     #[inline(always)]
     unsafe fn new<B: Block32>(a: &[u8], stride: usize, c0: usize, tc: usize, nb: usize) -> Tables {
         let yb = size_of::<B::Act>();
-        let mut tb = Tables {
-            d: vec![0.0; nb * tc],
-            off: vec![[0; 8]; nb * tc],
-            s: vec![0.0; nb * tc],
+        let zero = Entry {
+            off: [0; 8],
+            d: 0.0,
+            s: 0.0,
+            _pad: [0.0; 2],
         };
+        let mut tb = vec![zero; nb * tc];
         for t in 0..tc {
             let row = a.as_ptr().add((c0 + t) * stride);
             for b in 0..nb {
                 let p = row.add(b * yb);
-                let at = b * tc + t;
-                tb.d[at] = ld_f16(p);
+                let e = &mut tb[b * tc + t];
+                e.d = ld_f16(p);
                 let mut off = MAGIC;
                 if B::OFFSET != 0 {
                     let q = p.add(B::Act::QS_AT);
                     let sum = vaddlvq_s8(ld_s8(q)) as i32 + vaddlvq_s8(ld_s8(q.add(16))) as i32;
                     off -= B::OFFSET as i32 * sum;
                 }
-                tb.off[at] = [off; 8];
+                e.off = [off; 8];
                 if let Some(s_at) = B::Act::S_AT {
-                    tb.s[at] = ld_f16(p.add(s_at));
+                    e.s = ld_f16(p.add(s_at));
                 }
             }
         }
-        tb
+        Tables(tb)
+    }
+
+    /// Entry `at`'s two offset vectors and its (d, s) in lanes 0 and 1 of the third.
+    ///
+    /// # Safety
+    /// `at` is in range.
+    #[inline(always)]
+    unsafe fn get(&self, at: usize) -> int32x4x3_t {
+        debug_assert!(at < self.0.len());
+        let p = Unscaled::new(self.0.as_ptr().add(at) as *const u8);
+        int32x4x3_t(
+            vreinterpretq_s32_u8(p.get(0)),
+            vreinterpretq_s32_u8(p.get(1)),
+            vreinterpretq_s32_u8(p.get(2)),
+        )
     }
 }
 
-/// The four rows `4h..4h + 4` of the interleaved block at `p` (eight rows of `B`), unpacked into
-/// the eight weight vectors of the block sum, each with the activation half (0: elements 0..16,
-/// 1: 16..32) and lane it pairs with.
+/// The 16-byte registers of an interleaved block (eight rows of `B`: at most 8 × 34 bytes, 17
+/// registers), each one `ldur` (see [`Unscaled`]).
 ///
 /// # Safety
 /// `p` points at a whole interleaved block.
 #[inline(always)]
-unsafe fn weights<B: Block32>(p: *const u8, h: usize) -> [int8x16_t; 8] {
+unsafe fn block_regs<B: Block32>(p: *const u8) -> [uint8x16_t; 17] {
+    let p = Unscaled::new(p);
+    let mut r = [vdupq_n_u8(0); 17];
+    for (i, r) in r[..ROWS * size_of::<B>() / 16].iter_mut().enumerate() {
+        *r = p.get(i);
+    }
+    r
+}
+
+/// Where a block's parts lie, in 16-byte registers: the scales (then the mins), the rows' `qh`
+/// (five-bit formats), then the quant units, unit `u` of rows `4h..4h + 4` at `qs + 2u + h`.
+#[inline(always)]
+fn reg_at<B: Block32>() -> (usize, usize) {
     let f16s = if has_min::<B>() { 2 } else { 1 };
-    let qh_at = 2 * ROWS * f16s;
-    let qs_at = qh_at
-        + if B::QUANTS == Quants::FiveBits {
-            4 * ROWS
-        } else {
-            0
-        };
-    let unit = |u: usize| p.add(qs_at + 4 * ROWS * u + 16 * h);
+    let qs = f16s + if B::QUANTS == Quants::FiveBits { 2 } else { 0 };
+    (f16s, qs)
+}
+
+/// The four rows `4h..4h + 4` of an interleaved block (its registers `r`), unpacked into the
+/// eight weight vectors of the block sum, each with the activation half (0: elements 0..16,
+/// 1: 16..32) and lane it pairs with.
+#[inline(always)]
+unsafe fn weights<B: Block32>(r: &[uint8x16_t; 17], h: usize) -> [int8x16_t; 8] {
+    let (qh_at, qs_at) = reg_at::<B>();
+    let unit = |u: usize| r[qs_at + 2 * u + h];
     let mut w = [vdupq_n_s8(0); 8];
     match B::QUANTS {
         Quants::Bytes => {
             for (u, v) in w.iter_mut().enumerate() {
-                *v = ld_s8(unit(u));
+                *v = vreinterpretq_s8_u8(unit(u));
             }
         }
         Quants::Nibbles | Quants::FiveBits => {
             // The five-bit formats: the rows' `qh` (four u32), and per unit the source byte and
             // bit of each element's fifth bit (see the module doc).
-            let qh = vld1q_u8(p.add(qh_at + 16 * h));
+            let qh = r[qh_at + h];
             for g in 0..4 {
-                let q = vld1q_u8(unit(g));
+                let q = unit(g);
                 let (mut lo, mut hi) = (vandq_u8(q, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(q));
                 if B::QUANTS == Quants::FiveBits {
                     lo = vorrq_u8(lo, fifth_bits(qh, g / 2, g % 2));
@@ -177,6 +213,25 @@ unsafe fn weights<B: Block32>(p: *const u8, h: usize) -> [int8x16_t; 8] {
         }
     }
     w
+}
+
+/// [`weights`] from memory: only the registers of rows `4h..4h + 4`.
+///
+/// # Safety
+/// `p` points at a whole interleaved block.
+#[inline(always)]
+unsafe fn weights_at<B: Block32>(p: *const u8, h: usize) -> [int8x16_t; 8] {
+    let (qh_at, qs_at) = reg_at::<B>();
+    let mut r = [vdupq_n_u8(0); 17];
+    if B::QUANTS == Quants::FiveBits {
+        r[qh_at + h] = vld1q_u8(p.add(16 * (qh_at + h)));
+    }
+    let units = if B::QUANTS == Quants::Bytes { 8 } else { 4 };
+    for u in 0..units {
+        let i = qs_at + 2 * u + h;
+        r[i] = vld1q_u8(p.add(16 * i));
+    }
+    weights::<B>(&r, h)
 }
 
 /// For each byte lane `4r + k` of a unit: 16 where bit `4·nib + k` of byte `byte` of row `r`'s
@@ -249,8 +304,8 @@ unsafe fn block_sum<B: Block32, D: Dot>(
 /// The activation halves of token row `a`, block `b`.
 #[inline(always)]
 unsafe fn act<B: Block32>(a: *const u8, b: usize) -> [int8x16_t; 2] {
-    let q = a.add(b * size_of::<B::Act>() + B::Act::QS_AT);
-    [ld_s8(q), ld_s8(q.add(16))]
+    let q = Unscaled::new(a.add(b * size_of::<B::Act>() + B::Act::QS_AT));
+    [vreinterpretq_s8_u8(q.get(0)), vreinterpretq_s8_u8(q.get(1))]
 }
 
 /// All eight rows of the group at `gp` for one token (`a`: its activation row): the eight outputs
@@ -270,20 +325,26 @@ unsafe fn group<B: Block32, D: Dot>(
     let z = vdupq_n_f32(0.0);
     let (mut acc, mut accm) = ([z; 2], [z; 2]);
     for b in 0..nb {
-        let p = gp.add(b * xb);
+        let r = block_regs::<B>(gp.add(b * xb));
         let av = act::<B>(a, b);
-        let dw = vld1q_u16(p as *const u16);
+        let e = tables.get(b);
+        let dw = vreinterpretq_u16_u8(r[0]);
         let dw = [f16x4_to_f32(vget_low_u16(dw)), f16x8_high_to_f32(dw)];
+        let off = [e.0, e.1];
         for h in 0..2 {
-            let w = weights::<B>(p, h);
-            let isum = block_sum::<B, D>(vld1q_s32(tables.off[b][4 * h..].as_ptr()), &w, &av);
-            acc[h] = vfmaq_f32(acc[h], to_f32(isum), vmulq_n_f32(dw[h], tables.d[b]));
+            let w = weights::<B>(&r, h);
+            let isum = block_sum::<B, D>(off[h], &w, &av);
+            acc[h] = vfmaq_f32(
+                acc[h],
+                to_f32(isum),
+                vmulq_laneq_f32::<0>(dw[h], vreinterpretq_f32_s32(e.2)),
+            );
         }
         if has_min::<B>() {
-            let m = vld1q_u16(p.add(2 * ROWS) as *const u16);
+            let m = vreinterpretq_u16_u8(r[1]);
             let m = [f16x4_to_f32(vget_low_u16(m)), f16x8_high_to_f32(m)];
             for h in 0..2 {
-                accm[h] = vfmaq_n_f32(accm[h], m[h], tables.s[b]);
+                accm[h] = vfmaq_laneq_f32::<1>(accm[h], m[h], vreinterpretq_f32_s32(e.2));
             }
         }
     }
@@ -313,7 +374,7 @@ unsafe fn half<B: Block32, D: Dot, const T: usize>(
     let (mut acc, mut accm) = ([z; T], [z; T]);
     for b in 0..nb {
         let p = gp.add(b * xb);
-        let w = weights::<B>(p, h);
+        let w = weights_at::<B>(p, h);
         let dw = f16x4_to_f32(vld1_u16(p.add(8 * h) as *const u16));
         let m = if has_min::<B>() {
             f16x4_to_f32(vld1_u16(p.add(2 * ROWS + 8 * h) as *const u16))
@@ -323,10 +384,11 @@ unsafe fn half<B: Block32, D: Dot, const T: usize>(
         unroll8!(t in 0..T => {
             let at = b * T + t;
             let av = act::<B>(a.add(t * stride), b);
-            let isum = block_sum::<B, D>(vld1q_s32(tables.off[at].as_ptr()), &w, &av);
-            acc[t] = vfmaq_f32(acc[t], to_f32(isum), vmulq_n_f32(dw, tables.d[at]));
+            let e = &tables.0[at];
+            let isum = block_sum::<B, D>(vld1q_s32(e.off.as_ptr()), &w, &av);
+            acc[t] = vfmaq_f32(acc[t], to_f32(isum), vmulq_n_f32(dw, e.d));
             if has_min::<B>() {
-                accm[t] = vfmaq_n_f32(accm[t], m, tables.s[at]);
+                accm[t] = vfmaq_n_f32(accm[t], m, e.s);
             }
         });
     }

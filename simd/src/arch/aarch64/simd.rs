@@ -452,6 +452,36 @@ pub(crate) fn opaque(mut v: int32x4_t) -> int32x4_t {
     v
 }
 
+/// Loads of 16 bytes that stay one `ldur` each. Neoverse-N1 dispatches four operations a cycle,
+/// and as its scheduling model counts them, `ldur q` (unscaled offset) is one where `ldr q`
+/// (scaled offset) is two and `ldp q` three; LLVM picks the latter two whenever an offset is a
+/// multiple of 16. So the 16-byte pieces at `p + 16i` are loaded from a base of `p + 8`, opaque
+/// to the optimiser, at offsets `16i - 8` (`i` from 0 to 16).
+#[derive(Clone, Copy)]
+pub(crate) struct Unscaled(*const u8);
+
+impl Unscaled {
+    /// Loads from `p`.
+    #[inline(always)]
+    pub(crate) fn new(p: *const u8) -> Unscaled {
+        let mut b = p.wrapping_add(8);
+        // SAFETY: the template is empty; the register is only named, never changed.
+        unsafe {
+            asm!("/* {b} */", b = inout(reg) b, options(pure, nomem, nostack, preserves_flags));
+        }
+        Unscaled(b)
+    }
+
+    /// The 16 bytes at `p + 16i`.
+    ///
+    /// # Safety
+    /// They are readable.
+    #[inline(always)]
+    pub(crate) unsafe fn get(self, i: usize) -> uint8x16_t {
+        vld1q_u8(self.0.wrapping_add(16 * i).wrapping_sub(8))
+    }
+}
+
 /// `acc + v · d[lane]`, fused (lane-indexed `fmla`; `lane` folds to a constant once loops are
 /// unrolled).
 #[inline(always)]
