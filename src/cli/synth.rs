@@ -16,6 +16,10 @@ pub struct SynthArgs {
     /// Shape: tiny, small, 1b or 7b.
     #[arg(long, default_value = "tiny")]
     pub shape: String,
+    /// Number of layers, instead of the shape's (a wide model with few layers measures the
+    /// speed of the shape's matrices in a fraction of the time).
+    #[arg(long)]
+    pub layers: Option<usize>,
     /// Weight type of the layer matrices: q4_0, q8_0, q4_k, f16, ...
     #[arg(long = "type", default_value = "q8_0")]
     pub ty: String,
@@ -38,7 +42,11 @@ pub struct SynthArgs {
 
 pub fn run(a: &SynthArgs) -> Result<()> {
     let arch = Arch::from_name(&a.arch)?;
-    let shape = Shape::preset(&a.shape)?;
+    let mut shape = Shape::preset(&a.shape)?;
+    if let Some(n) = a.layers {
+        anyhow::ensure!((1..=512).contains(&n), "--layers must be from 1 to 512, not {n}");
+        shape.n_layer = n;
+    }
     let ty =
         GgmlType::from_name(&a.ty).with_context(|| format!("unknown weight type {:?}", a.ty))?;
     let vocab = Gguf::open(&a.vocab_from)?;
