@@ -44,7 +44,10 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     let arch = Arch::from_name(&a.arch)?;
     let mut shape = Shape::preset(&a.shape)?;
     if let Some(n) = a.layers {
-        anyhow::ensure!((1..=512).contains(&n), "--layers must be from 1 to 512, not {n}");
+        anyhow::ensure!(
+            (1..=512).contains(&n),
+            "--layers must be from 1 to 512, not {n}"
+        );
         shape.n_layer = n;
     }
     let ty =

@@ -142,6 +142,16 @@ impl Tables {
         Tables(tb)
     }
 
+    /// Entry `at`.
+    ///
+    /// # Safety
+    /// `at` is in range.
+    #[inline(always)]
+    unsafe fn entry(&self, at: usize) -> &Entry {
+        debug_assert!(at < self.0.len());
+        &*self.0.as_ptr().add(at)
+    }
+
     /// Entry `at`'s two offset vectors and its (d, s) in lanes 0 and 1 of the third.
     ///
     /// # Safety
@@ -222,14 +232,15 @@ unsafe fn weights<B: Block32>(r: &[uint8x16_t; 17], h: usize) -> [int8x16_t; 8] 
 #[inline(always)]
 unsafe fn weights_at<B: Block32>(p: *const u8, h: usize) -> [int8x16_t; 8] {
     let (qh_at, qs_at) = reg_at::<B>();
+    let p = Unscaled::new(p);
     let mut r = [vdupq_n_u8(0); 17];
     if B::QUANTS == Quants::FiveBits {
-        r[qh_at + h] = vld1q_u8(p.add(16 * (qh_at + h)));
+        r[qh_at + h] = p.get(qh_at + h);
     }
     let units = if B::QUANTS == Quants::Bytes { 8 } else { 4 };
     for u in 0..units {
         let i = qs_at + 2 * u + h;
-        r[i] = vld1q_u8(p.add(16 * i));
+        r[i] = p.get(i);
     }
     weights::<B>(&r, h)
 }
@@ -384,7 +395,7 @@ unsafe fn half<B: Block32, D: Dot, const T: usize>(
         unroll8!(t in 0..T => {
             let at = b * T + t;
             let av = act::<B>(a.add(t * stride), b);
-            let e = &tables.0[at];
+            let e = tables.entry(at);
             let isum = block_sum::<B, D>(vld1q_s32(e.off.as_ptr()), &w, &av);
             acc[t] = vfmaq_f32(acc[t], to_f32(isum), vmulq_n_f32(dw, e.d));
             if has_min::<B>() {
