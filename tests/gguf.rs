@@ -429,99 +429,75 @@ fn malformed_corpus() -> Vec<(String, Vec<u8>)> {
             }
         }
     }
-    c.push(("empty file".into(), vec![]));
-    c.push(("bad magic".into(), patch(&l.bytes, 0, b"GGML")));
-    c.push(("version 1".into(), patch(&l.bytes, 4, &1u32.to_le_bytes())));
-    c.push(("version 4".into(), patch(&l.bytes, 4, &4u32.to_le_bytes())));
-    c.push((
-        "huge tensor count".into(),
-        patch(&l.bytes, 8, &u64::MAX.to_le_bytes()),
-    ));
-    c.push((
-        "huge kv count".into(),
-        patch(&l.bytes, 16, &(1u64 << 40).to_le_bytes()),
-    ));
-    c.push((
-        "huge key length".into(),
-        patch(&l.bytes, l.kv_start, &(1u64 << 62).to_le_bytes()),
-    ));
+    // A case; a copy of the file with bytes written at an offset.
+    let mut case = |what: &str, bytes: Vec<u8>| c.push((what.to_string(), bytes));
+    let at = |off: usize, bytes: &[u8]| patch(&l.bytes, off, bytes);
+    case("empty file", vec![]);
+    case("bad magic", at(0, b"GGML"));
+    case("version 1", at(4, &1u32.to_le_bytes()));
+    case("version 4", at(4, &4u32.to_le_bytes()));
+    case("huge tensor count", at(8, &u64::MAX.to_le_bytes()));
+    case("huge kv count", at(16, &(1u64 << 40).to_le_bytes()));
+    case(
+        "huge key length",
+        at(l.kv_start, &(1u64 << 62).to_le_bytes()),
+    );
     let kv0_type = l.kv_start + 8 + "general.architecture".len();
-    c.push((
-        "unknown value type".into(),
-        patch(&l.bytes, kv0_type, &13u32.to_le_bytes()),
-    ));
-    c.push((
-        "value type 255".into(),
-        patch(&l.bytes, kv0_type, &255u32.to_le_bytes()),
-    ));
-    c.push((
-        "huge string length".into(),
-        patch(&l.bytes, kv0_type + 4, &(u64::MAX - 3).to_le_bytes()),
-    ));
+    case("unknown value type", at(kv0_type, &13u32.to_le_bytes()));
+    case("value type 255", at(kv0_type, &255u32.to_le_bytes()));
+    case(
+        "huge string length",
+        at(kv0_type + 4, &(u64::MAX - 3).to_le_bytes()),
+    );
     // The array: key "a.list" follows "a.count" (u32).
     let kv2 = kv0_type + 4 + 8 + "llama".len() + 8 + "a.count".len() + 4 + 4;
     let arr = kv2 + 8 + "a.list".len() + 4;
-    c.push((
-        "unknown array element type".into(),
-        patch(&l.bytes, arr, &99u32.to_le_bytes()),
-    ));
-    c.push((
-        "huge array length".into(),
-        patch(&l.bytes, arr + 4, &(1u64 << 40).to_le_bytes()),
-    ));
-    c.push((
-        "array length past the end".into(),
-        patch(&l.bytes, arr + 4, &1_000_000u64.to_le_bytes()),
-    ));
+    case("unknown array element type", at(arr, &99u32.to_le_bytes()));
+    case(
+        "huge array length",
+        at(arr + 4, &(1u64 << 40).to_le_bytes()),
+    );
+    case(
+        "array length past the end",
+        at(arr + 4, &1_000_000u64.to_le_bytes()),
+    );
     let t0 = l.tensor_info_start + 8 + 1; // after name "w"
-    c.push(("n_dims 5".into(), patch(&l.bytes, t0, &5u32.to_le_bytes())));
-    c.push(("n_dims 0".into(), patch(&l.bytes, t0, &0u32.to_le_bytes())));
-    c.push((
-        "negative dimension".into(),
-        patch(&l.bytes, t0 + 4, &u64::MAX.to_le_bytes()),
-    ));
-    c.push(("dims overflow".into(), {
-        let v = patch(&l.bytes, t0 + 4, &(1u64 << 40).to_le_bytes());
+    case("n_dims 5", at(t0, &5u32.to_le_bytes()));
+    case("n_dims 0", at(t0, &0u32.to_le_bytes()));
+    case("negative dimension", at(t0 + 4, &u64::MAX.to_le_bytes()));
+    case("dims overflow", {
+        let v = at(t0 + 4, &(1u64 << 40).to_le_bytes());
         patch(&v, t0 + 12, &(1u64 << 40).to_le_bytes())
-    }));
-    c.push((
-        "dim 0 not a multiple of the block".into(),
-        patch(&l.bytes, t0 + 4, &33u64.to_le_bytes()),
-    ));
-    c.push((
-        "unknown tensor type 4 (removed)".into(),
-        patch(&l.bytes, t0 + 20, &4u32.to_le_bytes()),
-    ));
-    c.push((
-        "unknown tensor type 9999".into(),
-        patch(&l.bytes, t0 + 20, &9999u32.to_le_bytes()),
-    ));
-    c.push((
-        "misaligned tensor offset".into(),
-        patch(&l.bytes, t0 + 24, &3u64.to_le_bytes()),
-    ));
-    c.push((
-        "tensor data past the end".into(),
-        patch(&l.bytes, t0 + 24, &(1u64 << 20).to_le_bytes()),
-    ));
+    });
+    case(
+        "dim 0 not a multiple of the block",
+        at(t0 + 4, &33u64.to_le_bytes()),
+    );
+    case(
+        "unknown tensor type 4 (removed)",
+        at(t0 + 20, &4u32.to_le_bytes()),
+    );
+    case(
+        "unknown tensor type 9999",
+        at(t0 + 20, &9999u32.to_le_bytes()),
+    );
+    case("misaligned tensor offset", at(t0 + 24, &3u64.to_le_bytes()));
+    case(
+        "tensor data past the end",
+        at(t0 + 24, &(1u64 << 20).to_le_bytes()),
+    );
     let t1_off = t0 + 28 + 8 + 1 + 4 + 8 + 4;
-    c.push((
-        "overlapping tensors".into(),
-        patch(&l.bytes, t1_off, &0u64.to_le_bytes()),
-    ));
-    c.push((
-        "duplicate tensor name".into(),
-        patch(&l.bytes, t0 + 28 + 8, b"w"),
-    ));
-    c.push(("duplicate key".into(), {
+    case("overlapping tensors", at(t1_off, &0u64.to_le_bytes()));
+    case("duplicate tensor name", at(t0 + 28 + 8, b"w"));
+    case("duplicate key", {
         let mut w = GgufWriter::new();
         w.set("k.aaa", MetaValue::U32(1)).unwrap();
         w.set("k.bbb", MetaValue::U32(2)).unwrap();
         let b = w.to_bytes().unwrap();
         let pos = b.windows(5).position(|x| x == b"k.bbb").unwrap();
         patch(&b, pos, b"k.aaa")
-    }));
-    c.push(("bad alignment".into(), {
+    });
+    case("bad alignment", {
         let mut w = GgufWriter::new();
         w.set("general.alignment", MetaValue::U32(32)).unwrap();
         let b = w.to_bytes().unwrap();
@@ -530,11 +506,8 @@ fn malformed_corpus() -> Vec<(String, Vec<u8>)> {
             .rposition(|x| x == 32u32.to_le_bytes())
             .expect("the alignment value");
         patch(&b, pos, &3u32.to_le_bytes())
-    }));
-    c.push((
-        "not UTF-8 key".into(),
-        patch(&l.bytes, l.kv_start + 8, &[0xff, 0xfe]),
-    ));
+    });
+    case("not UTF-8 key", at(l.kv_start + 8, &[0xff, 0xfe]));
     drop(g);
     c
 }

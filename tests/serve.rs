@@ -359,22 +359,27 @@ fn serve_end_to_end() {
     );
 
     // The API key: /health needs none, everything else does.
-    srv.send("GET", "/v1/models", &[], b"")
-        .assert_error(401, "invalid_api_key");
-    srv.send(
-        "GET",
-        "/v1/models",
-        &[("Authorization", "Bearer wrong")],
-        b"",
-    )
-    .assert_error(401, "invalid_api_key");
-    srv.send(
-        "POST",
-        "/v1/completions",
-        &[("Authorization", "Basic abc")],
-        b"{}",
-    )
-    .assert_error(401, "invalid_api_key");
+    // Method, path, headers, body.
+    type Request<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+    let refused: [Request; 3] = [
+        ("GET", "/v1/models", &[], b""),
+        (
+            "GET",
+            "/v1/models",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            &[("Authorization", "Basic abc")],
+            b"{}",
+        ),
+    ];
+    for (method, path, headers, body) in refused {
+        srv.send(method, path, headers, body)
+            .assert_error(401, "invalid_api_key");
+    }
     let models = srv.get("/v1/models").json();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], common::SMOLLM2);

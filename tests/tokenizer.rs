@@ -99,22 +99,25 @@ fn check_cases(t: &Tokenizer, model: &str, texts: &[Vec<u8>], golden_file: &str)
             as_refdump_writes(text),
             "{golden_file} case {i}: text"
         );
-        let want = token_ids(&case["tokens"]);
-        let got = t.tokenize_bytes(text, false, false);
-        if got != want {
-            failures.push(format!(
-                "case {i} {:?}: tokens\n  want {want:?}\n  got  {got:?}",
-                String::from_utf8_lossy(text)
-            ));
-        }
-        let want_sp = token_ids(&case["tokens_add_special_parse_special"]);
-        let got_sp = t.tokenize_bytes(text, true, true);
-        if got_sp != want_sp {
-            failures.push(format!(
-                "case {i} {:?}: tokens (add_special, parse_special)\n  want {want_sp:?}\n  got  {got_sp:?}",
-                String::from_utf8_lossy(text)
-            ));
-        }
+        // The golden's tokens under `key` against the tokenizer's (`special`: with add_special
+        // and parse_special), a failure if they differ; the golden's.
+        let mut tokens = |key: &str, special: bool, what: &str| {
+            let want = token_ids(&case[key]);
+            let got = t.tokenize_bytes(text, special, special);
+            if got != want {
+                failures.push(format!(
+                    "case {i} {:?}: {what}\n  want {want:?}\n  got  {got:?}",
+                    String::from_utf8_lossy(text)
+                ));
+            }
+            want
+        };
+        let want = tokens("tokens", false, "tokens");
+        let want_sp = tokens(
+            "tokens_add_special_parse_special",
+            true,
+            "tokens (add_special, parse_special)",
+        );
         // refdump concatenates token_to_piece(special = true) of `tokens`.
         let want_detok = case["detokenized"].as_str().unwrap();
         let pieces: Vec<u8> = want
@@ -161,28 +164,23 @@ fn check_cases(t: &Tokenizer, model: &str, texts: &[Vec<u8>], golden_file: &str)
     cases.len()
 }
 
-#[test]
-fn smollm2_public_goldens() {
-    let n = check_tok_golden(SMOL, "tok_public.txt", &format!("{SMOL}.tok.json"));
-    eprintln!("{SMOL}: {n} public cases pass");
+/// The public cases (`tok_public.txt`, `<model>.tok.json`) and the extra ones (`extra_tok.txt`,
+/// `<model>.extra.tok.json`) of `model`.
+fn check_goldens(model: &str) {
+    let n = check_tok_golden(model, "tok_public.txt", &format!("{model}.tok.json"));
+    eprintln!("{model}: {n} public cases pass");
+    let n = check_tok_golden(model, "extra_tok.txt", &format!("{model}.extra.tok.json"));
+    eprintln!("{model}: {n} extra cases pass");
 }
 
 #[test]
-fn gemma3_public_goldens() {
-    let n = check_tok_golden(GEMMA, "tok_public.txt", &format!("{GEMMA}.tok.json"));
-    eprintln!("{GEMMA}: {n} public cases pass");
+fn smollm2_goldens() {
+    check_goldens(SMOL);
 }
 
 #[test]
-fn smollm2_extra_goldens() {
-    let n = check_tok_golden(SMOL, "extra_tok.txt", &format!("{SMOL}.extra.tok.json"));
-    eprintln!("{SMOL}: {n} extra cases pass");
-}
-
-#[test]
-fn gemma3_extra_goldens() {
-    let n = check_tok_golden(GEMMA, "extra_tok.txt", &format!("{GEMMA}.extra.tok.json"));
-    eprintln!("{GEMMA}: {n} extra cases pass");
+fn gemma3_goldens() {
+    check_goldens(GEMMA);
 }
 
 /// A model's tokenizer with one metadata value replaced (metadata only, built in memory).

@@ -38,72 +38,76 @@ fn ty(r: &Records) -> GgmlType {
     GgmlType::from_id(id as u32).unwrap_or_else(|| panic!("ggml type {id}"))
 }
 
-#[test]
-fn activation_quantization_and_vec_dot_match_llama_cpp() {
+/// Whether `check` passes for every record `prefix*` at every level, with the level's kernels
+/// `kernels(level)` (`check` prints what differs).
+fn at_each_level(
+    prefix: &str,
+    kernels: impl Fn(Level) -> Kernels,
+    mut check: impl FnMut(Level, &Kernels, &Records) -> bool,
+) -> bool {
     let mut ok = true;
     for level in levels() {
-        let k = Kernels::for_level(level);
-        for r in files(&dir(), "vecdot_") {
-            let t = ty(&r);
-            let (n, rows) = (r.int("k"), r.int("rows"));
-            let tr = k.get(t).unwrap();
-            let at = tr.vec_dot_type;
-            let (wb, ab) = (t.row_size(n).unwrap(), at.row_size(n).unwrap());
-            let x = r.f32s("x");
-            let mut xq = vec![0u8; ab * rows];
-            for (o, xi) in xq.chunks_exact_mut(ab).zip(x.chunks_exact(n)) {
-                (k.get(at).unwrap().from_float.unwrap())(xi, o);
-            }
-            if xq != r.bytes("xq") {
-                eprintln!(
-                    "{level} {}: {at} activations differ from llama.cpp's",
-                    r.name()
-                );
-                ok = false;
-            }
-            let (w, xq) = (r.bytes("w"), r.bytes("xq"));
-            let mut got = vec![0f32; rows * rows];
-            for i in 0..rows {
-                for j in 0..rows {
-                    got[i * rows + j] = (tr.dot(nib_simd::Order::Vec).unwrap())(
-                        n,
-                        &w[i * wb..][..wb],
-                        &xq[j * ab..][..ab],
-                    );
-                }
-            }
-            ok &= same(
-                &format!("{level} {} ({t} vec_dot)", r.name()),
-                &got,
-                &r.f32s("out"),
-            );
+        let k = kernels(level);
+        for r in files(&dir(), prefix) {
+            ok &= check(level, &k, &r);
         }
     }
+    ok
+}
+
+#[test]
+fn activation_quantization_and_vec_dot_match_llama_cpp() {
+    let ok = at_each_level("vecdot_", Kernels::for_level, |level, k, r| {
+        let t = ty(r);
+        let (n, rows) = (r.int("k"), r.int("rows"));
+        let tr = k.get(t).unwrap();
+        let at = tr.vec_dot_type;
+        let (wb, ab) = (t.row_size(n).unwrap(), at.row_size(n).unwrap());
+        let x = r.f32s("x");
+        let mut xq = vec![0u8; ab * rows];
+        for (o, xi) in xq.chunks_exact_mut(ab).zip(x.chunks_exact(n)) {
+            (k.get(at).unwrap().from_float.unwrap())(xi, o);
+        }
+        let xq_ok = xq == r.bytes("xq");
+        if !xq_ok {
+            eprintln!(
+                "{level} {}: {at} activations differ from llama.cpp's",
+                r.name()
+            );
+        }
+        let (w, xq) = (r.bytes("w"), r.bytes("xq"));
+        let mut got = vec![0f32; rows * rows];
+        for i in 0..rows {
+            for j in 0..rows {
+                got[i * rows + j] = (tr.dot(nib_simd::Order::Vec).unwrap())(
+                    n,
+                    &w[i * wb..][..wb],
+                    &xq[j * ab..][..ab],
+                );
+            }
+        }
+        let name = format!("{level} {} ({t} vec_dot)", r.name());
+        same(&name, &got, &r.f32s("out")) && xq_ok
+    });
     assert!(ok, "some dot products differ from llama.cpp's");
 }
 
 #[test]
 fn matmul_matches_llama_cpp_at_each_batch_size() {
-    let mut ok = true;
-    for level in levels() {
-        // llama.cpp's x86 orders (the aarch64 levels choose their own otherwise).
-        let k = Kernels::for_level(level).with_llama_orders();
-        for r in files(&dir(), "matmul_") {
-            let t = ty(&r);
-            let (n, m, toks) = (r.int("k"), r.int("m"), r.int("n"));
-            let at = k.get(t).unwrap().vec_dot_type;
-            let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
-            nib_simd::quantize_rows(&k, at, &r.f32s("x"), n, toks, &mut act);
-            let w = nib_simd::MatRef::new(t, m, n, r.bytes("w"));
-            let mut got = vec![0f32; m * toks];
-            nib_simd::matmul(&k, w, &act, toks, &mut got);
-            ok &= same(
-                &format!("{level} {} ({t}, {m} rows, {toks} tokens)", r.name()),
-                &got,
-                &r.f32s("out"),
-            );
-        }
-    }
+    // llama.cpp's x86 orders (the aarch64 levels choose their own otherwise).
+    let kernels = |level| Kernels::for_level(level).with_llama_orders();
+    let ok = at_each_level("matmul_", kernels, |level, k, r| {
+        let t = ty(r);
+        let (n, m, toks) = (r.int("k"), r.int("m"), r.int("n"));
+        let at = k.get(t).unwrap().vec_dot_type;
+        let mut act = vec![0u8; at.row_size(n).unwrap() * toks];
+        nib_simd::quantize_rows(k, at, &r.f32s("x"), n, toks, &mut act);
+        let w = nib_simd::MatRef::new(t, m, n, r.bytes("w"));
+        let mut got = vec![0f32; m * toks];
+        nib_simd::matmul(k, w, &act, toks, &mut got);
+        let name = format!("{level} {} ({t}, {m} rows, {toks} tokens)", r.name());
+        same(&name, &got, &r.f32s("out"))
+    });
     assert!(ok, "some matmuls differ from llama.cpp's");
 }
 

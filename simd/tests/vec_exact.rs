@@ -235,6 +235,27 @@ fn expf_polynomial_and_softmax_sums_match() {
     }
 }
 
+/// SwiGLU and GeGLU of the gates `g` and ups `u` by `ops` against the scalar reference (`what`
+/// follows the names in a failure).
+fn check_glus(what: &str, ops: VecOps, g: &[f32], u: &[f32]) {
+    type Glu = fn(&mut [f32], &[f32]);
+    type OpsGlu = fn(VecOps, &mut [f32], &[f32]);
+    let glus: [(&str, Glu, OpsGlu); 2] = [
+        (
+            "swiglu",
+            vec::scalar::swiglu_inplace,
+            VecOps::swiglu_inplace,
+        ),
+        ("geglu", vec::scalar::geglu_inplace, VecOps::geglu_inplace),
+    ];
+    for (name, reference, optimised) in glus {
+        let (mut a, mut b) = (g.to_vec(), g.to_vec());
+        reference(&mut a, u);
+        optimised(ops, &mut b, u);
+        check(&format!("{name}{what}"), ops, &b, &a);
+    }
+}
+
 #[test]
 fn swiglu_and_geglu_match() {
     let mut rng = Rng(11);
@@ -250,14 +271,7 @@ fn swiglu_and_geglu_match() {
                 rng.values(n)
             };
             let u = rng.values(n);
-            let (mut a, mut b) = (g.clone(), g.clone());
-            vec::scalar::swiglu_inplace(&mut a, &u);
-            ops.swiglu_inplace(&mut b, &u);
-            check("swiglu", ops, &b, &a);
-            let (mut a, mut b) = (g.clone(), g.clone());
-            vec::scalar::geglu_inplace(&mut a, &u);
-            ops.geglu_inplace(&mut b, &u);
-            check("geglu", ops, &b, &a);
+            check_glus("", ops, &g, &u);
         }
         // Every gate value of the GELU table's domain and around its cut-offs, with up = 1.
         let mut g: Vec<f32> = all.clone();
@@ -272,14 +286,7 @@ fn swiglu_and_geglu_match() {
             f32::NEG_INFINITY,
         ]);
         let u = vec![1.0; g.len()];
-        let (mut a, mut b) = (g.clone(), g.clone());
-        vec::scalar::geglu_inplace(&mut a, &u);
-        ops.geglu_inplace(&mut b, &u);
-        check("geglu table", ops, &b, &a);
-        let (mut a, mut b) = (g.clone(), g.clone());
-        vec::scalar::swiglu_inplace(&mut a, &u);
-        ops.swiglu_inplace(&mut b, &u);
-        check("swiglu table", ops, &b, &a);
+        check_glus(" table", ops, &g, &u);
     }
 }
 

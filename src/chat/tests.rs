@@ -204,24 +204,18 @@ fn builtin_chosen_from_the_vocabulary() {
             .name()
             .to_string()
     };
+    // A vocabulary of two tokens, BOS and EOS.
+    let two = |tokens| Spec {
+        tokens,
+        bos: 0,
+        eos: 1,
+        ..Spec::default()
+    };
     assert_eq!(
-        t(Spec {
-            tokens: &["<|begin_of_text|>", "<|start_header_id|>"],
-            bos: 0,
-            eos: 1,
-            ..Spec::default()
-        }),
+        t(two(&["<|begin_of_text|>", "<|start_header_id|>"])),
         "llama3"
     );
-    assert_eq!(
-        t(Spec {
-            tokens: &["<s>", "<|im_start|>"],
-            bos: 0,
-            eos: 1,
-            ..Spec::default()
-        }),
-        "chatml"
-    );
+    assert_eq!(t(two(&["<s>", "<|im_start|>"])), "chatml");
     assert_eq!(
         t(Spec {
             tok_model: "llama",
@@ -298,16 +292,18 @@ fn template_errors_name_the_template_and_line() {
     assert!(e.starts_with("chat template t failed: "), "{e}");
 }
 
+/// `src` as a template, rendered over `msgs` without a generation prompt.
+fn render(src: &str, msgs: &[Message]) -> String {
+    let t = ChatTemplate::new("t", src, "", "").unwrap();
+    t.render(msgs, false).unwrap()
+}
+
 #[test]
 fn python_string_methods_work() {
     let src = "{% for m in messages %}{% if m.content.startswith('/') %}[cmd {{ m.content[1:].strip().upper() }}]\
 {% else %}{{ m.content.strip() }}|{{ m.content.split(',') | length }}{% endif %}{% endfor %}";
-    let t = ChatTemplate::new("py", src, "", "").unwrap();
-    assert_eq!(
-        t.render(&[Message::user("/ go "), Message::user(" a,b ")], false)
-            .unwrap(),
-        "[cmd GO]a,b|2"
-    );
+    let msgs = [Message::user("/ go "), Message::user(" a,b ")];
+    assert_eq!(render(src, &msgs), "[cmd GO]a,b|2");
 }
 
 #[test]
@@ -315,41 +311,33 @@ fn trim_and_lstrip_blocks_as_transformers() {
     // Block tags on their own lines leave no blank lines or indentation behind; a variable
     // tag's newline stays. (Checked against Jinja2 with trim_blocks and lstrip_blocks.)
     let src = "{% for m in messages %}\n    {% if m.role == 'user' %}\nU: {{ m.content }}\n    {% else %}\nA: {{ m.content }}\n    {% endif %}\n{% endfor %}\n";
-    let t = ChatTemplate::new("ws", src, "", "").unwrap();
-    assert_eq!(
-        t.render(&[Message::user("hi"), Message::assistant("yo")], false)
-            .unwrap(),
-        "U: hi\nA: yo\n"
-    );
+    let msgs = [Message::user("hi"), Message::assistant("yo")];
+    assert_eq!(render(src, &msgs), "U: hi\nA: yo\n");
 }
 
 #[test]
 fn tojson_writes_like_python_json_dumps() {
-    let t = ChatTemplate::new("j", "{{ messages | tojson }}", "", "").unwrap();
     assert_eq!(
-        t.render(&[Message::user("say \"hi\"\n<b>é</b>")], false)
-            .unwrap(),
+        render(
+            "{{ messages | tojson }}",
+            &[Message::user("say \"hi\"\n<b>é</b>")]
+        ),
         r#"[{"role": "user", "content": "say \"hi\"\n<b>é</b>"}]"#
     );
-    let t = ChatTemplate::new(
-        "j",
-        "{{ {'b': 1, 'a': [1, 2.5, 3.0, none, true]} | tojson(indent=2) }}",
-        "",
-        "",
-    )
-    .unwrap();
     assert_eq!(
-        t.render(&[], false).unwrap(),
+        render(
+            "{{ {'b': 1, 'a': [1, 2.5, 3.0, none, true]} | tojson(indent=2) }}",
+            &[]
+        ),
         "{\n  \"b\": 1,\n  \"a\": [\n    1,\n    2.5,\n    3.0,\n    null,\n    true\n  ]\n}"
     );
-    let t = ChatTemplate::new(
-        "j",
-        "{{ {'b': 1, 'a': {}} | tojson(sort_keys=true) }}|{{ [] | tojson }}",
-        "",
-        "",
-    )
-    .unwrap();
-    assert_eq!(t.render(&[], false).unwrap(), r#"{"a": {}, "b": 1}|[]"#);
+    assert_eq!(
+        render(
+            "{{ {'b': 1, 'a': {}} | tojson(sort_keys=true) }}|{{ [] | tojson }}",
+            &[]
+        ),
+        r#"{"a": {}, "b": 1}|[]"#
+    );
 }
 
 #[test]

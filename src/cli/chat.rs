@@ -435,22 +435,10 @@ mod tests {
     #[test]
     fn pipe_input_is_one_message_per_line() {
         let mut r = std::io::Cursor::new("one\\\ntwo\r\n\nthree");
-        assert_eq!(
-            read_message(&mut r, None, false).unwrap().as_deref(),
-            Some("one\\")
-        );
-        assert_eq!(
-            read_message(&mut r, None, false).unwrap().as_deref(),
-            Some("two")
-        );
-        assert_eq!(
-            read_message(&mut r, None, false).unwrap().as_deref(),
-            Some("")
-        );
-        assert_eq!(
-            read_message(&mut r, None, false).unwrap().as_deref(),
-            Some("three")
-        );
+        for want in ["one\\", "two", "", "three"] {
+            let got = read_message(&mut r, None, false).unwrap();
+            assert_eq!(got.as_deref(), Some(want));
+        }
         assert_eq!(read_message(&mut r, None, false).unwrap(), None);
     }
 }

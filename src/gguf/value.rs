@@ -99,43 +99,67 @@ pub struct ArrayInfo {
     pub byte_len: usize,
 }
 
-/// A parsed metadata value. Strings and arrays refer to the file's bytes and are read on demand.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Value {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    F32(f32),
-    Bool(bool),
-    String(Span),
-    Array(ArrayInfo),
-    U64(u64),
-    I64(i64),
-    F64(f64),
+/// Declares a metadata value enum with one variant per [`ValueType`] (the scalars holding their
+/// value, `String` and `Array` what is given), and its `value_type`.
+macro_rules! value_enum {
+    (
+        $(#[$attr:meta])*
+        $name:ident {
+            $(#[$s_attr:meta])* String($s:ty),
+            $(#[$a_attr:meta])* Array($($a:ty),+),
+        }
+    ) => {
+        $(#[$attr])*
+        pub enum $name {
+            U8(u8),
+            I8(i8),
+            U16(u16),
+            I16(i16),
+            U32(u32),
+            I32(i32),
+            F32(f32),
+            Bool(bool),
+            $(#[$s_attr])* String($s),
+            $(#[$a_attr])* Array($($a),+),
+            U64(u64),
+            I64(i64),
+            F64(f64),
+        }
+
+        impl $name {
+            /// The value's type tag.
+            pub fn value_type(&self) -> ValueType {
+                match self {
+                    $name::U8(_) => ValueType::U8,
+                    $name::I8(_) => ValueType::I8,
+                    $name::U16(_) => ValueType::U16,
+                    $name::I16(_) => ValueType::I16,
+                    $name::U32(_) => ValueType::U32,
+                    $name::I32(_) => ValueType::I32,
+                    $name::F32(_) => ValueType::F32,
+                    $name::Bool(_) => ValueType::Bool,
+                    $name::String(_) => ValueType::String,
+                    $name::Array(..) => ValueType::Array,
+                    $name::U64(_) => ValueType::U64,
+                    $name::I64(_) => ValueType::I64,
+                    $name::F64(_) => ValueType::F64,
+                }
+            }
+        }
+    };
+}
+
+value_enum! {
+    /// A parsed metadata value. Strings and arrays refer to the file's bytes and are read on
+    /// demand.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    Value {
+        String(Span),
+        Array(ArrayInfo),
+    }
 }
 
 impl Value {
-    pub fn value_type(&self) -> ValueType {
-        match self {
-            Value::U8(_) => ValueType::U8,
-            Value::I8(_) => ValueType::I8,
-            Value::U16(_) => ValueType::U16,
-            Value::I16(_) => ValueType::I16,
-            Value::U32(_) => ValueType::U32,
-            Value::I32(_) => ValueType::I32,
-            Value::F32(_) => ValueType::F32,
-            Value::Bool(_) => ValueType::Bool,
-            Value::String(_) => ValueType::String,
-            Value::Array(_) => ValueType::Array,
-            Value::U64(_) => ValueType::U64,
-            Value::I64(_) => ValueType::I64,
-            Value::F64(_) => ValueType::F64,
-        }
-    }
-
     /// The value as a signed integer, for any integer type.
     pub fn as_i128(&self) -> Option<i128> {
         Some(match *self {
@@ -161,47 +185,21 @@ impl Value {
     }
 }
 
-/// An owned metadata value, for the writer (and for copying metadata between files).
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetaValue {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    F32(f32),
-    Bool(bool),
-    /// Raw bytes (GGUF strings are meant to be UTF-8, but vocabularies may hold any bytes).
-    String(Vec<u8>),
-    /// An array of values that all have type `elem` (arrays of arrays are allowed by the format).
-    Array(ValueType, Vec<MetaValue>),
-    U64(u64),
-    I64(i64),
-    F64(f64),
+value_enum! {
+    /// An owned metadata value, for the writer (and for copying metadata between files).
+    #[derive(Clone, Debug, PartialEq)]
+    MetaValue {
+        /// Raw bytes (GGUF strings are meant to be UTF-8, but vocabularies may hold any bytes).
+        String(Vec<u8>),
+        /// An array of values that all have type `elem` (arrays of arrays are allowed by the
+        /// format).
+        Array(ValueType, Vec<MetaValue>),
+    }
 }
 
 impl MetaValue {
     pub fn str(s: &str) -> MetaValue {
         MetaValue::String(s.as_bytes().to_vec())
-    }
-
-    pub fn value_type(&self) -> ValueType {
-        match self {
-            MetaValue::U8(_) => ValueType::U8,
-            MetaValue::I8(_) => ValueType::I8,
-            MetaValue::U16(_) => ValueType::U16,
-            MetaValue::I16(_) => ValueType::I16,
-            MetaValue::U32(_) => ValueType::U32,
-            MetaValue::I32(_) => ValueType::I32,
-            MetaValue::F32(_) => ValueType::F32,
-            MetaValue::Bool(_) => ValueType::Bool,
-            MetaValue::String(_) => ValueType::String,
-            MetaValue::Array(..) => ValueType::Array,
-            MetaValue::U64(_) => ValueType::U64,
-            MetaValue::I64(_) => ValueType::I64,
-            MetaValue::F64(_) => ValueType::F64,
-        }
     }
 
     pub fn str_array<S: AsRef<[u8]>>(items: impl IntoIterator<Item = S>) -> MetaValue {

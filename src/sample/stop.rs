@@ -138,31 +138,34 @@ mod tests {
         (out, stop, steps)
     }
 
+    /// [`run`], checked against the text out and the stop string hit; the steps' texts.
+    fn check(stops: &[&str], pieces: &[&str], out: &str, stop: Option<&str>) -> Vec<String> {
+        let (got, got_stop, steps) = run(stops, pieces);
+        assert_eq!(
+            (got.as_str(), got_stop.as_deref()),
+            (out, stop),
+            "{stops:?} {pieces:?}"
+        );
+        steps
+    }
+
     #[test]
     fn no_stop_strings_pass_everything_through() {
-        let (out, stop, steps) = run(&[], &["Hello", ", ", "world"]);
-        assert_eq!(out, "Hello, world");
-        assert_eq!(stop, None);
-        assert_eq!(steps, vec!["Hello", ", ", "world"]);
+        let pieces = ["Hello", ", ", "world"];
+        assert_eq!(check(&[], &pieces, "Hello, world", None), pieces);
     }
 
     #[test]
     fn stop_string_split_across_pieces() {
-        let (out, stop, steps) = run(
-            &["<|im_end|>"],
-            &["Hi there", "<|im", "_e", "nd|>", "ignored"],
-        );
-        assert_eq!(out, "Hi there");
-        assert_eq!(stop.as_deref(), Some("<|im_end|>"));
+        let pieces = ["Hi there", "<|im", "_e", "nd|>", "ignored"];
+        let steps = check(&["<|im_end|>"], &pieces, "Hi there", Some("<|im_end|>"));
         // "<|im" and "<|im_e" are held back rather than shown.
-        assert_eq!(steps, vec!["Hi there", "", "", "", ""]);
+        assert_eq!(steps, ["Hi there", "", "", "", ""]);
     }
 
     #[test]
     fn text_after_the_stop_string_in_the_same_piece_is_cut() {
-        let (out, stop, _) = run(&["STOP"], &["abc", "dST", "OPxyz"]);
-        assert_eq!(out, "abcd");
-        assert_eq!(stop.as_deref(), Some("STOP"));
+        check(&["STOP"], &["abc", "dST", "OPxyz"], "abcd", Some("STOP"));
     }
 
     #[test]
@@ -179,40 +182,33 @@ mod tests {
 
     #[test]
     fn held_back_text_is_flushed_at_the_end() {
-        let (out, stop, steps) = run(&["\n\nUser:"], &["Answer.", "\n", "\nUs"]);
-        assert_eq!(stop, None);
-        assert_eq!(steps, vec!["Answer.", "", ""]);
-        assert_eq!(out, "Answer.\n\nUs");
+        let steps = check(
+            &["\n\nUser:"],
+            &["Answer.", "\n", "\nUs"],
+            "Answer.\n\nUs",
+            None,
+        );
+        assert_eq!(steps, ["Answer.", "", ""]);
     }
 
     #[test]
     fn the_earliest_stop_string_wins() {
-        let (out, stop, _) = run(&["world", "lo"], &["hello world"]);
-        assert_eq!(out, "hel");
-        assert_eq!(stop.as_deref(), Some("lo"));
+        check(&["world", "lo"], &["hello world"], "hel", Some("lo"));
         // Overlapping candidates: the held-back tail is the longest possible start.
-        let (out, stop, _) = run(&["abcd", "bce"], &["xab", "c", "e"]);
-        assert_eq!(out, "xa");
-        assert_eq!(stop.as_deref(), Some("bce"));
+        check(&["abcd", "bce"], &["xab", "c", "e"], "xa", Some("bce"));
     }
 
     #[test]
     fn repeated_prefix_characters() {
         // "aab" inside "aaab": the first 'a' is safe only once the match is known.
-        let (out, stop, steps) = run(&["aab"], &["a", "a", "a", "b", "c"]);
-        assert_eq!(out, "a");
-        assert_eq!(stop.as_deref(), Some("aab"));
-        assert_eq!(steps, vec!["", "", "a", "", ""]);
+        let steps = check(&["aab"], &["a", "a", "a", "b", "c"], "a", Some("aab"));
+        assert_eq!(steps, ["", "", "a", "", ""]);
     }
 
     #[test]
     fn multibyte_text_and_stops() {
-        let (out, stop, _) = run(&["éé"], &["café", " é", "é!"]);
-        assert_eq!(out, "café ");
-        assert_eq!(stop.as_deref(), Some("éé"));
-        let (out, stop, steps) = run(&["→"], &["a→b"]);
-        assert_eq!((out.as_str(), stop.as_deref()), ("a", Some("→")));
-        assert_eq!(steps, vec!["a"]);
+        check(&["éé"], &["café", " é", "é!"], "café ", Some("éé"));
+        assert_eq!(check(&["→"], &["a→b"], "a", Some("→")), ["a"]);
     }
 
     #[test]

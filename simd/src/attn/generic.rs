@@ -309,12 +309,13 @@ pub(crate) fn fa_tiled<L: Lanes>(
                     lanes::from_f16(l, h.v.row(r), &mut vf[c * dv..][..dv]);
                 }
             }
+            let v = VTile { vf, dv, s, rp };
             if all_full && !skip.contains(&true) {
-                vacc_full(l, vf, dv, tile, s, rp, vkq, nr);
+                vacc_full(l, v, tile, vkq, nr);
             } else {
                 for r in 0..nr {
                     if !skip[r] {
-                        vacc_row(l, vf, dv, s, rp, r, masks[r], &mut vkq[r * dv..][..dv]);
+                        vacc_row(l, v, r, masks[r], &mut vkq[r * dv..][..dv]);
                     }
                 }
             }
@@ -412,21 +413,22 @@ fn finish_scores<L: Lanes>(l: L, score: Score, x: &mut [f32]) {
     }
 }
 
+/// What the output rows of a tile are made from: the V rows it sees as f32 (`vf[c][d]`, `dv`
+/// wide) and the exponentiated scores (`s[c][row]`, `rp` wide).
+#[derive(Clone, Copy)]
+struct VTile<'a> {
+    vf: &'a [f32],
+    dv: usize,
+    s: &'a [f32],
+    rp: usize,
+}
+
 /// Every row sees every cell of the tile: rows in blocks, each output vector chained over the
 /// cells in order.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn vacc_full<L: Lanes>(
-    l: L,
-    vf: &[f32],
-    dv: usize,
-    tile: usize,
-    s: &[f32],
-    rp: usize,
-    vkq: &mut [f32],
-    nr: usize,
-) {
+fn vacc_full<L: Lanes>(l: L, v: VTile<'_>, tile: usize, vkq: &mut [f32], nr: usize) {
     const RB: usize = 4;
+    let dv = v.dv;
     let w = L::W;
     let nv = dv - dv % w;
     let full = if tile == 64 {
@@ -439,42 +441,39 @@ fn vacc_full<L: Lanes>(
         let mut d = 0;
         if L::W == 8 {
             while d + 2 * w <= nv {
-                vacc_block::<L, RB, 2>(l, vf, dv, tile, s, rp, vkq, r, d);
+                vacc_block::<L, RB, 2>(l, v, tile, vkq, r, d);
                 d += 2 * w;
             }
         } else {
             while d + 4 * w <= nv {
-                vacc_block::<L, RB, 4>(l, vf, dv, tile, s, rp, vkq, r, d);
+                vacc_block::<L, RB, 4>(l, v, tile, vkq, r, d);
                 d += 4 * w;
             }
         }
         while d < nv {
-            vacc_block::<L, RB, 1>(l, vf, dv, tile, s, rp, vkq, r, d);
+            vacc_block::<L, RB, 1>(l, v, tile, vkq, r, d);
             d += w;
         }
         for rr in r..r + RB {
-            vacc_tail(vf, dv, s, rp, rr, full, &mut vkq[rr * dv..][..dv], nv);
+            vacc_tail(v, rr, full, &mut vkq[rr * dv..][..dv], nv);
         }
         r += RB;
     }
     for rr in r..nr {
-        vacc_row(l, vf, dv, s, rp, rr, full, &mut vkq[rr * dv..][..dv]);
+        vacc_row(l, v, rr, full, &mut vkq[rr * dv..][..dv]);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn vacc_block<L: Lanes, const RB: usize, const DB: usize>(
     l: L,
-    vf: &[f32],
-    dv: usize,
+    v: VTile<'_>,
     tile: usize,
-    s: &[f32],
-    rp: usize,
     vkq: &mut [f32],
     r0: usize,
     d0: usize,
 ) {
+    let VTile { vf, dv, s, rp } = v;
     let w = L::W;
     let mut a = [[l.zero(); DB]; RB];
     for i in 0..RB {
@@ -504,45 +503,32 @@ fn vacc_block<L: Lanes, const RB: usize, const DB: usize>(
 }
 
 /// One row's output over the cells set in `mask`, in order.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn vacc_row<L: Lanes>(
-    l: L,
-    vf: &[f32],
-    dv: usize,
-    s: &[f32],
-    rp: usize,
-    r: usize,
-    mask: u64,
-    acc: &mut [f32],
-) {
+fn vacc_row<L: Lanes>(l: L, v: VTile<'_>, r: usize, mask: u64, acc: &mut [f32]) {
     let w = L::W;
-    let nv = dv - dv % w;
+    let nv = v.dv - v.dv % w;
     let mut d = 0;
     while d + 4 * w <= nv {
-        vacc_row_block::<L, 4>(l, vf, dv, s, rp, r, mask, acc, d);
+        vacc_row_block::<L, 4>(l, v, r, mask, acc, d);
         d += 4 * w;
     }
     while d < nv {
-        vacc_row_block::<L, 1>(l, vf, dv, s, rp, r, mask, acc, d);
+        vacc_row_block::<L, 1>(l, v, r, mask, acc, d);
         d += w;
     }
-    vacc_tail(vf, dv, s, rp, r, mask, acc, nv);
+    vacc_tail(v, r, mask, acc, nv);
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn vacc_row_block<L: Lanes, const DB: usize>(
     l: L,
-    vf: &[f32],
-    dv: usize,
-    s: &[f32],
-    rp: usize,
+    v: VTile<'_>,
     r: usize,
     mask: u64,
     acc: &mut [f32],
     d0: usize,
 ) {
+    let VTile { vf, dv, s, rp } = v;
     let w = L::W;
     let mut a = [l.zero(); DB];
     for k in 0..DB {
@@ -564,18 +550,9 @@ fn vacc_row_block<L: Lanes, const DB: usize>(
 }
 
 /// Output elements `d0..dv` (fewer than a vector) of one row, scalar.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn vacc_tail(
-    vf: &[f32],
-    dv: usize,
-    s: &[f32],
-    rp: usize,
-    r: usize,
-    mask: u64,
-    acc: &mut [f32],
-    d0: usize,
-) {
+fn vacc_tail(v: VTile<'_>, r: usize, mask: u64, acc: &mut [f32], d0: usize) {
+    let VTile { vf, dv, s, rp } = v;
     for d in d0..dv {
         let mut a = acc[d];
         let mut bits = mask;

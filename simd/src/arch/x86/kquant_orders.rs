@@ -19,6 +19,7 @@ use crate::formats::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
 use crate::traits::{Order, Tile};
 use crate::GgmlType;
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 /// Q2_K · Q8_K in the order of [`crate::formats::q2_k::vec_dot`]: per super-block the
 /// exact integers, then `sumf += dall·isum - dmin·summs` in scalar f32.
@@ -166,6 +167,54 @@ impl State {
     }
 }
 
+/// One row of a tiled K-quant times `C` tokens in the order of `KIND`: each super-block is
+/// unpacked once ([`Tiled::unpack`]) and added for every token ([`Tiled::add`]); four tokens in
+/// an order other than `VEC` go through [`Tiled::tile4`].
+///
+/// # Safety
+/// AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn kquant_tile<W: Tiled, const KIND: u8, const C: usize>(
+    w: &[W],
+    a: [&[BlockQ8K]; C],
+) -> [f32; C] {
+    if C == 4 && KIND != VEC {
+        let v = W::tile4::<KIND>(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
+        let mut out = [0f32; C];
+        out.copy_from_slice(&v[..C]);
+        return out;
+    }
+    let nb = w.len();
+    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
+    let mut st = [State::new(); C];
+    for (b, blk) in w.iter().enumerate() {
+        let r = blk.unpack();
+        for c in 0..C {
+            W::add::<KIND>(&mut st[c], &r, &a[c][b]);
+        }
+    }
+    let mut out = [0f32; C];
+    for c in 0..C {
+        out[c] = W::finish::<KIND>(&st[c]);
+    }
+    out
+}
+
+/// A K-quant with tiles (Q4_K, Q6_K): how [`kquant_tile`] treats its super-blocks.
+trait Tiled: bytemuck::Pod {
+    const TYPE: GgmlType;
+    /// A super-block ready for several tokens.
+    type Row;
+    /// The super-block unpacked.
+    unsafe fn unpack(&self) -> Self::Row;
+    /// Adds the super-block times one Q8_K block to `st` in the order of `KIND`.
+    unsafe fn add<const KIND: u8>(st: &mut State, r: &Self::Row, t: &BlockQ8K);
+    /// An element's value from its state.
+    unsafe fn finish<const KIND: u8>(st: &State) -> f32;
+    /// One row times four tokens in `KIND`, an order other than `VEC`.
+    unsafe fn tile4<const KIND: u8>(w: &[Self], a: [&[BlockQ8K]; 4]) -> [f32; 4];
+}
+
 /// A Q4_K super-block ready for several tokens: its 256 nibbles as eight 32-byte vectors (vector
 /// `j` = sub-block `j`), each sub-block's scale as `i16` in every lane, the mins as 8 × `i16`.
 struct Q4kRow {
@@ -174,32 +223,6 @@ struct Q4kRow {
     mn: __m128i,
     d: f32,
     dmin: f32,
-}
-
-#[inline(always)]
-unsafe fn q4k_row(b: &BlockQ4K) -> Q4kRow {
-    let (sc, mn) = k4_scales_mins(&b.scales);
-    let (q, _) = b.qs.as_chunks::<32>();
-    let m4 = _mm256_set1_epi8(0x0F);
-    // Plain loops, not `array::from_fn`: its closures would not get the target features and
-    // would not be inlined.
-    let mut w = [_mm256_setzero_si256(); 8];
-    let mut scv = [_mm256_setzero_si256(); 8];
-    for p in 0..4 {
-        let v = load_256(&q[p]);
-        w[2 * p] = _mm256_and_si256(v, m4);
-        w[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
-    }
-    for j in 0..8 {
-        scv[j] = _mm256_set1_epi16(sc[j] as i16);
-    }
-    Q4kRow {
-        w,
-        sc: scv,
-        mn: _mm_cvtepu8_epi16(load_64(&mn)),
-        d: f16_to_f32(b.d),
-        dmin: f16_to_f32(b.dmin),
-    }
 }
 
 /// The integers of one Q4_K super-block times one Q8_K block: per pair `p` of sub-blocks the
@@ -225,90 +248,95 @@ unsafe fn q4k_ints(r: &Q4kRow, t: &BlockQ8K) -> ([__m256i; 4], __m128i) {
     (pairs, _mm_madd_epi16(s32, r.mn))
 }
 
-/// Adds one Q4_K super-block times one Q8_K block to `st` in the order of `KIND`:
-/// * `VEC` ([`crate::formats::q4_k::vec_dot`]): lane `l` of the integer vector is
-///   `Σ_j sc[j]·(quad l of sub-block j)`; `v8 = fma(y.d·x.d, lanes, v8)`, and the four min lanes
-///   `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]` go to `v4 = fma((-y.d)·x.dmin, mins, v4)`;
-/// * `TILED` (`..._tiled`): `s = fma(fma(-x.dmin, imin, isum·x.d), y.d, s)`;
-/// * `BLOCK` (`..._block`): `s = fma(isum, x.d·y.d, s)`, `m = fma(imin, x.dmin·y.d, m)`;
-/// * `GEMM` (`..._gemm`): the same per pair of sub-blocks.
-#[inline(always)]
-unsafe fn q4k_add<const KIND: u8>(st: &mut State, r: &Q4kRow, t: &BlockQ8K) {
-    let (pairs, mins) = q4k_ints(r, t);
-    let yd = t.d;
-    match KIND {
-        VEC => {
-            let lanes = _mm256_add_epi32(
-                _mm256_add_epi32(pairs[0], pairs[1]),
-                _mm256_add_epi32(pairs[2], pairs[3]),
-            );
-            st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(yd * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
-            st.v4 = _mm_fmadd_ps(_mm_set1_ps(-yd * r.dmin), _mm_cvtepi32_ps(mins), st.v4);
+impl Tiled for BlockQ4K {
+    const TYPE: GgmlType = GgmlType::Q4_K;
+    type Row = Q4kRow;
+
+    #[inline(always)]
+    unsafe fn unpack(&self) -> Q4kRow {
+        let (sc, mn) = k4_scales_mins(&self.scales);
+        let (q, _) = self.qs.as_chunks::<32>();
+        let m4 = _mm256_set1_epi8(0x0F);
+        // Plain loops, not `array::from_fn`: its closures would not get the target features and
+        // would not be inlined.
+        let mut w = [_mm256_setzero_si256(); 8];
+        let mut scv = [_mm256_setzero_si256(); 8];
+        for p in 0..4 {
+            let v = load_256(&q[p]);
+            w[2 * p] = _mm256_and_si256(v, m4);
+            w[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
         }
-        GEMM => {
-            let mut m = [0i32; 4];
-            store_128(bytemuck::cast_mut(&mut m), mins);
-            let (d, dmin) = (r.d * yd, r.dmin * yd);
-            for p in 0..4 {
-                st.s = (hsum_i32x8(pairs[p]) as f32).mul_add(d, st.s);
-                st.m = (m[p] as f32).mul_add(dmin, st.m);
+        for j in 0..8 {
+            scv[j] = _mm256_set1_epi16(sc[j] as i16);
+        }
+        Q4kRow {
+            w,
+            sc: scv,
+            mn: _mm_cvtepu8_epi16(load_64(&mn)),
+            d: f16_to_f32(self.d),
+            dmin: f16_to_f32(self.dmin),
+        }
+    }
+
+    /// Adds one Q4_K super-block times one Q8_K block to `st` in the order of `KIND`:
+    /// * `VEC` ([`crate::formats::q4_k::vec_dot`]): lane `l` of the integer vector is
+    ///   `Σ_j sc[j]·(quad l of sub-block j)`; `v8 = fma(y.d·x.d, lanes, v8)`, and the four min
+    ///   lanes `mn[2i]·s[2i] + mn[2i+1]·s[2i+1]` go to `v4 = fma((-y.d)·x.dmin, mins, v4)`;
+    /// * `TILED` (`..._tiled`): `s = fma(fma(-x.dmin, imin, isum·x.d), y.d, s)`;
+    /// * `BLOCK` (`..._block`): `s = fma(isum, x.d·y.d, s)`, `m = fma(imin, x.dmin·y.d, m)`;
+    /// * `GEMM` (`..._gemm`): the same per pair of sub-blocks.
+    #[inline(always)]
+    unsafe fn add<const KIND: u8>(st: &mut State, r: &Q4kRow, t: &BlockQ8K) {
+        let (pairs, mins) = q4k_ints(r, t);
+        let yd = t.d;
+        match KIND {
+            VEC => {
+                let lanes = _mm256_add_epi32(
+                    _mm256_add_epi32(pairs[0], pairs[1]),
+                    _mm256_add_epi32(pairs[2], pairs[3]),
+                );
+                st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(yd * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
+                st.v4 = _mm_fmadd_ps(_mm_set1_ps(-yd * r.dmin), _mm_cvtepi32_ps(mins), st.v4);
+            }
+            GEMM => {
+                let mut m = [0i32; 4];
+                store_128(bytemuck::cast_mut(&mut m), mins);
+                let (d, dmin) = (r.d * yd, r.dmin * yd);
+                for p in 0..4 {
+                    st.s = (hsum_i32x8(pairs[p]) as f32).mul_add(d, st.s);
+                    st.m = (m[p] as f32).mul_add(dmin, st.m);
+                }
+            }
+            _ => {
+                let lanes = _mm256_add_epi32(
+                    _mm256_add_epi32(pairs[0], pairs[1]),
+                    _mm256_add_epi32(pairs[2], pairs[3]),
+                );
+                let (isum, imin) = (hsum_i32x8(lanes) as f32, hsum_i32x4(mins) as f32);
+                if KIND == TILED {
+                    let v = (-r.dmin).mul_add(imin, isum * r.d);
+                    st.s = v.mul_add(yd, st.s);
+                } else {
+                    st.s = isum.mul_add(r.d * yd, st.s);
+                    st.m = imin.mul_add(r.dmin * yd, st.m);
+                }
             }
         }
-        _ => {
-            let lanes = _mm256_add_epi32(
-                _mm256_add_epi32(pairs[0], pairs[1]),
-                _mm256_add_epi32(pairs[2], pairs[3]),
-            );
-            let (isum, imin) = (hsum_i32x8(lanes) as f32, hsum_i32x4(mins) as f32);
-            if KIND == TILED {
-                let v = (-r.dmin).mul_add(imin, isum * r.d);
-                st.s = v.mul_add(yd, st.s);
-            } else {
-                st.s = isum.mul_add(r.d * yd, st.s);
-                st.m = imin.mul_add(r.dmin * yd, st.m);
-            }
+    }
+
+    #[inline(always)]
+    unsafe fn finish<const KIND: u8>(st: &State) -> f32 {
+        match KIND {
+            VEC => hsum_f32x8(st.v8) + hsum_f32x4(st.v4),
+            TILED => st.s,
+            _ => st.s - st.m,
         }
     }
-}
 
-#[inline(always)]
-unsafe fn q4k_finish<const KIND: u8>(st: &State) -> f32 {
-    match KIND {
-        VEC => hsum_f32x8(st.v8) + hsum_f32x4(st.v4),
-        TILED => st.s,
-        _ => st.s - st.m,
+    #[inline(always)]
+    unsafe fn tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+        q4k_tile4::<KIND>(w, a)
     }
-}
-
-/// One Q4_K row times `C` tokens in the order of `KIND`.
-///
-/// # Safety
-/// AVX2, FMA and F16C.
-#[inline(always)]
-unsafe fn q4k_tile<const KIND: u8, const C: usize>(
-    w: &[BlockQ4K],
-    a: [&[BlockQ8K]; C],
-) -> [f32; C] {
-    if C == 4 && KIND != VEC {
-        let v = q4k_tile4::<KIND>(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
-        let mut out = [0f32; C];
-        out.copy_from_slice(&v[..C]);
-        return out;
-    }
-    let nb = w.len();
-    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
-    let mut st = [State::new(); C];
-    for (b, blk) in w.iter().enumerate() {
-        let r = q4k_row(blk);
-        for c in 0..C {
-            q4k_add::<KIND>(&mut st[c], &r, &a[c][b]);
-        }
-    }
-    let mut out = [0f32; C];
-    for c in 0..C {
-        out[c] = q4k_finish::<KIND>(&st[c]);
-    }
-    out
 }
 
 /// A Q6_K super-block ready for several tokens: its 256 unsigned 6-bit values as eight 32-byte
@@ -321,29 +349,7 @@ struct Q6kRow {
     d: f32,
 }
 
-#[inline(always)]
-unsafe fn q6k_row(b: &BlockQ6K) -> Q6kRow {
-    let (ql, _) = b.ql.as_chunks::<64>();
-    let (qh, _) = b.qh.as_chunks::<32>();
-    let h0 = q6_k_quarter_values(&ql[0], &qh[0]);
-    let h1 = q6_k_quarter_values(&ql[1], &qh[1]);
-    let sc = &b.scales;
-    let mut sp = [_mm256_setzero_si256(); 8];
-    for g in 0..8 {
-        sp[g] = _mm256_setr_m128i(
-            _mm_set1_epi16(sc[2 * g] as i16),
-            _mm_set1_epi16(sc[2 * g + 1] as i16),
-        );
-    }
-    Q6kRow {
-        u: [h0[0], h0[1], h0[2], h0[3], h1[0], h1[1], h1[2], h1[3]],
-        sp,
-        sc16: _mm256_cvtepi8_epi16(load_128(bytemuck::cast_ref(sc))),
-        d: f16_to_f32(b.d),
-    }
-}
-
-/// The eight integer lanes of one Q6_K super-block times one Q8_K block (see [`q6k_add`]).
+/// The eight integer lanes of one Q6_K super-block times one Q8_K block (see [`Tiled::add`]).
 #[inline(always)]
 unsafe fn q6k_lanes(r: &Q6kRow, t: &BlockQ8K) -> __m256i {
     let (q, _) = t.qs.as_chunks::<32>();
@@ -356,55 +362,62 @@ unsafe fn q6k_lanes(r: &Q6kRow, t: &BlockQ8K) -> __m256i {
     lanes
 }
 
-/// Adds one Q6_K super-block times one Q8_K block to `st` in the order of `KIND`:
-/// * `VEC` ([`crate::formats::q6_k::vec_dot`]): lane `l` is
-///   `Σ_g Σ_{e ∈ quad l of group g} sc·u·q8 - 32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`,
-///   `v8 = fma(y.d·x.d, lanes, v8)`;
-/// * `TILED` (`..._tiled`): `s = fma(isum·x.d, y.d, s)`, `isum` the sum of those lanes (the
-///   exact `Σ sc·(u - 32)·q8`).
-#[inline(always)]
-unsafe fn q6k_add<const KIND: u8>(st: &mut State, r: &Q6kRow, t: &BlockQ8K) {
-    let lanes = q6k_lanes(r, t);
-    if KIND == VEC {
-        st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(t.d * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
-    } else {
-        st.s = (hsum_i32x8(lanes) as f32 * r.d).mul_add(t.d, st.s);
-    }
-}
+impl Tiled for BlockQ6K {
+    const TYPE: GgmlType = GgmlType::Q6_K;
+    type Row = Q6kRow;
 
-/// One Q6_K row times `C` tokens in the order of `KIND` (`VEC` or `TILED`).
-///
-/// # Safety
-/// AVX2, FMA and F16C.
-#[inline(always)]
-unsafe fn q6k_tile<const KIND: u8, const C: usize>(
-    w: &[BlockQ6K],
-    a: [&[BlockQ8K]; C],
-) -> [f32; C] {
-    if C == 4 && KIND == TILED {
-        let v = q6k_tiled4(w, [a[0], a[1 % C], a[2 % C], a[3 % C]]);
-        let mut out = [0f32; C];
-        out.copy_from_slice(&v[..C]);
-        return out;
-    }
-    let nb = w.len();
-    let a: [&[BlockQ8K]; C] = std::array::from_fn(|c| &a[c][..nb]);
-    let mut st = [State::new(); C];
-    for (b, blk) in w.iter().enumerate() {
-        let r = q6k_row(blk);
-        for c in 0..C {
-            q6k_add::<KIND>(&mut st[c], &r, &a[c][b]);
+    #[inline(always)]
+    unsafe fn unpack(&self) -> Q6kRow {
+        let (ql, _) = self.ql.as_chunks::<64>();
+        let (qh, _) = self.qh.as_chunks::<32>();
+        let h0 = q6_k_quarter_values(&ql[0], &qh[0]);
+        let h1 = q6_k_quarter_values(&ql[1], &qh[1]);
+        let sc = &self.scales;
+        let mut sp = [_mm256_setzero_si256(); 8];
+        for g in 0..8 {
+            sp[g] = _mm256_setr_m128i(
+                _mm_set1_epi16(sc[2 * g] as i16),
+                _mm_set1_epi16(sc[2 * g + 1] as i16),
+            );
+        }
+        Q6kRow {
+            u: [h0[0], h0[1], h0[2], h0[3], h1[0], h1[1], h1[2], h1[3]],
+            sp,
+            sc16: _mm256_cvtepi8_epi16(load_128(bytemuck::cast_ref(sc))),
+            d: f16_to_f32(self.d),
         }
     }
-    let mut out = [0f32; C];
-    for c in 0..C {
-        out[c] = if KIND == VEC {
-            hsum_f32x8(st[c].v8)
+
+    /// Adds one Q6_K super-block times one Q8_K block to `st` in the order of `KIND`:
+    /// * `VEC` ([`crate::formats::q6_k::vec_dot`]): lane `l` is
+    ///   `Σ_g Σ_{e ∈ quad l of group g} sc·u·q8 - 32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`,
+    ///   `v8 = fma(y.d·x.d, lanes, v8)`;
+    /// * `TILED` (`..._tiled`): `s = fma(isum·x.d, y.d, s)`, `isum` the sum of those lanes (the
+    ///   exact `Σ sc·(u - 32)·q8`).
+    #[inline(always)]
+    unsafe fn add<const KIND: u8>(st: &mut State, r: &Q6kRow, t: &BlockQ8K) {
+        let lanes = q6k_lanes(r, t);
+        if KIND == VEC {
+            st.v8 = _mm256_fmadd_ps(_mm256_set1_ps(t.d * r.d), _mm256_cvtepi32_ps(lanes), st.v8);
         } else {
-            st[c].s
-        };
+            st.s = (hsum_i32x8(lanes) as f32 * r.d).mul_add(t.d, st.s);
+        }
     }
-    out
+
+    #[inline(always)]
+    unsafe fn finish<const KIND: u8>(st: &State) -> f32 {
+        if KIND == VEC {
+            hsum_f32x8(st.v8)
+        } else {
+            st.s
+        }
+    }
+
+    /// `TILED`, the one order of Q6_K besides `VEC`.
+    #[inline(always)]
+    unsafe fn tile4<const KIND: u8>(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+        q6k_tiled4(w, a)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,7 +462,7 @@ unsafe fn token_scales(a: &[&[BlockQ8K]; 4], b: usize) -> __m128 {
     _mm_setr_ps(a[0][b].d, a[1][b].d, a[2][b].d, a[3][b].d)
 }
 
-/// [`q4k_tile`] for four tokens and the orders other than `VEC`.
+/// [`kquant_tile`] of Q4_K for four tokens and the orders other than `VEC`.
 #[inline(always)]
 unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     let nb = w.len();
@@ -457,7 +470,7 @@ unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32
     let mut acc = _mm_setzero_ps();
     let mut accm = _mm_setzero_ps();
     for (b, blk) in w.iter().enumerate() {
-        let r = q4k_row(blk);
+        let r = blk.unpack();
         let mut pairs = [[_mm256_setzero_si256(); 4]; 4];
         let mut mins = [_mm_setzero_si128(); 4];
         for c in 0..4 {
@@ -505,14 +518,14 @@ unsafe fn q4k_tile4<const KIND: u8>(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32
     out
 }
 
-/// [`q6k_tile`] for four tokens in the `TILED` order.
+/// [`kquant_tile`] of Q6_K for four tokens in the `TILED` order.
 #[inline(always)]
 unsafe fn q6k_tiled4(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     let nb = w.len();
     let a = [&a[0][..nb], &a[1][..nb], &a[2][..nb], &a[3][..nb]];
     let mut acc = _mm_setzero_ps();
     for (b, blk) in w.iter().enumerate() {
-        let r = q6k_row(blk);
+        let r = blk.unpack();
         let mut lanes = [_mm256_setzero_si256(); 4];
         for c in 0..4 {
             lanes[c] = q6k_lanes(&r, &a[c][b]);
@@ -525,17 +538,13 @@ unsafe fn q6k_tiled4(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     out
 }
 
-/// A tile of Q4_K or Q6_K: one row × [`TILE_TOKENS`] tokens per register tile,
-/// `tile(row, tokens)`, and `one(row, token)` for the tokens left over.
+/// A tile of Q4_K or Q6_K in the order `KIND`: one row × [`TILE_TOKENS`] tokens per register
+/// tile, and one row × one token for the tokens left over ([`kquant_tile`] both).
 ///
 /// # Safety
 /// AVX2, FMA, F16C; `t.out` as for [`crate::traits::DotTile`].
 #[inline(always)]
-unsafe fn kquant_run<W: bytemuck::Pod>(
-    t: &Tile<'_>,
-    tile: impl Fn(&[W], [&[BlockQ8K]; TILE_TOKENS]) -> [f32; TILE_TOKENS],
-    one: impl Fn(&[W], &[BlockQ8K]) -> f32,
-) -> bool {
+unsafe fn kquant_run<W: Tiled, const KIND: u8>(t: &Tile<'_>) -> bool {
     let nb = t.n / QK_K;
     if !typed::<W, BlockQ8K>(t, nb) {
         return false;
@@ -549,50 +558,34 @@ unsafe fn kquant_run<W: bytemuck::Pod>(
             t.tokens,
             t.out,
             t.out_stride,
-            |rows, toks| [tile(wr(rows[0]), std::array::from_fn(|j| ar(toks[j])))],
-            |rows, c| [one(wr(rows[0]), ar(c))],
+            |rows, toks| {
+                let a = std::array::from_fn(|j| ar(toks[j]));
+                [kquant_tile::<W, KIND, TILE_TOKENS>(wr(rows[0]), a)]
+            },
+            |rows, c| [kquant_tile::<W, KIND, 1>(wr(rows[0]), [ar(c)])[0]],
         )
     };
     true
 }
 
-/// The Q4_K kernel of order `ORDER` (an `Order as u8`).
-pub(super) struct Q4K<const ORDER: u8>;
+/// The kernel of a tiled K-quant `W` in the order `ORDER` (an `Order as u8`: any for Q4_K,
+/// [`VEC`] or [`TILED`] for Q6_K).
+pub(super) struct TiledK<W, const ORDER: u8>(PhantomData<W>);
 
-impl<const ORDER: u8> Kernel for Q4K<ORDER> {
-    const TYPE: GgmlType = GgmlType::Q4_K;
+/// The Q4_K kernels.
+pub(super) type Q4K<const ORDER: u8> = TiledK<BlockQ4K, ORDER>;
+
+/// The Q6_K kernels.
+pub(super) type Q6K<const ORDER: u8> = TiledK<BlockQ6K, ORDER>;
+
+impl<W: Tiled, const ORDER: u8> Kernel for TiledK<W, ORDER> {
+    const TYPE: GgmlType = W::TYPE;
     const ORDER: Order = Order::ALL[ORDER as usize];
 
     #[inline(always)]
     unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
         // SAFETY: the caller's contract (`I` implies AVX2, FMA and F16C).
-        unsafe {
-            kquant_run::<BlockQ4K>(
-                t,
-                |w, a| q4k_tile::<ORDER, TILE_TOKENS>(w, a),
-                |w, a| q4k_tile::<ORDER, 1>(w, [a])[0],
-            )
-        }
-    }
-}
-
-/// The Q6_K kernel of order `ORDER` ([`VEC`] or [`TILED`]).
-pub(super) struct Q6K<const ORDER: u8>;
-
-impl<const ORDER: u8> Kernel for Q6K<ORDER> {
-    const TYPE: GgmlType = GgmlType::Q6_K;
-    const ORDER: Order = Order::ALL[ORDER as usize];
-
-    #[inline(always)]
-    unsafe fn tile<I: Isa>(t: &Tile<'_>) -> bool {
-        // SAFETY: the caller's contract (`I` implies AVX2, FMA and F16C).
-        unsafe {
-            kquant_run::<BlockQ6K>(
-                t,
-                |w, a| q6k_tile::<ORDER, TILE_TOKENS>(w, a),
-                |w, a| q6k_tile::<ORDER, 1>(w, [a])[0],
-            )
-        }
+        unsafe { kquant_run::<W, ORDER>(t) }
     }
 }
 

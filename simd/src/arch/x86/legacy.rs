@@ -159,6 +159,37 @@ unsafe fn f16_lanes<const C: usize>(f: impl Fn(usize) -> f16) -> __m256 {
     _mm256_cvtph_ps(v)
 }
 
+/// Lanes `0..C`: `f32(s)` of the tokens' blocks `b`, for the formats with a minimum (else 0).
+#[inline(always)]
+unsafe fn act_sums<W: Block32, const C: usize>(a: &[&[W::Act]; C], b: usize) -> __m256 {
+    if has_min::<W>() {
+        f16_lanes::<C>(|c| b32::act_s(&a[c][b]))
+    } else {
+        _mm256_setzero_ps()
+    }
+}
+
+/// The tiles' last step: element `(r, c)` is `hsum8(acc[r][c])`, plus lane `c` of `summs[r]` for
+/// the formats with a minimum.
+#[inline(always)]
+unsafe fn finish<W: Block32, const R: usize, const C: usize>(
+    acc: [[__m256; C]; R],
+    summs: [__m256; R],
+) -> [[f32; C]; R] {
+    let mut out = [[0f32; C]; R];
+    for r in 0..R {
+        let mut s = [0f32; 8];
+        store_f32x8(&mut s, summs[r]);
+        for c in 0..C {
+            out[r][c] = hsum_f32x8(acc[r][c]);
+            if has_min::<W>() {
+                out[r][c] += s[c];
+            }
+        }
+    }
+    out
+}
+
 /// The products of `R` weight rows with `C` activation rows, `out[r][c]`, all of the same number
 /// of blocks, each in the order of the module doc.
 ///
@@ -196,11 +227,7 @@ unsafe fn tile<I: Isa, W: Block32, const R: usize, const C: usize>(
             corr[c] = act_corr::<I, W>(av[c]);
             yd[c] = f16_splat(b32::d(blk));
         }
-        let ys = if has_min::<W>() {
-            f16_lanes::<C>(|c| b32::act_s(&a[c][b]))
-        } else {
-            _mm256_setzero_ps()
-        };
+        let ys = act_sums::<W, C>(&a, b);
         for r in 0..R {
             // Only for one token: a batch reuses the rows from cache, so its prefetches are waste.
             if C == 1 && !ahead[r].is_null() {
@@ -223,18 +250,7 @@ unsafe fn tile<I: Isa, W: Block32, const R: usize, const C: usize>(
             }
         }
     }
-    let mut out = [[0f32; C]; R];
-    for r in 0..R {
-        let mut s = [0f32; 8];
-        store_f32x8(&mut s, summs[r]);
-        for c in 0..C {
-            out[r][c] = hsum_f32x8(acc[r][c]);
-            if has_min::<W>() {
-                out[r][c] += s[c];
-            }
-        }
-    }
-    out
+    finish::<W, R, C>(acc, summs)
 }
 
 /// [`tile`] on 512-bit vectors, for the AVX-512 VNNI level: tokens in pairs, token `2p` in the low
@@ -279,11 +295,7 @@ unsafe fn tile_zmm<W: Block32, const R: usize, const C: usize>(
             );
             yd[p] = both(f16_splat(b32::d(b0)), f16_splat(b32::d(b1)));
         }
-        let ys = if has_min::<W>() {
-            f16_lanes::<C>(|c| b32::act_s(&a[c][b]))
-        } else {
-            _mm256_setzero_ps()
-        };
+        let ys = act_sums::<W, C>(&a, b);
         for r in 0..R {
             // SAFETY: `b < nb`, the fewest blocks of any row.
             let blk = unsafe { w[r].blk(b) };
@@ -300,26 +312,16 @@ unsafe fn tile_zmm<W: Block32, const R: usize, const C: usize>(
             }
         }
     }
-    let mut out = [[0f32; C]; R];
+    // Token `2p` is the low half of pair `p`, token `2p + 1` the high half.
+    let mut halves = [[_mm256_setzero_ps(); C]; R];
     for r in 0..R {
-        let mut s = [0f32; 8];
-        store_f32x8(&mut s, summs[r]);
         for p in 0..C / 2 {
             let v = _mm512_castps_pd(acc[r][p]);
-            let halves = [
-                _mm256_castpd_ps(_mm512_castpd512_pd256(v)),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v)),
-            ];
-            for (h, half) in halves.into_iter().enumerate() {
-                let c = 2 * p + h;
-                out[r][c] = hsum_f32x8(half);
-                if has_min::<W>() {
-                    out[r][c] += s[c];
-                }
-            }
+            halves[r][2 * p] = _mm256_castpd_ps(_mm512_castpd512_pd256(v));
+            halves[r][2 * p + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v));
         }
     }
-    out
+    finish::<W, R, C>(halves, summs)
 }
 
 /// [`Order::Vec`] over GGUF's rows.
