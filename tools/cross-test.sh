@@ -4,7 +4,11 @@
 #  1. the kernel crate's tests (every kernel and tile bit for bit against the scalar reference,
 #     llama.cpp's kernel goldens at every level, the level asserted);
 #  2. the whole ARM path on SmolLM2: a short `nib bench`, and a greedy `nib run` of 8 tokens
-#     whose tokens must equal the x86-64 build's.
+#     which, in llama.cpp's x86 summation orders (NIB_ORDERS=llama), must equal the x86-64 build's;
+#     in the levels' own orders (the default, faster on Neoverse-N1) the tokens are printed;
+#  3. on neoverse-n1, the SmolLM2 Q4_1 logits test (tests/logits.rs) twice: with NIB_ORDERS=llama,
+#     where every logit must equal llama.cpp's x86 golden, and in the default orders, held to the
+#     tolerance bar that test states.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -39,11 +43,19 @@ for cpu_level in neoverse-n1:neon-dotprod cortex-a72:neon; do
     exit 1
   fi
   QEMU_CPU=$cpu "${arm[@]}" bench -m "$model" -p 16 -n 4 -r 1 -t 2
-  got=$(QEMU_CPU=$cpu "${arm[@]}" run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
-  echo "aarch64 ($cpu) greedy tokens: $got" >&2
+  got=$(QEMU_CPU=$cpu NIB_ORDERS=llama "${arm[@]}" run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+  echo "aarch64 ($cpu, llama.cpp's orders) greedy tokens: $got" >&2
   if [[ "$got" != "$want" ]]; then
-    echo "error: aarch64 ($cpu) greedy tokens differ from x86-64's" >&2
+    echo "error: aarch64 ($cpu) greedy tokens in llama.cpp's orders differ from x86-64's" >&2
     exit 1
   fi
+  own=$(QEMU_CPU=$cpu "${arm[@]}" run -m "$model" -p "$prompt" -n 8 --temp 0 --json -t 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+  echo "aarch64 ($cpu, the level's own orders) greedy tokens: $own" >&2
 done
-echo "aarch64: kernels, bench and greedy tokens OK" >&2
+
+echo "--> QEMU_CPU=neoverse-n1: SmolLM2 Q4_1 logits against llama.cpp, in both orders" >&2
+QEMU_CPU=neoverse-n1 NIB_ORDERS=llama cargo test --release --target aarch64-unknown-linux-gnu \
+  --test logits smollm2_q4_1 -- --nocapture
+QEMU_CPU=neoverse-n1 cargo test --release --target aarch64-unknown-linux-gnu \
+  --test logits smollm2_q4_1 -- --nocapture
+echo "aarch64: kernels, bench, greedy tokens and logits OK" >&2
