@@ -6,9 +6,9 @@
 #  2. the whole ARM path on SmolLM2: a short `nib bench`, and a greedy `nib run` of 8 tokens
 #     which, in llama.cpp's x86 summation orders (NIB_ORDERS=llama), must equal the x86-64 build's;
 #     in the levels' own orders (the default, faster on Neoverse-N1) the tokens are printed;
-#  3. on neoverse-n1, the SmolLM2 Q4_1 logits test (tests/logits.rs) twice: with NIB_ORDERS=llama,
-#     where every logit must equal llama.cpp's x86 golden, and in the default orders, held to the
-#     tolerance bar that test states.
+#  3. on neoverse-n1, the SmolLM2 Q4_1 and gemma-3 Q4_K_M logits tests (tests/logits.rs) twice:
+#     with NIB_ORDERS=llama, where every logit must equal llama.cpp's x86 golden, and in the
+#     default orders, held to the tolerance bar that test states.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -53,9 +53,9 @@ for cpu_level in neoverse-n1:neon-dotprod cortex-a72:neon; do
   echo "aarch64 ($cpu, the level's own orders) greedy tokens: $own" >&2
 done
 
-echo "--> QEMU_CPU=neoverse-n1: SmolLM2 Q4_1 logits against llama.cpp, in both orders" >&2
-QEMU_CPU=neoverse-n1 NIB_ORDERS=llama cargo test --release --target aarch64-unknown-linux-gnu \
-  --test logits smollm2_q4_1 -- --nocapture
-QEMU_CPU=neoverse-n1 cargo test --release --target aarch64-unknown-linux-gnu \
-  --test logits smollm2_q4_1 -- --nocapture
+echo "--> QEMU_CPU=neoverse-n1: SmolLM2 and gemma-3 logits against llama.cpp, in both orders" >&2
+for orders in llama native; do
+  QEMU_CPU=neoverse-n1 NIB_ORDERS=$orders cargo test --release --target aarch64-unknown-linux-gnu \
+    --test logits -- --nocapture smollm2_q4_1 gemma3_q4_k_m
+done
 echo "aarch64: kernels, bench, greedy tokens and logits OK" >&2
