@@ -368,3 +368,56 @@ fn rope_dimension_count_zero_is_refused_at_load() {
         "{err}"
     );
 }
+
+#[test]
+fn only_regular_files_are_opened_as_models() {
+    // A FIFO used to block `open` forever; a directory or a socket cannot be read as a model.
+    // Each is refused by its type, in one line, before anything is opened.
+    let dir = common::Scratch::new("model-filetype");
+    let fifo = dir.path("fifo.gguf");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let sock = dir.path("sock.gguf");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let subdir = dir.path("dir.gguf");
+    std::fs::create_dir(&subdir).unwrap();
+    for (path, kind) in [
+        (&fifo, "FIFO"),
+        (&sock, "socket"),
+        (&subdir, "directory"),
+    ] {
+        for no_mmap in [false, true] {
+            let opts = LoadOptions {
+                no_mmap,
+                ..Default::default()
+            };
+            let e = format!("{:#}", Model::load(path, &opts).unwrap_err());
+            assert!(e.contains(kind) && e.contains("not a model file"), "{e}");
+        }
+        // The CLI, under a deadline: a hang is a failure, not a stuck test.
+        for args in [&["inspect"][..], &["run", "-p", "hi", "-m"][..]] {
+            let mut child = common::nib()
+                .args(args)
+                .arg(path)
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(20) {
+                    child.kill().unwrap();
+                    panic!("nib {args:?} {} hung", path.display());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert_eq!(status.code(), Some(1), "{err}");
+            assert!(err.starts_with("error: ") && err.contains(kind), "{err}");
+        }
+    }
+}
