@@ -193,7 +193,7 @@ fn batch_reports_malformed_lines_and_records_refused_requests() {
     assert!(by_id("hot".into())["error"]
         .as_str()
         .unwrap()
-        .contains("\"temperature\" must be a number"));
+        .contains("'temperature' must be a number"));
     assert_eq!(by_id("ok".into())["usage"]["completion_tokens"], 1);
     assert_eq!(by_id(7.into())["usage"]["completion_tokens"], 1);
 }

@@ -699,3 +699,93 @@ fn parallel_slots_decode_together_and_match_nib_run() {
     });
     assert_eq!(got, expected, "{}", srv.log());
 }
+
+#[test]
+fn server_and_batch_accept_and_refuse_the_same_requests() {
+    // One validator for both: each body, sent to /v1/completions and given to `nib batch` as a
+    // line, is accepted by both or refused by both with the same message.
+    let bodies = [
+        json!({"max_tokens": 1e12}),
+        json!({"seed": -1}),
+        json!({"top_k": -5}),
+        json!({"repeat_last_n": -1}),
+        json!({"stop": ["x", ""]}),
+        json!({"prompt": [1, 2, 3]}),
+        json!({"logit_bias": {"5": -1e30}}),
+        json!({"logit_bias": {"5": 1e308}}),
+        json!({"logit_bias": {"99999999": 1}}),
+        json!({"temperature": "hot"}),
+        json!({"temperature": 1e39}),
+        json!({"top_p": 1.5}),
+        json!({"max_tokens": -2}),
+        json!({"max_tokens": 1.5}),
+        json!({"n": 2}),
+        json!({"prompt": ["a", "b"]}),
+    ];
+    let full = |b: &Value| {
+        let mut o = json!({"prompt": "Hi", "max_tokens": 1, "temperature": 0});
+        for (k, v) in b.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        o
+    };
+    let srv = Server::start(&["-c", &CTX.to_string()], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let served: Vec<Result<(), String>> = bodies
+        .iter()
+        .map(|b| {
+            let r = srv.send("POST", "/v1/completions", &[], full(b).to_string().as_bytes());
+            match r.status {
+                200 => Ok(()),
+                400 => Err(r.json()["error"]["message"].as_str().unwrap().to_string()),
+                s => panic!("{b}: status {s}: {}", r.text()),
+            }
+        })
+        .collect();
+    drop(srv);
+
+    let dir = common::Scratch::new("serve-batch");
+    let (input, output) = (dir.path("in.jsonl"), dir.path("out.jsonl"));
+    let lines: Vec<String> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut o = full(b);
+            o["id"] = json!(i);
+            o.to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = nib()
+        .args(["batch", "-c", &CTX.to_string(), "-t", "2", "-m"])
+        .arg(common::model_path(common::SMOLLM2))
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&output).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let mut batched: Vec<Option<Result<(), String>>> = vec![None; bodies.len()];
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let i = v["id"].as_u64().unwrap() as usize;
+        batched[i] = Some(match v.get("error") {
+            None => Ok(()),
+            Some(e) => Err(e.as_str().unwrap().to_string()),
+        });
+    }
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(
+            batched[i].as_ref(),
+            Some(&served[i]),
+            "{b}: server and batch disagree (batch stderr: {err})"
+        );
+    }
+    // Both kinds are in the set.
+    assert!(served.iter().filter(|r| r.is_ok()).count() >= 6, "{served:?}");
+    assert!(served.iter().filter(|r| r.is_err()).count() >= 8, "{served:?}");
+}

@@ -26,7 +26,8 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Requests, one JSON object per line ("-": standard input):
-    /// {"id", "prompt" | "messages", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop", "repeat_penalty"}.
+    /// {"id", "prompt" | "messages", and the settings of `nib serve`'s requests: "max_tokens",
+    /// "temperature", "top_k", "top_p", "min_p", "seed", "stop", "logit_bias", ...}.
     #[arg(short = 'i', long = "input")]
     pub input: PathBuf,
     /// Results, one JSON object per line, appended as each request finishes; ids already in the
@@ -299,7 +300,9 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut Output) -> 
             };
             let prompt = match r.input {
                 Input::Prompt(text) if args.chat => chat(vec![Message::user(text)])?,
-                Input::Prompt(text) => tok.tokenize(&text, true, false),
+                // As `/v1/completions`: special-token text in the prompt is parsed.
+                Input::Prompt(text) => tok.tokenize(&text, true, true),
+                Input::Tokens(ids) => ids,
                 Input::Messages(msgs) => chat(msgs)?,
             };
             let gen = GenerateParams {

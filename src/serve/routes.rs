@@ -348,7 +348,7 @@ async fn complete(
         sampler,
         GenerateParams {
             n_predict: Some(n_predict),
-            stop: g.stop,
+            stop: g.stop.unwrap_or_default(),
         },
         g.stream,
     );
