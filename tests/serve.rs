@@ -789,3 +789,107 @@ fn server_and_batch_accept_and_refuse_the_same_requests() {
     assert!(served.iter().filter(|r| r.is_ok()).count() >= 6, "{served:?}");
     assert!(served.iter().filter(|r| r.is_err()).count() >= 8, "{served:?}");
 }
+
+/// Read from `s` until the server closes it (or 30 s pass): what came, and after how long.
+fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    (got, t0.elapsed())
+}
+
+#[test]
+fn stalled_clients_are_disconnected_and_connections_are_capped() {
+    // --timeout 1: a client that sends nothing, half a request head, half a body, or nothing
+    // after its first request on a kept-alive connection is disconnected after about a second
+    // (the half body with a 408 JSON error). --max-connections 2: a third connection gets a 503
+    // JSON error. A bad Content-Length gets a JSON 400, not hyper's empty one.
+    let srv = Server::start(&["--timeout", "1"], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let connect = || TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let within = |d: Duration| d >= Duration::from_millis(800) && d < Duration::from_secs(15);
+
+    for (what, sent) in [
+        ("nothing", &b""[..]),
+        ("half a head", b"GET /health HTTP/1.1\r\nHo"),
+    ] {
+        let mut s = connect();
+        s.write_all(sent).unwrap();
+        let (got, took) = read_until_closed(&mut s);
+        assert!(got.is_empty() && within(took), "{what}: {got:?} after {took:?}");
+    }
+
+    let mut s = connect();
+    s.write_all(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"con")
+        .unwrap();
+    let (got, took) = read_until_closed(&mut s);
+    let r = parse_response(&got);
+    r.assert_error(408, "request_timeout");
+    assert!(within(took), "{took:?}");
+
+    let mut s = connect();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (got, took) = read_until_closed(&mut s);
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(within(took), "kept alive for {took:?}");
+
+    let mut s = connect();
+    s.write_all(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
+        .unwrap();
+    let (got, _) = read_until_closed(&mut s);
+    parse_response(&got).assert_error(400, "invalid_http");
+
+    drop(srv);
+    // Two idle connections hold both places; the third is refused at once. (A longer timeout
+    // here, so that the two are still open however loaded the machine is.)
+    let srv = Server::start(&["--timeout", "30", "--max-connections", "2"], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let connect = || TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let held = [connect(), connect()];
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = connect();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (got, took) = read_until_closed(&mut third);
+    parse_response(&got).assert_error(503, "too_many_connections");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Once they are closed, connections are served again.
+    drop(held);
+    srv.wait_for("a free connection", Duration::from_secs(15), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+}
+
+#[test]
+fn an_empty_api_key_is_refused_at_startup() {
+    // It used to turn authentication off without a word.
+    let model = common::model_path(common::SMOLLM2);
+    for (args, env, says) in [
+        (&["--api-key", ""][..], None, "--api-key is empty"),
+        (&["--api-key", "  "][..], None, "--api-key is empty"),
+        (&[][..], Some(""), "NIB_API_KEY is set but empty"),
+    ] {
+        let mut cmd = nib();
+        cmd.arg("serve").arg("-m").arg(&model).args(["--port", "0"]).args(args);
+        cmd.env_remove("NIB_API_KEY");
+        if let Some(v) = env {
+            cmd.env("NIB_API_KEY", v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(says), "{err}");
+    }
+}
