@@ -99,11 +99,7 @@ pub fn parse_line(line: &str) -> Result<(Request, Vec<String>), LineError> {
             )))
         }
     };
-    let unknown = obj
-        .keys()
-        .filter(|k| !is_known_field(k))
-        .cloned()
-        .collect();
+    let unknown = obj.keys().filter(|k| !is_known_field(k)).cloned().collect();
     parse_fields(&obj, id.clone())
         .map(|r| (r, unknown))
         .map_err(|message| LineError {

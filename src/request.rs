@@ -311,7 +311,10 @@ pub fn parse_gen(o: &Object) -> Result<GenRequest, FieldError> {
         return Err(FieldError::invalid_value("echo", "echo is not supported"));
     }
     if opt_str(o, "suffix")?.is_some_and(|s| !s.is_empty()) {
-        return Err(FieldError::invalid_value("suffix", "suffix is not supported"));
+        return Err(FieldError::invalid_value(
+            "suffix",
+            "suffix is not supported",
+        ));
     }
     Ok(r)
 }
@@ -389,14 +392,21 @@ pub fn parse_messages(o: &Object) -> Result<Vec<Message>, FieldError> {
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 return Err(FieldError::missing(&format!("{param}.role")))
             }
-            Some(_) => return Err(FieldError::invalid_type(&format!("{param}.role"), "a string")),
+            Some(_) => {
+                return Err(FieldError::invalid_type(
+                    &format!("{param}.role"),
+                    "a string",
+                ))
+            }
         };
         let role = if role == "developer" { "system" } else { role };
         let content = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
             // An assistant turn that only called tools has no content.
             None | Some(Value::Null) if role == "assistant" => String::new(),
-            None | Some(Value::Null) => return Err(FieldError::missing(&format!("{param}.content"))),
+            None | Some(Value::Null) => {
+                return Err(FieldError::missing(&format!("{param}.content")))
+            }
             Some(Value::Array(parts)) => {
                 let mut text = String::new();
                 for (j, p) in parts.iter().enumerate() {
@@ -519,16 +529,17 @@ mod tests {
             Prompt::Tokens(vec![3])
         );
         assert_eq!(
-            p(json!({"prompt": ["a", "b"]})).unwrap_err().code, "invalid_value"
+            p(json!({"prompt": ["a", "b"]})).unwrap_err().code,
+            "invalid_value"
         );
         assert_eq!(
-            p(json!({"prompt": [1, -2]})).unwrap_err().code, "invalid_type"
+            p(json!({"prompt": [1, -2]})).unwrap_err().code,
+            "invalid_type"
         );
+        assert_eq!(p(json!({"prompt": 7})).unwrap_err().code, "invalid_type");
         assert_eq!(
-            p(json!({"prompt": 7})).unwrap_err().code, "invalid_type"
-        );
-        assert_eq!(
-            parse_prompt(&obj(json!({}))).unwrap_err().code, "missing_required_parameter"
+            parse_prompt(&obj(json!({}))).unwrap_err().code,
+            "missing_required_parameter"
         );
 
         let m = parse_messages(&obj(json!({"messages": [
@@ -549,13 +560,16 @@ mod tests {
         assert_eq!(e(json!({"messages": []})).code, "invalid_value");
         assert_eq!(e(json!({"messages": "hi"})).code, "invalid_type");
         assert_eq!(
-            e(json!({"messages": [{"role": "user"}]})).code, "missing_required_parameter"
+            e(json!({"messages": [{"role": "user"}]})).code,
+            "missing_required_parameter"
         );
         assert_eq!(
-            e(json!({"messages": [{"role": 1, "content": "x"}]})).code, "invalid_type"
+            e(json!({"messages": [{"role": 1, "content": "x"}]})).code,
+            "invalid_type"
         );
         assert_eq!(
-            e(json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})).code, "invalid_value"
+            e(json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})).code,
+            "invalid_value"
         );
     }
 }

@@ -244,13 +244,30 @@ fn invalid_utf8_in_the_input_is_refused_with_its_offset() {
     let out = batch(&input, &output).output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("not valid UTF-8: byte 0xff at offset 23"), "{err}");
+    assert!(
+        err.contains("not valid UTF-8: byte 0xff at offset 23"),
+        "{err}"
+    );
     let bad = dir.join("bad.txt");
     std::fs::write(&bad, b"hello \xc3(").unwrap();
     let model = model_path(SMOLLM2);
     for args in [
-        vec!["run", "-n", "1", "-f", bad.to_str().unwrap(), "-m", model.to_str().unwrap()],
-        vec!["tokenize", "-f", bad.to_str().unwrap(), "-m", model.to_str().unwrap()],
+        vec![
+            "run",
+            "-n",
+            "1",
+            "-f",
+            bad.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+        ],
+        vec![
+            "tokenize",
+            "-f",
+            bad.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+        ],
         vec!["tokenize", "--stdin", "-m", model.to_str().unwrap()],
     ] {
         let out = common::nib()

@@ -311,12 +311,22 @@ fn hyperparameters_out_of_bounds_are_refused_before_anything_is_sized() {
         (s, "llama.rope.dimension_count", u(63), "= 63"),
         (s, "llama.rope.dimension_count", u(1 << 30), "1073741824"),
         (s, "llama.attention.key_length", u(1 << 20), "1048576"),
-        (s, "llama.attention.layer_norm_rms_epsilon", f(f32::NAN), "NaN"),
+        (
+            s,
+            "llama.attention.layer_norm_rms_epsilon",
+            f(f32::NAN),
+            "NaN",
+        ),
         (s, "llama.rope.freq_base", f(-1.0), "-1"),
         (s, "llama.rope.freq_base", f(f32::INFINITY), "inf"),
         (s, "llama.expert_count", u(1 << 20), "1048576"),
         (s, "llama.expert_count", u(8), "mixture-of-experts"),
-        (g, "gemma3.attention.sliding_window", u(u32::MAX), "4294967295"),
+        (
+            g,
+            "gemma3.attention.sliding_window",
+            u(u32::MAX),
+            "4294967295",
+        ),
         (
             g,
             "gemma3.attention.sliding_window_pattern",
@@ -381,11 +391,7 @@ fn only_regular_files_are_opened_as_models() {
     let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let subdir = dir.path("dir.gguf");
     std::fs::create_dir(&subdir).unwrap();
-    for (path, kind) in [
-        (&fifo, "FIFO"),
-        (&sock, "socket"),
-        (&subdir, "directory"),
-    ] {
+    for (path, kind) in [(&fifo, "FIFO"), (&sock, "socket"), (&subdir, "directory")] {
         for no_mmap in [false, true] {
             let opts = LoadOptions {
                 no_mmap,

@@ -736,7 +736,12 @@ fn server_and_batch_accept_and_refuse_the_same_requests() {
     let served: Vec<Result<(), String>> = bodies
         .iter()
         .map(|b| {
-            let r = srv.send("POST", "/v1/completions", &[], full(b).to_string().as_bytes());
+            let r = srv.send(
+                "POST",
+                "/v1/completions",
+                &[],
+                full(b).to_string().as_bytes(),
+            );
             match r.status {
                 200 => Ok(()),
                 400 => Err(r.json()["error"]["message"].as_str().unwrap().to_string()),
@@ -786,8 +791,14 @@ fn server_and_batch_accept_and_refuse_the_same_requests() {
         );
     }
     // Both kinds are in the set.
-    assert!(served.iter().filter(|r| r.is_ok()).count() >= 6, "{served:?}");
-    assert!(served.iter().filter(|r| r.is_err()).count() >= 8, "{served:?}");
+    assert!(
+        served.iter().filter(|r| r.is_ok()).count() >= 6,
+        "{served:?}"
+    );
+    assert!(
+        served.iter().filter(|r| r.is_err()).count() >= 8,
+        "{served:?}"
+    );
 }
 
 /// Read from `s` until the server closes it (or 30 s pass): what came, and after how long.
@@ -825,7 +836,10 @@ fn stalled_clients_are_disconnected_and_connections_are_capped() {
         let mut s = connect();
         s.write_all(sent).unwrap();
         let (got, took) = read_until_closed(&mut s);
-        assert!(got.is_empty() && within(took), "{what}: {got:?} after {took:?}");
+        assert!(
+            got.is_empty() && within(took),
+            "{what}: {got:?} after {took:?}"
+        );
     }
 
     let mut s = connect();
@@ -837,9 +851,14 @@ fn stalled_clients_are_disconnected_and_connections_are_capped() {
     assert!(within(took), "{took:?}");
 
     let mut s = connect();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (got, took) = read_until_closed(&mut s);
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     assert!(within(took), "kept alive for {took:?}");
 
     let mut s = connect();
@@ -882,7 +901,11 @@ fn an_empty_api_key_is_refused_at_startup() {
         (&[][..], Some(""), "NIB_API_KEY is set but empty"),
     ] {
         let mut cmd = nib();
-        cmd.arg("serve").arg("-m").arg(&model).args(["--port", "0"]).args(args);
+        cmd.arg("serve")
+            .arg("-m")
+            .arg(&model)
+            .args(["--port", "0"])
+            .args(args);
         cmd.env_remove("NIB_API_KEY");
         if let Some(v) = env {
             cmd.env("NIB_API_KEY", v);

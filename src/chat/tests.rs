@@ -423,7 +423,10 @@ fn hostile_templates_run_out_of_fuel_or_hit_the_output_cap() {
     }
     // Within the fuel but beyond the output cap.
     let t = ChatTemplate::new("big", "{{ 'x' * 40000000 }}", "", "").unwrap();
-    let e = t.render(&[Message::user("hi")], true).unwrap_err().to_string();
+    let e = t
+        .render(&[Message::user("hi")], true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("more than the limit"), "{e}");
     assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
     // A real template over a 10 MB message (the largest request body) stays within budget.

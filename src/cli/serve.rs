@@ -79,7 +79,9 @@ impl ServeArgs {
         // An empty key would turn authentication off without a word: refuse it.
         let api_key = match (&self.api_key, std::env::var("NIB_API_KEY")) {
             (Some(k), _) if k.trim().is_empty() => {
-                bail!("--api-key is empty; give a key, or leave the option out to serve without one")
+                bail!(
+                    "--api-key is empty; give a key, or leave the option out to serve without one"
+                )
             }
             (Some(k), _) => Some(k.clone()),
             (None, Ok(k)) if k.trim().is_empty() => {

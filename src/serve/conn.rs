@@ -131,7 +131,9 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         503,
         "Service Unavailable",
         "too_many_connections",
-        &format!("the server has {max} connections open, its limit (--max-connections); retry later"),
+        &format!(
+            "the server has {max} connections open, its limit (--max-connections); retry later"
+        ),
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(&resp).await;
