@@ -427,3 +427,21 @@ fn only_regular_files_are_opened_as_models() {
         }
     }
 }
+
+#[test]
+fn inspect_shows_a_file_with_bad_hyperparameters_and_says_why_it_cannot_load() {
+    let dir = common::Scratch::new("model-inspect");
+    let path = with_key(
+        &dir,
+        common::SMOLLM2,
+        "llama.block_count",
+        Some(MetaValue::U32(u32::MAX)),
+    );
+    let out = common::nib().arg("inspect").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot be loaded") && err.contains("llama.block_count = 4294967295"),
+        "{err}"
+    );
+}
