@@ -3,10 +3,13 @@
 //!
 //! **Input**: one JSON object per line, blank lines skipped:
 //! - `id`: a string or an integer, unique in the file; it names the result.
-//! - `prompt` (text, continued as is) or `messages` (`[{"role", "content"}, ...]`, rendered with
-//!   the model's chat template), one of the two.
-//! - optional: `max_tokens`, `temperature`, `top_k`, `top_p`, `min_p`, `seed`, `stop` (a string
-//!   or an array of them), `repeat_penalty`, `frequency_penalty`, `presence_penalty`. They
+//! - `prompt` (text, continued as is, special-token text parsed as `/v1/completions` does; or
+//!   token ids) or `messages` (`[{"role", "content"}, ...]`, rendered with the model's chat
+//!   template), one of the two.
+//! - optional: the settings of `nib serve`'s completion endpoints (`max_tokens`, `temperature`,
+//!   `top_k`, `top_p`, `min_p`, `seed`, `stop`, `repeat_penalty`, `repeat_last_n`,
+//!   `frequency_penalty`, `presence_penalty`, `logit_bias`, ...), checked by the same validator
+//!   ([`crate::request`]), so a line means what the same JSON sent to the server means. They
 //!   replace the command line's settings for that request; `null` is the same as absent.
 //!
 //! Unknown fields are reported and ignored.
@@ -27,15 +30,18 @@
 
 use crate::chat::Message;
 use crate::generate::GenerateOutput;
+use crate::request::{parse_gen, parse_messages, parse_prompt, Object, Prompt, KNOWN_FIELDS};
 use crate::sample::SamplerOverrides;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashSet;
 
 /// What a request asks to continue.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
-    /// Plain text, tokenized as text.
+    /// Plain text, tokenized with special-token text parsed (as `/v1/completions` does).
     Prompt(String),
+    /// Token ids, as they are.
+    Tokens(Vec<u32>),
     /// A conversation, rendered with the chat template.
     Messages(Vec<Message>),
 }
@@ -45,6 +51,7 @@ pub enum Input {
 pub struct Request {
     pub id: Value,
     pub input: Input,
+    /// Most tokens to generate (`usize::MAX`: until the context is full); `None`: `-n`.
     pub max_tokens: Option<usize>,
     /// Sampling settings given by the request.
     pub overrides: SamplerOverrides,
@@ -70,22 +77,10 @@ pub struct LineError {
     pub message: String,
 }
 
-/// The fields a request may have.
-pub const FIELDS: [&str; 13] = [
-    "id",
-    "prompt",
-    "messages",
-    "max_tokens",
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "seed",
-    "stop",
-    "repeat_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-];
+/// Whether a request may have this field (`id` and the fields of [`crate::request`]).
+pub fn is_known_field(name: &str) -> bool {
+    name == "id" || KNOWN_FIELDS.contains(&name)
+}
 
 /// Parse one input line. On success, also the names of unknown fields (ignored).
 pub fn parse_line(line: &str) -> Result<(Request, Vec<String>), LineError> {
@@ -104,11 +99,7 @@ pub fn parse_line(line: &str) -> Result<(Request, Vec<String>), LineError> {
             )))
         }
     };
-    let unknown = obj
-        .keys()
-        .filter(|k| !FIELDS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let unknown = obj.keys().filter(|k| !is_known_field(k)).cloned().collect();
     parse_fields(&obj, id.clone())
         .map(|r| (r, unknown))
         .map_err(|message| LineError {
@@ -117,78 +108,25 @@ pub fn parse_line(line: &str) -> Result<(Request, Vec<String>), LineError> {
         })
 }
 
-fn parse_fields(obj: &Map<String, Value>, id: Value) -> Result<Request, String> {
-    let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
-    let input = match (field("prompt"), field("messages")) {
-        (Some(_), Some(_)) => return Err("give \"prompt\" or \"messages\", not both".into()),
-        (None, None) => return Err("no \"prompt\" or \"messages\"".into()),
-        (Some(p), None) => {
-            Input::Prompt(p.as_str().ok_or("\"prompt\" must be a string")?.to_string())
-        }
-        (None, Some(m)) => Input::Messages(parse_messages(m)?),
+fn parse_fields(obj: &Object, id: Value) -> Result<Request, String> {
+    let present = |name: &str| obj.get(name).is_some_and(|v| !v.is_null());
+    let input = match (present("prompt"), present("messages")) {
+        (true, true) => return Err("give \"prompt\" or \"messages\", not both".into()),
+        (false, false) => return Err("no \"prompt\" or \"messages\"".into()),
+        (true, false) => match parse_prompt(obj).map_err(|e| e.message)? {
+            Prompt::Text(t) => Input::Prompt(t),
+            Prompt::Tokens(t) => Input::Tokens(t),
+        },
+        (false, true) => Input::Messages(parse_messages(obj).map_err(|e| e.message)?),
     };
-    let uint = |name: &str| -> Result<Option<u64>, String> {
-        field(name)
-            .map(|v| {
-                v.as_u64()
-                    .ok_or_else(|| format!("\"{name}\" must be a non-negative integer, not {v}"))
-            })
-            .transpose()
-    };
-    let float = |name: &str| -> Result<Option<f32>, String> {
-        field(name)
-            .map(|v| {
-                v.as_f64()
-                    .map(|x| x as f32)
-                    .ok_or_else(|| format!("\"{name}\" must be a number, not {v}"))
-            })
-            .transpose()
-    };
-    let stop = match field("stop") {
-        None => None,
-        Some(Value::String(s)) => Some(vec![s.clone()]),
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .map(|s| s.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .ok_or("\"stop\" must be a string or an array of strings")?,
-        ),
-        Some(_) => return Err("\"stop\" must be a string or an array of strings".into()),
-    };
-    let overrides = SamplerOverrides {
-        temp: float("temperature")?,
-        top_k: uint("top_k")?.map(|k| k.min(usize::MAX as u64) as usize),
-        top_p: float("top_p")?,
-        min_p: float("min_p")?,
-        repeat_penalty: float("repeat_penalty")?,
-        frequency_penalty: float("frequency_penalty")?,
-        presence_penalty: float("presence_penalty")?,
-        seed: uint("seed")?,
-        ..SamplerOverrides::default()
-    };
+    let g = parse_gen(obj).map_err(|e| e.message)?;
     Ok(Request {
         id,
         input,
-        max_tokens: uint("max_tokens")?.map(|n| n.min(usize::MAX as u64) as usize),
-        overrides,
-        stop,
+        max_tokens: g.max_tokens,
+        overrides: g.overrides,
+        stop: g.stop,
     })
-}
-
-fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
-    let err =
-        || "\"messages\" must be an array of {\"role\": string, \"content\": string}".to_string();
-    let arr = v.as_array().ok_or_else(err)?;
-    if arr.is_empty() {
-        return Err("\"messages\" is empty".into());
-    }
-    arr.iter()
-        .map(|m| {
-            let role = m.get("role").and_then(Value::as_str).ok_or_else(err)?;
-            let content = m.get("content").and_then(Value::as_str).ok_or_else(err)?;
-            Ok(Message::new(role, content))
-        })
-        .collect()
 }
 
 /// The result line of a finished request. `prompt_tokens` is the whole prompt's length (the
@@ -353,10 +291,14 @@ mod tests {
             (r#"{"id": 1, "prompt": "a", "messages": []}"#, "not both"),
             (r#"{"id": 1, "prompt": 5}"#, "must be a string"),
             (r#"{"id": 1, "messages": []}"#, "empty"),
-            (r#"{"id": 1, "messages": [{"role": "user"}]}"#, "array of"),
+            (r#"{"id": 1, "messages": [{"role": "user"}]}"#, "content"),
             (
-                r#"{"id": 1, "prompt": "a", "max_tokens": -1}"#,
-                "non-negative",
+                r#"{"id": 1, "prompt": "a", "max_tokens": -2}"#,
+                "at least 0",
+            ),
+            (
+                r#"{"id": 1, "prompt": "a", "logit_bias": {"3": 1e308}}"#,
+                "finite",
             ),
             (
                 r#"{"id": 1, "prompt": "a", "temperature": "hot"}"#,
@@ -364,7 +306,7 @@ mod tests {
             ),
             (
                 r#"{"id": 1, "prompt": "a", "stop": [1]}"#,
-                "array of strings",
+                "list of strings",
             ),
         ] {
             let e = parse_line(line).unwrap_err();

@@ -156,6 +156,15 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(TemplateException(msg)))
 }
 
+/// Fuel for one render (MiniJinja's [`Environment::set_fuel`]): about one unit per instruction
+/// and per 64 bytes of data created, so it bounds both the time a render takes and the memory a
+/// template can allocate (some 128 MB). A real template spends a few hundred units per message
+/// plus the content's bytes / 64: a 10 MB request body takes some 200,000.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// Largest rendered prompt (32 MiB; a request body is at most 10 MiB).
+pub const MAX_RENDER_BYTES: usize = 32 << 20;
+
 /// A compiled chat template with the special-token strings it renders with.
 pub struct ChatTemplate {
     name: String,
@@ -286,6 +295,9 @@ impl ChatTemplate {
     /// Templates made this way never strip BOS/EOS text from what they render.
     pub fn new(name: &str, source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         let mut env = Environment::new();
+        // A template from a model file is untrusted: a loop that doubles a string, or nested
+        // loops of millions of steps, stop when the budget runs out.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_syntax(
             SyntaxConfig::builder()
                 .trim_blocks(true)
@@ -338,8 +350,21 @@ impl ChatTemplate {
                 }
                 src = s.source();
             }
+            if e.kind() == ErrorKind::OutOfFuel {
+                return anyhow!(
+                    "chat template {} ran out of its budget of {TEMPLATE_FUEL} steps (it loops too long or builds too much text)",
+                    self.name
+                );
+            }
             anyhow!("chat template {} failed: {}", self.name, describe(&e))
         })?;
+        if out.len() > MAX_RENDER_BYTES {
+            bail!(
+                "chat template {} rendered {} bytes, more than the limit of {MAX_RENDER_BYTES}",
+                self.name,
+                out.len()
+            );
+        }
         if self.strip_bos && !self.bos_token.is_empty() && out.starts_with(&self.bos_token) {
             out.drain(..self.bos_token.len());
         }

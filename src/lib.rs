@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod quantize;
+pub mod request;
 pub mod runtime;
 pub mod sample;
 #[cfg(feature = "server")]

@@ -193,7 +193,93 @@ fn batch_reports_malformed_lines_and_records_refused_requests() {
     assert!(by_id("hot".into())["error"]
         .as_str()
         .unwrap()
-        .contains("\"temperature\" must be a number"));
+        .contains("'temperature' must be a number"));
     assert_eq!(by_id("ok".into())["usage"]["completion_tokens"], 1);
     assert_eq!(by_id(7.into())["usage"]["completion_tokens"], 1);
+}
+
+#[test]
+fn a_second_batch_on_a_locked_output_fails_at_once() {
+    // Two runs on one output used to both run every request and duplicate every id. The output
+    // is locked (flock) for the run: a second run is refused before it loads anything.
+    let dir = scratch("lock");
+    let (input, output) = (dir.join("prompts.jsonl"), dir.join("results.jsonl"));
+    std::fs::write(&input, requests()).unwrap();
+    std::fs::write(&output, "").unwrap();
+    let held = std::fs::File::open(&output).unwrap();
+    // SAFETY: flock on a descriptor `held` owns for the rest of the test.
+    let r = unsafe {
+        libc::flock(
+            std::os::unix::io::AsRawFd::as_raw_fd(&held),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(r, 0);
+    let t0 = Instant::now();
+    let out = batch(&input, &output).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("in use by another nib batch"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "");
+    // Released, the same run goes through; a torn last line left by a kill is cut and redone.
+    drop(held);
+    std::fs::write(&output, "{\"id\":\"a\",\"text\":\"tor").unwrap();
+    let out = batch(&input, &output).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cut an incomplete last line"), "{err}");
+    check_complete(&output);
+}
+
+#[test]
+fn invalid_utf8_in_the_input_is_refused_with_its_offset() {
+    // As `nib run -f` and `nib tokenize -f/--stdin` refuse it: one error naming the byte offset.
+    let dir = scratch("utf8");
+    let (input, output) = (dir.join("prompts.jsonl"), dir.join("results.jsonl"));
+    std::fs::write(&input, b"{\"id\": 1, \"prompt\": \"ab\xffc\"}\n").unwrap();
+    let out = batch(&input, &output).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not valid UTF-8: byte 0xff at offset 23"),
+        "{err}"
+    );
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, b"hello \xc3(").unwrap();
+    let model = model_path(SMOLLM2);
+    for args in [
+        vec![
+            "run",
+            "-n",
+            "1",
+            "-f",
+            bad.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+        ],
+        vec![
+            "tokenize",
+            "-f",
+            bad.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+        ],
+        vec!["tokenize", "--stdin", "-m", model.to_str().unwrap()],
+    ] {
+        let out = common::nib()
+            .args(&args)
+            .stdin(std::fs::File::open(&bad).unwrap())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("not valid UTF-8: byte 0xc3 at offset 6"),
+            "{args:?}: {err}"
+        );
+    }
 }

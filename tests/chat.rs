@@ -286,3 +286,41 @@ fn chat_drops_the_oldest_turns_when_the_context_is_full() {
         assert!(used <= 48, "{line}");
     }
 }
+
+#[test]
+fn run_parses_special_tokens_in_a_raw_prompt_unless_told_not_to() {
+    // `nib run -p` with a raw ChatML prompt: `<|im_start|>` (id 1 in SmolLM2's vocabulary) is
+    // one token, as llama-cli and llama-simple make it; with --no-parse-special it is text.
+    let g = nib::gguf::Gguf::open(common::model_path(SMOLLM2)).unwrap();
+    let tok = nib::tokenizer::Tokenizer::from_gguf(&g).unwrap();
+    let raw = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    let build = |extra: &[&str]| {
+        let mut argv = vec!["nib", "run", "-p", raw];
+        argv.extend_from_slice(extra);
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        nib::cli::run::build_prompt(&args, raw, &g, &tok).unwrap().1
+    };
+    let parsed = build(&[]);
+    assert_eq!(parsed.iter().filter(|&&t| t == 1).count(), 2, "{parsed:?}");
+    assert_eq!(parsed.iter().filter(|&&t| t == 2).count(), 1, "{parsed:?}");
+    assert_eq!(parsed, tok.tokenize(raw, true, true));
+    let text = build(&["--no-parse-special"]);
+    assert!(!text.contains(&1) && !text.contains(&2), "{text:?}");
+    assert_eq!(text, tok.tokenize(raw, true, false));
+    // `<|im_start|>` alone: one token parsed, several as text.
+    let one = |extra: &[&str]| {
+        let mut argv = vec!["nib", "run", "-p", "<|im_start|>"];
+        argv.extend_from_slice(extra);
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        nib::cli::run::build_prompt(&args, "<|im_start|>", &g, &tok)
+            .unwrap()
+            .1
+    };
+    let bos = usize::from(tok.add_bos());
+    assert_eq!(one(&[]).len(), 1 + bos);
+    assert!(one(&["--no-parse-special"]).len() > 2 + bos);
+}

@@ -259,3 +259,189 @@ fn interleaved_weights_give_the_logits_of_the_file_layout() {
         }
     }
 }
+
+/// The metadata of `model` (no tensors) with `key` set to `value` (or removed when `None`),
+/// written under `dir`: enough for the hyperparameter checks, which come before any tensor.
+fn with_key(
+    dir: &common::Scratch,
+    model: &str,
+    key: &str,
+    value: Option<MetaValue>,
+) -> std::path::PathBuf {
+    let g = Gguf::open(common::model_path(model)).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in g.metadata() {
+        if k != key {
+            w.set(k, g.to_owned_value(v)).unwrap();
+        }
+    }
+    if let Some(v) = value {
+        w.set(key, v).unwrap();
+    }
+    let path = dir.path(&format!("{model}-{key}.gguf"));
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn hyperparameters_out_of_bounds_are_refused_before_anything_is_sized() {
+    // Each would have sized an allocation or a loop from the value (a 4-billion-layer Vec, a
+    // 2-billion-entry sliding-window table) or divided by it; each must be an error naming the
+    // key and the value, found before any tensor is looked at.
+    let dir = common::Scratch::new("model-hparams");
+    let u = MetaValue::U32;
+    let f = MetaValue::F32;
+    let (s, g) = (common::SMOLLM2, common::GEMMA3);
+    for (model, key, value, says) in [
+        (s, "llama.block_count", u(u32::MAX), "4294967295"),
+        (s, "llama.block_count", u(0), "= 0"),
+        (s, "llama.block_count", u(513), "513"),
+        (g, "gemma3.block_count", u(1 << 31), "2147483648"),
+        (s, "llama.embedding_length", u(0), "= 0"),
+        (s, "llama.embedding_length", u(u32::MAX), "4294967295"),
+        (s, "llama.feed_forward_length", u(u32::MAX), "4294967295"),
+        (s, "llama.attention.head_count", u(0), "= 0"),
+        (s, "llama.attention.head_count", u(1 << 20), "1048576"),
+        (s, "llama.attention.head_count_kv", u(0), "= 0"),
+        (s, "llama.attention.head_count_kv", u(4), "does not divide"),
+        (s, "llama.attention.head_count_kv", u(18), "= 18"),
+        (s, "llama.context_length", u(0), "= 0"),
+        (s, "llama.vocab_size", u(u32::MAX), "4294967295"),
+        (s, "llama.rope.dimension_count", u(0), "= 0"),
+        (s, "llama.rope.dimension_count", u(63), "= 63"),
+        (s, "llama.rope.dimension_count", u(1 << 30), "1073741824"),
+        (s, "llama.attention.key_length", u(1 << 20), "1048576"),
+        (
+            s,
+            "llama.attention.layer_norm_rms_epsilon",
+            f(f32::NAN),
+            "NaN",
+        ),
+        (s, "llama.rope.freq_base", f(-1.0), "-1"),
+        (s, "llama.rope.freq_base", f(f32::INFINITY), "inf"),
+        (s, "llama.expert_count", u(1 << 20), "1048576"),
+        (s, "llama.expert_count", u(8), "mixture-of-experts"),
+        (
+            g,
+            "gemma3.attention.sliding_window",
+            u(u32::MAX),
+            "4294967295",
+        ),
+        (
+            g,
+            "gemma3.attention.sliding_window_pattern",
+            u(1 << 31),
+            "2147483648",
+        ),
+    ] {
+        let path = with_key(&dir, model, key, Some(value));
+        let e = load_err(&path);
+        assert!(
+            e.contains(key) && e.contains(says) && !e.contains("missing"),
+            "{key}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_huge_block_count_is_one_line_and_exit_code_1_from_the_cli() {
+    // SmolLM2 with block_count (4 bytes at offset 486) patched to 0xffffffff used to pass
+    // `nib inspect` and abort `nib run` on a huge allocation.
+    let dir = common::Scratch::new("model-block-count");
+    let path = dir.path("blocks.gguf");
+    let mut bytes = std::fs::read(common::model_path(common::SMOLLM2)).unwrap();
+    assert_eq!(bytes[486..490], 30u32.to_le_bytes());
+    bytes[486..490].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = cli_error(&["run", "-n", "1", "-p", "hi"], &path);
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("llama.block_count = 4294967295")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn rope_dimension_count_zero_is_refused_at_load() {
+    // It used to load and then panic on the first prompt ("chunk size must be non-zero").
+    let dir = common::Scratch::new("model-rope0");
+    let path = with_key(
+        &dir,
+        common::SMOLLM2,
+        "llama.rope.dimension_count",
+        Some(MetaValue::U32(0)),
+    );
+    let err = cli_error(&["run", "-n", "1", "-p", "hi"], &path);
+    assert!(
+        err.starts_with("error: ") && err.contains("llama.rope.dimension_count = 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_regular_files_are_opened_as_models() {
+    // A FIFO used to block `open` forever; a directory or a socket cannot be read as a model.
+    // Each is refused by its type, in one line, before anything is opened.
+    let dir = common::Scratch::new("model-filetype");
+    let fifo = dir.path("fifo.gguf");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let sock = dir.path("sock.gguf");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let subdir = dir.path("dir.gguf");
+    std::fs::create_dir(&subdir).unwrap();
+    for (path, kind) in [(&fifo, "FIFO"), (&sock, "socket"), (&subdir, "directory")] {
+        for no_mmap in [false, true] {
+            let opts = LoadOptions {
+                no_mmap,
+                ..Default::default()
+            };
+            let e = format!("{:#}", Model::load(path, &opts).unwrap_err());
+            assert!(e.contains(kind) && e.contains("not a model file"), "{e}");
+        }
+        // The CLI, under a deadline: a hang is a failure, not a stuck test.
+        for args in [&["inspect"][..], &["run", "-p", "hi", "-m"][..]] {
+            let mut child = common::nib()
+                .args(args)
+                .arg(path)
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(20) {
+                    child.kill().unwrap();
+                    panic!("nib {args:?} {} hung", path.display());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert_eq!(status.code(), Some(1), "{err}");
+            assert!(err.starts_with("error: ") && err.contains(kind), "{err}");
+        }
+    }
+}
+
+#[test]
+fn inspect_shows_a_file_with_bad_hyperparameters_and_says_why_it_cannot_load() {
+    let dir = common::Scratch::new("model-inspect");
+    let path = with_key(
+        &dir,
+        common::SMOLLM2,
+        "llama.block_count",
+        Some(MetaValue::U32(u32::MAX)),
+    );
+    let out = common::nib().arg("inspect").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot be loaded") && err.contains("llama.block_count = 4294967295"),
+        "{err}"
+    );
+}

@@ -699,3 +699,220 @@ fn parallel_slots_decode_together_and_match_nib_run() {
     });
     assert_eq!(got, expected, "{}", srv.log());
 }
+
+#[test]
+fn server_and_batch_accept_and_refuse_the_same_requests() {
+    // One validator for both: each body, sent to /v1/completions and given to `nib batch` as a
+    // line, is accepted by both or refused by both with the same message.
+    let bodies = [
+        json!({"max_tokens": 1e12}),
+        json!({"seed": -1}),
+        json!({"top_k": -5}),
+        json!({"repeat_last_n": -1}),
+        json!({"stop": ["x", ""]}),
+        json!({"prompt": [1, 2, 3]}),
+        json!({"logit_bias": {"5": -1e30}}),
+        json!({"logit_bias": {"5": 1e308}}),
+        json!({"logit_bias": {"99999999": 1}}),
+        json!({"temperature": "hot"}),
+        json!({"temperature": 1e39}),
+        json!({"top_p": 1.5}),
+        json!({"max_tokens": -2}),
+        json!({"max_tokens": 1.5}),
+        json!({"n": 2}),
+        json!({"prompt": ["a", "b"]}),
+    ];
+    let full = |b: &Value| {
+        let mut o = json!({"prompt": "Hi", "max_tokens": 1, "temperature": 0});
+        for (k, v) in b.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        o
+    };
+    let srv = Server::start(&["-c", &CTX.to_string()], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let served: Vec<Result<(), String>> = bodies
+        .iter()
+        .map(|b| {
+            let r = srv.send(
+                "POST",
+                "/v1/completions",
+                &[],
+                full(b).to_string().as_bytes(),
+            );
+            match r.status {
+                200 => Ok(()),
+                400 => Err(r.json()["error"]["message"].as_str().unwrap().to_string()),
+                s => panic!("{b}: status {s}: {}", r.text()),
+            }
+        })
+        .collect();
+    drop(srv);
+
+    let dir = common::Scratch::new("serve-batch");
+    let (input, output) = (dir.path("in.jsonl"), dir.path("out.jsonl"));
+    let lines: Vec<String> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut o = full(b);
+            o["id"] = json!(i);
+            o.to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = nib()
+        .args(["batch", "-c", &CTX.to_string(), "-t", "2", "-m"])
+        .arg(common::model_path(common::SMOLLM2))
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&output).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let mut batched: Vec<Option<Result<(), String>>> = vec![None; bodies.len()];
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let i = v["id"].as_u64().unwrap() as usize;
+        batched[i] = Some(match v.get("error") {
+            None => Ok(()),
+            Some(e) => Err(e.as_str().unwrap().to_string()),
+        });
+    }
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(
+            batched[i].as_ref(),
+            Some(&served[i]),
+            "{b}: server and batch disagree (batch stderr: {err})"
+        );
+    }
+    // Both kinds are in the set.
+    assert!(
+        served.iter().filter(|r| r.is_ok()).count() >= 6,
+        "{served:?}"
+    );
+    assert!(
+        served.iter().filter(|r| r.is_err()).count() >= 8,
+        "{served:?}"
+    );
+}
+
+/// Read from `s` until the server closes it (or 30 s pass): what came, and after how long.
+fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    (got, t0.elapsed())
+}
+
+#[test]
+fn stalled_clients_are_disconnected_and_connections_are_capped() {
+    // --timeout 1: a client that sends nothing, half a request head, half a body, or nothing
+    // after its first request on a kept-alive connection is disconnected after about a second
+    // (the half body with a 408 JSON error). --max-connections 2: a third connection gets a 503
+    // JSON error. A bad Content-Length gets a JSON 400, not hyper's empty one.
+    let srv = Server::start(&["--timeout", "1"], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let connect = || TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let within = |d: Duration| d >= Duration::from_millis(800) && d < Duration::from_secs(15);
+
+    for (what, sent) in [
+        ("nothing", &b""[..]),
+        ("half a head", b"GET /health HTTP/1.1\r\nHo"),
+    ] {
+        let mut s = connect();
+        s.write_all(sent).unwrap();
+        let (got, took) = read_until_closed(&mut s);
+        assert!(
+            got.is_empty() && within(took),
+            "{what}: {got:?} after {took:?}"
+        );
+    }
+
+    let mut s = connect();
+    s.write_all(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"con")
+        .unwrap();
+    let (got, took) = read_until_closed(&mut s);
+    let r = parse_response(&got);
+    r.assert_error(408, "request_timeout");
+    assert!(within(took), "{took:?}");
+
+    let mut s = connect();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (got, took) = read_until_closed(&mut s);
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(within(took), "kept alive for {took:?}");
+
+    let mut s = connect();
+    s.write_all(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
+        .unwrap();
+    let (got, _) = read_until_closed(&mut s);
+    parse_response(&got).assert_error(400, "invalid_http");
+
+    drop(srv);
+    // Two idle connections hold both places; the third is refused at once. (A longer timeout
+    // here, so that the two are still open however loaded the machine is.)
+    let srv = Server::start(&["--timeout", "30", "--max-connections", "2"], &[]);
+    srv.wait_for("the model", Duration::from_secs(120), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+    let connect = || TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let held = [connect(), connect()];
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = connect();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (got, took) = read_until_closed(&mut third);
+    parse_response(&got).assert_error(503, "too_many_connections");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Once they are closed, connections are served again.
+    drop(held);
+    srv.wait_for("a free connection", Duration::from_secs(15), || {
+        srv.send("GET", "/health", &[], b"").status == 200
+    });
+}
+
+#[test]
+fn an_empty_api_key_is_refused_at_startup() {
+    // It used to turn authentication off without a word.
+    let model = common::model_path(common::SMOLLM2);
+    for (args, env, says) in [
+        (&["--api-key", ""][..], None, "--api-key is empty"),
+        (&["--api-key", "  "][..], None, "--api-key is empty"),
+        (&[][..], Some(""), "NIB_API_KEY is set but empty"),
+    ] {
+        let mut cmd = nib();
+        cmd.arg("serve")
+            .arg("-m")
+            .arg(&model)
+            .args(["--port", "0"])
+            .args(args);
+        cmd.env_remove("NIB_API_KEY");
+        if let Some(v) = env {
+            cmd.env("NIB_API_KEY", v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(says), "{err}");
+    }
+}

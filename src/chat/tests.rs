@@ -403,3 +403,37 @@ fn override_by_name_file_or_text() {
         "{e}"
     );
 }
+
+#[test]
+fn hostile_templates_run_out_of_fuel_or_hit_the_output_cap() {
+    // A string doubled 40 times (a terabyte), nested loops of a billion steps, a huge repeat:
+    // each stops with a clear error, quickly and without the memory.
+    let t0 = std::time::Instant::now();
+    for src in [
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}{% endfor %}{% endfor %}{% endfor %}",
+        "{{ 'x' * 1000000000000 }}",
+    ] {
+        let t = ChatTemplate::new("evil", src, "", "").unwrap();
+        let e = t.render(&[Message::user("hi")], true).unwrap_err().to_string();
+        assert!(
+            e.starts_with("chat template evil ran out of its budget"),
+            "{src}: {e}"
+        );
+    }
+    // Within the fuel but beyond the output cap.
+    let t = ChatTemplate::new("big", "{{ 'x' * 40000000 }}", "", "").unwrap();
+    let e = t
+        .render(&[Message::user("hi")], true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than the limit"), "{e}");
+    assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+    // A real template over a 10 MB message (the largest request body) stays within budget.
+    let big = "word ".repeat(2 << 20);
+    let out = render(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}",
+        &[Message::system("be brief"), Message::user(big.as_str())],
+    );
+    assert!(out.len() > big.len());
+}

@@ -1,7 +1,7 @@
 //! `nib batch`: run the requests of a JSON Lines file and append one result line each to the
 //! output, resuming where an earlier run stopped. The formats and rules are in [`crate::batch`].
 
-use super::common::{GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
+use super::common::{utf8_text, GenArgs, ModelArgs, SamplerArgs, TemplateArgs};
 use crate::batch::{error_value, parse_line, result_value, scan_results, Input, Request};
 use crate::chat::{ChatTemplate, Message};
 use crate::generate::{generate, CachedTokens, Direct, GenerateParams};
@@ -26,7 +26,8 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Requests, one JSON object per line ("-": standard input):
-    /// {"id", "prompt" | "messages", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop", "repeat_penalty"}.
+    /// {"id", "prompt" | "messages", and the settings of `nib serve`'s requests: "max_tokens",
+    /// "temperature", "top_k", "top_p", "min_p", "seed", "stop", "logit_bias", ...}.
     #[arg(short = 'i', long = "input")]
     pub input: PathBuf,
     /// Results, one JSON object per line, appended as each request finishes; ids already in the
@@ -52,26 +53,96 @@ struct Pending {
 }
 
 fn read_input(path: &Path) -> Result<String> {
-    let mut s = String::new();
+    let mut bytes = Vec::new();
     if path == Path::new("-") {
         std::io::stdin()
-            .read_to_string(&mut s)
+            .read_to_end(&mut bytes)
             .context("reading requests from standard input")?;
+        utf8_text(bytes, "the requests on standard input")
     } else {
         File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut s))
+            .and_then(|mut f| f.read_to_end(&mut bytes))
             .with_context(|| format!("reading requests from {}", path.display()))?;
+        utf8_text(bytes, &format!("the requests in {}", path.display()))
     }
-    Ok(s)
 }
 
-/// Open the output for appending, after cutting an incomplete last line; the ids done.
-fn open_output(path: &Path) -> Result<(File, crate::batch::Resume)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
+/// Result lines written between two `fsync`s of the output (and one at the end): a crash of the
+/// machine loses at most these; a killed process loses nothing written.
+const SYNC_EVERY: usize = 16;
+
+/// The output file, locked for this run, and how many lines were written since the last sync.
+struct Output {
+    file: File,
+    unsynced: usize,
+}
+
+impl Output {
+    /// Append one result line (one write, so a kill leaves at most one incomplete line, which
+    /// a rerun cuts), and sync every [`SYNC_EVERY`] lines.
+    fn write_line(&mut self, v: &Value) -> Result<()> {
+        let mut line = crate::batch::to_line(v);
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()?;
+        self.unsynced += 1;
+        if self.unsynced >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Put every line written so far on disk.
+    fn sync(&mut self) -> Result<()> {
+        if self.unsynced > 0 {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Take an exclusive lock on the output (`flock`), without waiting: a second `nib batch` on the
+/// same file fails at once instead of running every request again next to the first. The lock
+/// goes with the file descriptor, so it is released however the process ends.
+#[cfg(unix)]
+fn lock_output(f: &File, path: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a descriptor this `File` owns and keeps open for the call; it touches no
+    // memory.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            bail!(
+                "{} is in use by another nib batch (it holds the file's lock); wait for it to finish or choose another --output",
+                path.display()
+            );
+        }
+        return Err(e).with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn lock_output(_f: &File, _path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Open and lock the output, cut an incomplete last line, and position for appending; the ids
+/// done. The file is read through the locked descriptor, so what is scanned is what this run
+/// appends to.
+fn open_output(path: &Path) -> Result<(Output, crate::batch::Resume)> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    lock_output(&f, path)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
     let resume = scan_results(&bytes);
     for l in &resume.bad_lines {
         eprintln!(
@@ -79,11 +150,6 @@ fn open_output(path: &Path) -> Result<(File, crate::batch::Resume)> {
             path.display()
         );
     }
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
     if resume.keep < bytes.len() {
         eprintln!(
             "nib: {}: cut an incomplete last line ({} bytes, from an interrupted run); its request runs again",
@@ -92,20 +158,19 @@ fn open_output(path: &Path) -> Result<(File, crate::batch::Resume)> {
         );
         f.set_len(resume.keep as u64)
             .with_context(|| format!("truncating {}", path.display()))?;
+        f.sync_data()
+            .with_context(|| format!("syncing {}", path.display()))?;
     }
     if resume.needs_newline {
         f.write_all(b"\n")?;
     }
-    Ok((f, resume))
-}
-
-fn write_line(f: &mut File, v: &Value) -> Result<()> {
-    let mut line = crate::batch::to_line(v);
-    line.push('\n');
-    // One write per line: a kill leaves at most one incomplete line, which a rerun cuts.
-    f.write_all(line.as_bytes())?;
-    f.flush()?;
-    Ok(())
+    Ok((
+        Output {
+            file: f,
+            unsynced: 0,
+        },
+        resume,
+    ))
 }
 
 pub fn run(args: &BatchArgs) -> Result<()> {
@@ -163,7 +228,13 @@ pub fn run(args: &BatchArgs) -> Result<()> {
     );
     let mut failed = 0usize;
     if !pending.is_empty() {
-        failed = run_pending(args, &pending, &mut out_file)?;
+        let r = run_pending(args, &pending, &mut out_file);
+        // What was written is synced however the run ended.
+        let synced = out_file
+            .sync()
+            .with_context(|| format!("syncing {}", args.output.display()));
+        failed = r?;
+        synced?;
     }
     if malformed + failed > 0 {
         bail!(
@@ -177,7 +248,7 @@ pub fn run(args: &BatchArgs) -> Result<()> {
 }
 
 /// Run the requests, writing a line each; the number that failed.
-fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Result<usize> {
+fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut Output) -> Result<usize> {
     let loaded = args.model.load()?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let mut ctx = args.model.context(model)?;
@@ -229,7 +300,9 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Re
             };
             let prompt = match r.input {
                 Input::Prompt(text) if args.chat => chat(vec![Message::user(text)])?,
-                Input::Prompt(text) => tok.tokenize(&text, true, false),
+                // As `/v1/completions`: special-token text in the prompt is parsed.
+                Input::Prompt(text) => tok.tokenize(&text, true, true),
+                Input::Tokens(ids) => ids,
                 Input::Messages(msgs) => chat(msgs)?,
             };
             let gen = GenerateParams {
@@ -261,7 +334,8 @@ fn run_pending(args: &BatchArgs, pending: &[Pending], out_file: &mut File) -> Re
                 error_value(&p.id, &format!("{e:#}"))
             }
         };
-        write_line(out_file, &line)
+        out_file
+            .write_line(&line)
             .with_context(|| format!("writing {}", args.output.display()))?;
         bar.inc(1);
         if gen_seconds > 0.0 {

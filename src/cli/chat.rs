@@ -183,9 +183,9 @@ fn read_message(
             write!(out, "{}", if first { "> " } else { ". " })?;
             out.flush()?;
         }
-        let mut line = String::new();
+        let mut raw = Vec::new();
         set_at_prompt(true);
-        let n = input.read_line(&mut line);
+        let n = input.read_until(b'\n', &mut raw);
         set_at_prompt(false);
         if n? == 0 {
             if interactive {
@@ -193,6 +193,8 @@ fn read_message(
             }
             return Ok((!first).then_some(msg));
         }
+        // Refused as every text nib reads is, with the offset of the bad byte in the line.
+        let line = super::common::utf8_text(raw, "the message")?;
         let line = line.strip_suffix('\n').unwrap_or(&line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         match line.strip_suffix('\\') {
@@ -440,5 +442,16 @@ mod tests {
             assert_eq!(got.as_deref(), Some(want));
         }
         assert_eq!(read_message(&mut r, None, false).unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_message_is_refused_with_its_offset() {
+        let mut r = std::io::Cursor::new(&b"ok\nab\xffc\n"[..]);
+        assert_eq!(
+            read_message(&mut r, None, false).unwrap().as_deref(),
+            Some("ok")
+        );
+        let e = read_message(&mut r, None, false).unwrap_err().to_string();
+        assert!(e.contains("not valid UTF-8: byte 0xff at offset 2"), "{e}");
     }
 }

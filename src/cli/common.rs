@@ -236,12 +236,26 @@ pub fn write_streamed(out: &mut impl Write, text: &str, err: &mut Option<std::io
     }
 }
 
+/// Input text as UTF-8, or an error naming `what` and the byte offset of the first invalid
+/// byte. Every text nib reads from a file or a pipe (`-f`, `nib batch`'s input, `nib tokenize
+/// -f`/`--stdin`, `nib perplexity -f`) goes through this: invalid UTF-8 is refused the same way
+/// everywhere, never replaced silently.
+pub fn utf8_text(bytes: Vec<u8>, what: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let byte = e.as_bytes()[at];
+        anyhow!("{what} is not valid UTF-8: byte 0x{byte:02x} at offset {at} (bytes from 0)")
+    })
+}
+
 /// Read the prompt from `-p` or `-f` (exactly one).
 pub fn read_prompt(prompt: Option<&str>, file: Option<&Path>) -> Result<String> {
     match (prompt, file) {
         (Some(p), None) => Ok(p.to_string()),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading prompt file {}", f.display())),
+        (None, Some(f)) => utf8_text(
+            std::fs::read(f).with_context(|| format!("reading prompt file {}", f.display()))?,
+            &format!("prompt file {}", f.display()),
+        ),
         (Some(_), Some(_)) => bail!("give the prompt with -p or -f, not both"),
         (None, None) => bail!("no prompt: give one with -p TEXT or -f FILE"),
     }

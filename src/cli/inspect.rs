@@ -61,6 +61,10 @@ pub fn human_bytes(n: u64) -> String {
 pub fn run(path: &Path, as_json: bool, show_metadata: bool) -> Result<()> {
     let g = Gguf::open(path)?;
     let s = Summary::of(&g);
+    // The file is shown whatever it holds; what would stop it from loading is said on stderr.
+    if let Err(e) = crate::model::Model::hparams_of(&g) {
+        eprintln!("nib: warning: this model cannot be loaded: {e:#}");
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&to_json(&g, &s))?);
         return Ok(());

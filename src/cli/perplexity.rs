@@ -21,8 +21,10 @@ pub struct PerplexityArgs {
 }
 
 pub fn run(args: &PerplexityArgs) -> Result<()> {
-    let text =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = super::common::utf8_text(
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?,
+        &args.file.display().to_string(),
+    )?;
     let mut margs = args.model.clone();
     let n_chunk_ctx = margs.ctx_size.unwrap_or(512);
     margs.ctx_size = Some(n_chunk_ctx);
@@ -30,7 +32,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let mut ctx = margs.context(model)?;
     let t0 = Instant::now();
-    let tokens = tok.tokenize_bytes(&text, true, false);
+    let tokens = tok.tokenize(&text, true, false);
     eprintln!(
         "perplexity: {} tokens from {} in {:.2} s; chunks of {n_chunk_ctx}, scoring the second half of each",
         tokens.len(),

@@ -35,13 +35,20 @@ pub struct RunArgs {
     /// Print one JSON object (text, tokens, timings, stop reason) instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// Tokenize special-token text in the prompt (`<|im_start|>`) as plain text. By default it
+    /// becomes the special token, as llama-cli and llama-simple do with an operator's prompt
+    /// (a --chat prompt's template text is always parsed).
+    #[arg(long)]
+    pub no_parse_special: bool,
     #[command(flatten)]
     pub sampling: SamplerArgs,
 }
 
 /// The prompt `nib run` evaluates: its text (the chat template's rendering with `--chat`) and
-/// tokens. Chat prompts carry special tokens as text and are tokenized with special-token
-/// parsing; plain prompts are tokenized as text.
+/// tokens. The prompt is written by the operator, so special-token text in it (`<|im_start|>`)
+/// is parsed into the special tokens, as llama-cli and llama-simple do, unless
+/// `--no-parse-special`; chat prompts carry the template's special tokens as text and are always
+/// parsed.
 pub fn build_prompt(
     args: &RunArgs,
     text: &str,
@@ -59,7 +66,7 @@ pub fn build_prompt(
     } else {
         text.to_string()
     };
-    let tokens = tok.tokenize(&prompt_text, true, args.chat);
+    let tokens = tok.tokenize(&prompt_text, true, args.chat || !args.no_parse_special);
     Ok((prompt_text, tokens))
 }
 

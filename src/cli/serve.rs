@@ -40,6 +40,14 @@ pub struct ServeArgs {
     /// Model name reported by /v1/models and in responses [default: the file name].
     #[arg(long)]
     pub alias: Option<String>,
+    /// Read/write timeout of a connection in seconds (llama-server's --timeout): for a request's
+    /// head and each chunk of its body, between requests on a kept-alive connection, and for each
+    /// write of a response. A long generation is not cut by it.
+    #[arg(long = "timeout", default_value_t = 600)]
+    pub timeout: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long = "max-connections", default_value_t = 256)]
+    pub max_connections: usize,
     /// On SIGINT/SIGTERM, seconds in-flight generations may run on before they are cancelled.
     #[arg(long = "shutdown-grace", default_value_t = 5.0)]
     pub shutdown_grace: f64,
@@ -62,12 +70,27 @@ impl ServeArgs {
         if !(self.shutdown_grace >= 0.0 && self.shutdown_grace.is_finite()) {
             bail!("--shutdown-grace must be a number of seconds >= 0");
         }
+        if self.timeout == 0 {
+            bail!("--timeout must be at least 1 second");
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        // An empty key would turn authentication off without a word: refuse it.
+        let api_key = match (&self.api_key, std::env::var("NIB_API_KEY")) {
+            (Some(k), _) if k.trim().is_empty() => {
+                bail!(
+                    "--api-key is empty; give a key, or leave the option out to serve without one"
+                )
+            }
+            (Some(k), _) => Some(k.clone()),
+            (None, Ok(k)) if k.trim().is_empty() => {
+                bail!("NIB_API_KEY is set but empty; give a key, or unset it to serve without one")
+            }
+            (None, Ok(k)) => Some(k),
+            (None, Err(_)) => None,
+        };
         let model_path = model_path(self.model.model.as_deref())?;
-        let api_key = self
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("NIB_API_KEY").ok())
-            .filter(|k| !k.is_empty());
         Ok(crate::serve::ServeConfig {
             model_path,
             threads: self.model.threads,
@@ -83,6 +106,8 @@ impl ServeArgs {
             alias: self.alias.clone(),
             shutdown_grace: self.shutdown_grace,
             sampling: self.sampling.overrides(),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            max_connections: self.max_connections,
         })
     }
 }

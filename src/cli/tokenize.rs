@@ -1,6 +1,7 @@
 //! `nib tokenize -m MODEL.gguf -p TEXT`: the model's tokens for a text, like llama.cpp's
 //! `llama-tokenize` (one line per token, `id -> 'piece'`; `--ids` for a JSON array of ids).
 
+use super::common::utf8_text;
 use crate::gguf::Gguf;
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
@@ -86,15 +87,18 @@ fn strtol_hex2(a: u8, b: u8) -> Option<u8> {
     }
 }
 
+/// The text to tokenize: from a file or standard input it must be UTF-8 (as everywhere nib
+/// reads text, [`utf8_text`]); escapes such as `\xff` may then make any bytes on purpose.
 fn read_input(o: &Options) -> Result<Vec<u8>> {
     let raw = if o.stdin {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
             .context("reading standard input")?;
-        buf
+        utf8_text(buf, "standard input")?.into_bytes()
     } else if let Some(f) = &o.file {
-        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        utf8_text(bytes, &f.display().to_string())?.into_bytes()
     } else if let Some(p) = &o.prompt {
         p.as_bytes().to_vec()
     } else {

@@ -19,11 +19,76 @@ pub enum Backing {
     Owned(Vec<u8>),
 }
 
+/// What a file of this type is called in an error, when it is not one a model can be read from
+/// (`None`: a regular file or a block device, which can).
+fn refused_kind(ft: std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_block_device() {
+            return None;
+        }
+        if ft.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+        if ft.is_char_device() {
+            return Some("a character device");
+        }
+    }
+    if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn refuse(path: &Path, kind: &str) -> GgufError {
+    GgufError::new(format!(
+        "{} is {kind}, not a model file (give a regular GGUF file)",
+        path.display()
+    ))
+}
+
+/// Open a model file for reading: only a regular file or a block device. A FIFO would block
+/// `open` until a writer came (forever, for a mistyped `-m`), a directory or a socket cannot be
+/// read as one; each is refused by its type before `open`. The file is then opened with
+/// `O_NONBLOCK` (so a file swapped for a FIFO between the check and the open cannot block
+/// either) and its type checked again on the open descriptor (`fstat`), which is what is read.
+pub fn open_model_file(path: &Path) -> Result<File> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| GgufError::new(format!("cannot open {}: {e}", path.display())))?;
+    if let Some(kind) = refused_kind(meta.file_type()) {
+        return Err(refuse(path, kind));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts
+        .open(path)
+        .map_err(|e| GgufError::new(format!("cannot open {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| GgufError::new(format!("cannot open {}: {e}", path.display())))?;
+    if let Some(kind) = refused_kind(meta.file_type()) {
+        return Err(refuse(path, kind));
+    }
+    // O_NONBLOCK has no effect on reads of regular files and block devices.
+    Ok(file)
+}
+
 impl Backing {
     /// A read-only private map of the file at `path`.
     pub fn map(path: &Path) -> Result<Backing> {
-        let file = File::open(path)
-            .map_err(|e| GgufError::new(format!("cannot open {}: {e}", path.display())))?;
+        let file = open_model_file(path)?;
         // SAFETY: the map is read-only and private. nib never writes through it; if another
         // process truncates the file while it is mapped, reads may fault, as with any mmap-based
         // loader (llama.cpp has the same contract). We accept that, as the issue of a user
@@ -35,7 +100,8 @@ impl Backing {
 
     /// The file at `path` read into memory.
     pub fn read(path: &Path) -> Result<Backing> {
-        let bytes = std::fs::read(path)
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut open_model_file(path)?, &mut bytes)
             .map_err(|e| GgufError::new(format!("cannot read {}: {e}", path.display())))?;
         Ok(Backing::Owned(bytes))
     }

@@ -3,9 +3,10 @@
 //! FFN; NeoX RoPE; sliding-window attention on 5 of every 6 layers with rope base 10,000 there and
 //! `rope.freq_base` on the global layers; queries scaled by 1/√head_dim; optional final softcap.
 
+use super::hparams::limits;
 use super::{Activation, ArchSpec, Hparams, RopeKind};
 use crate::gguf::Gguf;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 pub const SPEC: ArchSpec = ArchSpec {
     rope: RopeKind::Neox,
@@ -19,18 +20,37 @@ pub const SPEC: ArchSpec = ArchSpec {
 };
 
 /// Sliding-window layout and per-layer rope bases.
+/// The window and the pattern are bounded ([`limits`]) like every other hyperparameter; the
+/// per-layer flags are sized from the (already checked) layer count.
 pub fn adjust_hparams(g: &Gguf, hp: &mut Hparams) -> Result<()> {
-    let n_swa = g.opt_u32("gemma3.attention.sliding_window")?.unwrap_or(0) as usize;
+    let bounded = |key: &str, default: usize, hi: usize| -> Result<usize> {
+        match g.opt_u32(key)? {
+            Some(v) if v as usize > hi => {
+                bail!("hyperparameter {key} = {v} is out of range (expected 0 to {hi})")
+            }
+            Some(v) => Ok(v as usize),
+            None => Ok(default),
+        }
+    };
+    let n_swa = bounded("gemma3.attention.sliding_window", 0, limits::MAX_CTX)?;
     if n_swa > 0 {
         hp.n_swa = n_swa;
         // Every `pattern`-th layer (the last of each group) is global; the rest slide.
-        let pattern = g
-            .opt_u32("gemma3.attention.sliding_window_pattern")?
-            .unwrap_or(6) as usize;
+        let pattern = bounded(
+            "gemma3.attention.sliding_window_pattern",
+            6,
+            limits::MAX_LAYERS,
+        )?;
         hp.swa_layers = (0..hp.n_layer)
             .map(|il| pattern == 0 || il % pattern < pattern - 1)
             .collect();
-        hp.rope_base_swa = g.opt_f32("gemma3.rope.freq_base_swa")?.unwrap_or(10_000.0);
+        hp.rope_base_swa = match g.opt_f32("gemma3.rope.freq_base_swa")? {
+            Some(b) if !(b.is_finite() && b > 0.0) => bail!(
+                "hyperparameter gemma3.rope.freq_base_swa = {b} is out of range (expected a positive number)"
+            ),
+            Some(b) => b,
+            None => 10_000.0,
+        };
     }
     // gemma-3 27B scales queries by 1/sqrt(n_embd / n_head); the others by 1/sqrt(head_dim).
     hp.attn_scale = if hp.n_layer == 62 {

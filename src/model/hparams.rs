@@ -59,58 +59,142 @@ impl Hparams {
     }
 }
 
+/// Bounds every hyperparameter must fall in, checked before anything is sized from it: a
+/// corrupt or hostile file gets an error naming the key and its value, not an allocation of
+/// terabytes. They are generous: the largest public models are far inside them.
+pub mod limits {
+    /// Layers (llama.cpp's `LLAMA_MAX_LAYERS`).
+    pub const MAX_LAYERS: usize = 512;
+    /// Embedding width.
+    pub const MAX_EMBD: usize = 1 << 16;
+    /// Feed-forward width.
+    pub const MAX_FF: usize = 1 << 20;
+    /// Attention heads (query heads; KV heads are at most this many and divide it).
+    pub const MAX_HEADS: usize = 1024;
+    /// Key and value width of one head.
+    pub const MAX_HEAD_DIM: usize = 4096;
+    /// Vocabulary.
+    pub const MAX_VOCAB: usize = 1 << 24;
+    /// Training context (and sliding window, and YaRN's original context).
+    pub const MAX_CTX: usize = 1 << 24;
+    /// Experts of a mixture-of-experts model (llama.cpp's `LLAMA_MAX_EXPERTS`).
+    pub const MAX_EXPERTS: usize = 512;
+}
+
+/// `value` read from `key` when it lies in `lo..=hi`; otherwise an error naming both.
+fn bounded(key: &str, value: usize, lo: usize, hi: usize) -> Result<usize> {
+    if value < lo || value > hi {
+        bail!("hyperparameter {key} = {value} is out of range (expected {lo} to {hi})");
+    }
+    Ok(value)
+}
+
+/// A float from `key` that must be finite and satisfy `ok` (described by `want`).
+fn checked_f32(key: &str, value: f32, ok: impl Fn(f32) -> bool, want: &str) -> Result<f32> {
+    if !value.is_finite() || !ok(value) {
+        bail!("hyperparameter {key} = {value} is out of range (expected {want})");
+    }
+    Ok(value)
+}
+
 /// Read the hyperparameters of an `arch` model from its file (the architecture's own
-/// adjustments are made by the loader).
+/// adjustments are made by the loader). Every value is checked against [`limits`] and against the
+/// others (KV heads divide heads, the rotated dimensions fit a head) before anything is sized
+/// from it.
 pub fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
+    use limits::*;
     let a = arch.name();
     let key = |k: &str| format!("{a}.{k}");
-    let n_embd = g.get_u32(&key("embedding_length"))? as usize;
-    let n_layer = g.get_u32(&key("block_count"))? as usize;
-    let n_head = g.get_u32(&key("attention.head_count"))? as usize;
-    let n_head_kv = g
-        .opt_u32(&key("attention.head_count_kv"))?
-        .map_or(n_head, |v| v as usize);
-    let n_ff = g.get_u32(&key("feed_forward_length"))? as usize;
-    let n_ctx_train = g.get_u32(&key("context_length"))? as usize;
-    let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
-    if n_head == 0
-        || n_head_kv == 0
-        || !n_head.is_multiple_of(n_head_kv)
-        || n_layer == 0
-        || n_embd == 0
-    {
-        bail!("inconsistent shape: {n_head} heads, {n_head_kv} kv heads, {n_layer} layers, embedding {n_embd}");
+    // A required `u32` key within bounds.
+    let req = |k: &str, lo: usize, hi: usize| -> Result<usize> {
+        let k = key(k);
+        bounded(&k, g.get_u32(&k)? as usize, lo, hi)
+    };
+    // An optional `u32` key within bounds.
+    let opt = |k: &str, lo: usize, hi: usize| -> Result<Option<usize>> {
+        let k = key(k);
+        g.opt_u32(&k)?
+            .map(|v| bounded(&k, v as usize, lo, hi))
+            .transpose()
+    };
+    let n_layer = req("block_count", 1, MAX_LAYERS)?;
+    let n_embd = req("embedding_length", 1, MAX_EMBD)?;
+    let n_head = req("attention.head_count", 1, MAX_HEADS)?;
+    let n_head_kv = opt("attention.head_count_kv", 1, n_head)?.unwrap_or(n_head);
+    if !n_head.is_multiple_of(n_head_kv) {
+        bail!(
+            "hyperparameter {} = {n_head_kv} does not divide {} = {n_head}",
+            key("attention.head_count_kv"),
+            key("attention.head_count")
+        );
     }
-    let head_dim = g
-        .opt_u32(&key("attention.key_length"))?
-        .map_or(n_embd / n_head, |v| v as usize);
-    let head_dim_v = g
-        .opt_u32(&key("attention.value_length"))?
-        .map_or(n_embd / n_head, |v| v as usize);
-    let n_rot = g
-        .opt_u32(&key("rope.dimension_count"))?
-        .map_or(head_dim, |v| v as usize);
-    if n_rot > head_dim || n_rot % 2 != 0 {
-        bail!("rope.dimension_count {n_rot} does not fit head size {head_dim}");
+    let n_ff = req("feed_forward_length", 1, MAX_FF)?;
+    let n_ctx_train = req("context_length", 1, MAX_CTX)?;
+    let eps_key = key("attention.layer_norm_rms_epsilon");
+    let rms_eps = checked_f32(
+        &eps_key,
+        g.get_f32(&eps_key)?,
+        |e| e > 0.0 && e < 1.0,
+        "a number between 0 and 1",
+    )?;
+    // Without explicit head widths, the embedding splits evenly across the heads.
+    let default_head_dim = n_embd / n_head;
+    let head_dim = opt("attention.key_length", 1, MAX_HEAD_DIM)?.unwrap_or(default_head_dim);
+    let head_dim_v = opt("attention.value_length", 1, MAX_HEAD_DIM)?.unwrap_or(default_head_dim);
+    if head_dim == 0 || head_dim_v == 0 {
+        bail!(
+            "hyperparameter {} = {n_embd} is smaller than {} = {n_head} (a head would be empty)",
+            key("embedding_length"),
+            key("attention.head_count")
+        );
+    }
+    let n_rot = opt("rope.dimension_count", 0, usize::MAX)?.unwrap_or(head_dim);
+    if n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0 {
+        bail!(
+            "hyperparameter {} = {n_rot} does not fit head size {head_dim} (expected an even number from 2 to {head_dim})",
+            key("rope.dimension_count")
+        );
     }
     let n_vocab = match g.opt_u32(&key("vocab_size"))? {
-        Some(v) => v as usize,
-        None => {
+        Some(v) => bounded(&key("vocab_size"), v as usize, 1, MAX_VOCAB)?,
+        None => bounded(
+            "the length of tokenizer.ggml.tokens",
             g.get_array("tokenizer.ggml.tokens")
                 .context("no vocabulary size")?
-                .len
+                .len,
+            1,
+            MAX_VOCAB,
+        )?,
+    };
+    // nib runs dense models only; the counts are still checked so the message is about the
+    // model, not about a missing tensor.
+    if let Some(n_expert) = opt("expert_count", 0, MAX_EXPERTS)? {
+        let used = opt("expert_used_count", 0, n_expert)?.unwrap_or(0);
+        if n_expert > 0 {
+            bail!(
+                "{} = {n_expert} ({used} used per token): mixture-of-experts models are not supported by nib",
+                key("expert_count")
+            );
+        }
+    }
+    let positive = |k: &str, default: f32| -> Result<f32> {
+        let k = key(k);
+        match g.opt_f32(&k)? {
+            Some(v) => checked_f32(&k, v, |v| v > 0.0, "a positive number"),
+            None => Ok(default),
         }
     };
-    let rope_base = g
-        .opt_f32(&key("rope.freq_base"))?
-        .unwrap_or(spec.default_rope_base);
+    let rope_base = positive("rope.freq_base", spec.default_rope_base)?;
     let scaling_type = g
         .opt_str(&key("rope.scaling.type"))?
         .unwrap_or("linear")
         .to_string();
     let factor = match g.opt_f32(&key("rope.scaling.factor"))? {
-        Some(f) => f,
-        None => g.opt_f32(&key("rope.scale_linear"))?.unwrap_or(0.0),
+        Some(f) => checked_f32(&key("rope.scaling.factor"), f, |f| f >= 0.0, "0 or more")?,
+        None => match g.opt_f32(&key("rope.scale_linear"))? {
+            Some(f) => checked_f32(&key("rope.scale_linear"), f, |f| f >= 0.0, "0 or more")?,
+            None => 0.0,
+        },
     };
     let rope_scaling = match (scaling_type.as_str(), factor) {
         (_, f) if f == 0.0 || f == 1.0 => RopeScaling::None,
@@ -118,17 +202,20 @@ pub fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
         ("linear", f) => RopeScaling::Linear { factor: f },
         ("yarn", f) => RopeScaling::Yarn {
             factor: f,
-            orig_ctx: g
-                .opt_u32(&key("rope.scaling.original_context_length"))?
-                .unwrap_or(n_ctx_train as u32),
-            beta_fast: g
-                .opt_f32(&key("rope.scaling.yarn_beta_fast"))?
-                .unwrap_or(32.0),
-            beta_slow: g
-                .opt_f32(&key("rope.scaling.yarn_beta_slow"))?
-                .unwrap_or(1.0),
+            orig_ctx: opt("rope.scaling.original_context_length", 1, MAX_CTX)?
+                .unwrap_or(n_ctx_train) as u32,
+            beta_fast: positive("rope.scaling.yarn_beta_fast", 32.0)?,
+            beta_slow: positive("rope.scaling.yarn_beta_slow", 1.0)?,
         },
         (other, _) => bail!("rope scaling type {other:?} is not supported (none, linear, yarn)"),
+    };
+    // 0: no softcap.
+    let softcap = |k: &str| -> Result<f32> {
+        let k = key(k);
+        match g.opt_f32(&k)? {
+            Some(v) => checked_f32(&k, v, |v| v >= 0.0, "0 or more"),
+            None => Ok(0.0),
+        }
     };
     Ok(Hparams {
         arch,
@@ -149,7 +236,7 @@ pub fn read_hparams(g: &Gguf, arch: Arch, spec: &ArchSpec) -> Result<Hparams> {
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
         n_swa: 0,
         swa_layers: vec![false; n_layer],
-        final_logit_softcap: g.opt_f32(&key("final_logit_softcapping"))?.unwrap_or(0.0),
-        attn_logit_softcap: g.opt_f32(&key("attn_logit_softcapping"))?.unwrap_or(0.0),
+        final_logit_softcap: softcap("final_logit_softcapping")?,
+        attn_logit_softcap: softcap("attn_logit_softcapping")?,
     })
 }

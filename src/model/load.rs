@@ -49,6 +49,20 @@ impl Model {
         Ok(model)
     }
 
+    /// The architecture's shape and the hyperparameters of a file, every one checked against its
+    /// bounds (nothing is sized from them before): what loading starts with, and what `nib
+    /// inspect` checks.
+    pub fn hparams_of(g: &Gguf) -> Result<(ArchSpec, super::Hparams)> {
+        let arch = Arch::from_name(g.get_str("general.architecture")?)?;
+        let spec = arch.spec();
+        let mut hp = read_hparams(g, arch, &spec)?;
+        match arch {
+            Arch::Gemma3 => gemma3::adjust_hparams(g, &mut hp)?,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {}
+        }
+        Ok((spec, hp))
+    }
+
     /// Build the model from an open GGUF file, interleaving where it pays
     /// ([`Model::from_gguf_with`]).
     pub fn from_gguf(g: Gguf) -> Result<Model> {
@@ -66,14 +80,7 @@ impl Model {
     /// buffer (huge pages where the kernel allows) and their file pages released, so memory
     /// holds one copy of each weight either way.
     pub fn from_gguf_with(g: Gguf, interleave: bool) -> Result<Model> {
-        let arch_name = g.get_str("general.architecture")?.to_string();
-        let arch = Arch::from_name(&arch_name)?;
-        let spec = arch.spec();
-        let mut hp = read_hparams(&g, arch, &spec)?;
-        match arch {
-            Arch::Gemma3 => gemma3::adjust_hparams(&g, &mut hp)?,
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {}
-        }
+        let (spec, hp) = Model::hparams_of(&g)?;
         let loader = Loader { g: &g };
 
         let tok_embd = loader.matrix("token_embd.weight", hp.n_embd, hp.n_vocab)?;

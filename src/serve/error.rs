@@ -98,6 +98,16 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body stopped arriving for longer than `--timeout`.
+    pub fn timeout(seconds: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            Some("request_timeout"),
+            format!("the request body stopped arriving for {seconds} s (--timeout)"),
+        )
+    }
+
     /// 503: the model is still loading, the queue is full, or the server is stopping.
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(

@@ -8,11 +8,15 @@
 //! - Every error is OpenAI's `{"error": {"message", "type", "param", "code"}}` ([`error`]);
 //!   request bodies are checked field by field ([`request`]).
 //! - `--api-key` (or `NIB_API_KEY`) makes every endpoint but `/health` require
-//!   `Authorization: Bearer KEY`.
+//!   `Authorization: Bearer KEY`; an empty key is refused at startup.
+//! - Connections are bounded ([`conn`]): `--timeout` on reading request heads and bodies, on idle
+//!   kept-alive connections and on writes; `--max-connections` at once (503 beyond); requests
+//!   hyper cannot parse get a JSON error too.
 //! - SIGINT/SIGTERM: stop accepting, let in-flight generations run for `--shutdown-grace`
 //!   seconds, cancel the rest, exit 0. A second signal exits at once (status 130).
 
 mod batcher;
+mod conn;
 pub mod error;
 pub mod metrics;
 pub mod request;
@@ -66,6 +70,11 @@ pub struct ServeConfig {
     pub shutdown_grace: f64,
     /// Default sampling settings over the model's; each request may override them.
     pub sampling: SamplerOverrides,
+    /// Read and write timeout of a connection (`--timeout`, at least 1 s): request heads,
+    /// each chunk of a body, the wait between kept-alive requests, each write of a response.
+    pub timeout: std::time::Duration,
+    /// Connections served at once (`--max-connections`, at least 1); more get 503.
+    pub max_connections: usize,
 }
 
 /// The loaded model and what serves it.
@@ -92,6 +101,8 @@ pub struct State {
     stopping: AtomicBool,
     /// Cancel every generation now (the grace period is over).
     cancel: Arc<AtomicBool>,
+    /// How long a request body may pause between chunks (`--timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl State {

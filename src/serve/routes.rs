@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 type St = axum::extract::State<Arc<State>>;
@@ -43,21 +44,55 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-/// Before every handler: the API key and the declared body size; after: the request count.
+/// Before every handler: the API key, the declared body size, and the body read whole, each
+/// chunk within `--timeout`; after: the request count.
 async fn gate(axum::extract::State(st): St, req: Request, next: Next) -> Response {
     let endpoint = endpoint_label(req.uri().path());
-    let resp = match check(&st, &req) {
+    let checked = match check(&st, &req) {
+        Ok(()) => read_body(req, st.body_timeout).await,
+        Err(e) => Err(e),
+    };
+    let resp = match checked {
         Err(e) => {
             let mut r = e.into_response();
-            // The body was not read: do not keep the connection for another request.
+            // The body was not read (whole): do not keep the connection for another request.
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             r
         }
-        Ok(()) => next.run(req).await,
+        Ok(req) => next.run(req).await,
     };
     st.metrics.request(endpoint, resp.status().as_u16());
     resp
+}
+
+/// The request with its body read into memory: at most [`MAX_BODY_BYTES`] (413 beyond), each
+/// chunk arriving within `timeout` (408 otherwise: a client that stalls mid-body is not waited
+/// for forever).
+async fn read_body(req: Request, timeout: Duration) -> Result<Request, ApiError> {
+    use futures_util::StreamExt as _;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, stream.next()).await {
+            Err(_) => return Err(ApiError::timeout(timeout.as_secs())),
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::too_large(MAX_BODY_BYTES));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("could not read the request body: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(Request::from_parts(parts, Body::from(buf)))
 }
 
 fn check(st: &State, req: &Request) -> Result<(), ApiError> {
@@ -348,7 +383,7 @@ async fn complete(
         sampler,
         GenerateParams {
             n_predict: Some(n_predict),
-            stop: g.stop,
+            stop: g.stop.unwrap_or_default(),
         },
         g.stream,
     );

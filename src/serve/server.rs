@@ -1,6 +1,7 @@
 //! Starting and stopping the server: the listener, the model loaded on its own thread, the
 //! slots, and the shutdown on SIGINT/SIGTERM.
 
+use super::conn::{self, ConnLimits};
 use super::metrics::Metrics;
 use super::routes;
 use super::slots::Slots;
@@ -31,6 +32,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         created: unix_now(),
         stopping: AtomicBool::new(false),
         cancel: Arc::new(AtomicBool::new(false)),
+        body_timeout: config.timeout,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,6 +65,7 @@ async fn serve(config: ServeConfig, state: Arc<State>) -> Result<()> {
     }
 
     let grace = Duration::from_secs_f64(config.shutdown_grace);
+    let (config_timeout, max_connections) = (config.timeout, config.max_connections);
     // Load on a plain thread: it is slow, blocking work, and /health answers meanwhile.
     let (load_tx, load_rx) = tokio::sync::oneshot::channel::<Result<()>>();
     {
@@ -117,11 +120,11 @@ async fn serve(config: ServeConfig, state: Arc<State>) -> Result<()> {
     }
 
     let app = routes::router(Arc::clone(&state));
-    let mut stop_wait = stop_rx.clone();
-    let graceful = async move {
-        let _ = stop_wait.wait_for(|s| *s).await;
+    let limits = ConnLimits {
+        timeout: config_timeout,
+        max_connections,
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = conn::serve(listener, app, limits, stop_rx.clone());
     // Connections that still hang on well after the grace period (a client that never reads)
     // do not keep the process alive.
     let mut deadline_wait = stop_rx;
@@ -130,7 +133,7 @@ async fn serve(config: ServeConfig, state: Arc<State>) -> Result<()> {
         tokio::time::sleep(grace + Duration::from_secs(5)).await;
     };
     tokio::select! {
-        r = server => r.context("serving HTTP")?,
+        () = server => {}
         () = deadline => eprintln!("nib serve: connections still open after the grace period; closing them"),
     }
     if let Some(e) = load_failure
