@@ -121,10 +121,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if fmt == "md" {
         print_md_header();
     }
+    // One pool per thread count, made once. The load (which interleaves weights on the current
+    // pool) runs on the largest, so `-t 1` loads on one thread as llama-bench does rather than on
+    // every CPU: no thread of the load is left over to spin beside the measured repetitions
+    // (and the ARM proxy's block counters, which assume one thread, count it exactly).
+    let pools: Vec<nib_simd::pool::Pool> = threads
+        .iter()
+        .map(|&nt| nib_simd::pool::Pool::new(nt))
+        .collect();
+    let load_pool = threads
+        .iter()
+        .zip(&pools)
+        .max_by_key(|(nt, _)| **nt)
+        .map(|(_, p)| p)
+        .expect("at least one thread count");
     for path in &models {
         reset_peak_rss();
         let t0 = Instant::now();
-        let model = Model::load(path, &args.load.options())?;
+        let model =
+            nib_simd::pool::with_pool(load_pool, || Model::load(path, &args.load.options()))?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let tok = Tokenizer::from_gguf(&model.gguf)?;
         let bos = if tok.add_bos() { tok.bos() } else { None };
@@ -135,14 +150,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .next()
             .unwrap_or("")
             .to_string();
-        for &nt in &threads {
-            let pool = nib_simd::pool::Pool::new(nt);
+        for (&nt, pool) in threads.iter().zip(&pools) {
             for (&test, &depth) in tests
                 .iter()
                 .flat_map(|t| args.n_depth.iter().map(move |d| (t, d)))
             {
                 let n_ctx = (depth + test.n_tokens()).max(1);
-                let samples = nib_simd::pool::with_pool(&pool, || -> Result<Samples> {
+                let samples = nib_simd::pool::with_pool(pool, || -> Result<Samples> {
                     let mut ctx =
                         Context::new(Arc::clone(&model), n_ctx, args.batch_size, kv_type)?;
                     run_test_at(&mut ctx, test, depth, args.reps, bos, !args.no_warmup)
