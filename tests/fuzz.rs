@@ -128,14 +128,14 @@ const EXTREMES: [u64; 14] = [
     1,
     2,
     3,
-    u64::MAX,          // -1
-    u64::MAX - 1,      // -2
-    1 << 31,           // i32::MIN as u32
-    (1 << 31) - 1,     // i32::MAX
-    (1 << 32) - 1,     // u32::MAX
+    u64::MAX,      // -1
+    u64::MAX - 1,  // -2
+    1 << 31,       // i32::MIN as u32
+    (1 << 31) - 1, // i32::MAX
+    (1 << 32) - 1, // u32::MAX
     1 << 32,
-    1 << 63,           // i64::MIN
-    (1 << 63) - 1,     // i64::MAX
+    1 << 63,       // i64::MIN
+    (1 << 63) - 1, // i64::MAX
     1 << 40,
     65536,
 ];
@@ -352,7 +352,11 @@ fn mutate_gguf(rng: &mut Rng, head: &mut Vec<u8>, post: &mut Vec<PostOp>, arch: 
         }
         // Scalars, hyperparameters twice as often as the rest.
         4..=39 => {
-            let scalars: Vec<&Kv> = l.kvs.iter().filter(|k| scalar_size(k.ty).is_some()).collect();
+            let scalars: Vec<&Kv> = l
+                .kvs
+                .iter()
+                .filter(|k| scalar_size(k.ty).is_some())
+                .collect();
             let hyper: Vec<&Kv> = scalars
                 .iter()
                 .copied()
@@ -409,7 +413,16 @@ fn mutate_gguf(rng: &mut Rng, head: &mut Vec<u8>, post: &mut Vec<PostOp>, arch: 
             let (ety, n, last) = k.array.unwrap();
             match rng.below(4) {
                 0 => {
-                    let v = *rng.pick(&[0, 1, n.wrapping_sub(1), n + 1, n * 2, 1 << 31, 1 << 32, u64::MAX]);
+                    let v = *rng.pick(&[
+                        0,
+                        1,
+                        n.wrapping_sub(1),
+                        n + 1,
+                        n * 2,
+                        1 << 31,
+                        1 << 32,
+                        u64::MAX,
+                    ]);
                     wr_u64(head, k.value_at + 4, v);
                     format!("kv {} array count {n} -> {v}", k.key)
                 }
@@ -428,7 +441,11 @@ fn mutate_gguf(rng: &mut Rng, head: &mut Vec<u8>, post: &mut Vec<PostOp>, arch: 
                     let elem = head[last..k.end].to_vec();
                     wr_u64(head, k.value_at + 4, n + 1);
                     head.splice(k.end..k.end, elem);
-                    format!("kv {} array's last element doubled ({} elements)", k.key, n + 1)
+                    format!(
+                        "kv {} array's last element doubled ({} elements)",
+                        k.key,
+                        n + 1
+                    )
                 }
             }
         }
@@ -578,7 +595,12 @@ fn set_scalar(rng: &mut Rng, head: &mut [u8], k: &Kv) -> String {
                 _ => rd_u64(head, at).unwrap(),
             };
             let v = if rng.chance(1, 4) {
-                *rng.pick(&[old.wrapping_add(1), old.wrapping_sub(1), old.wrapping_mul(2), old / 2])
+                *rng.pick(&[
+                    old.wrapping_add(1),
+                    old.wrapping_sub(1),
+                    old.wrapping_mul(2),
+                    old / 2,
+                ])
             } else {
                 *rng.pick(&EXTREMES)
             };
@@ -597,7 +619,9 @@ fn random_string(rng: &mut Rng) -> Vec<u8> {
     match rng.below(4) {
         0 => Vec::new(),
         1 => rng
-            .pick(&["llama", "gemma3", "qwen2", "qwen3", "gpt2", "gemma", "bert", "mamba"])
+            .pick(&[
+                "llama", "gemma3", "qwen2", "qwen3", "gpt2", "gemma", "bert", "mamba",
+            ])
             .as_bytes()
             .to_vec(),
         2 => (0..rng.below(40)).map(|_| rng.next() as u8).collect(),
@@ -941,21 +965,347 @@ impl TokBase {
 // Chat templates.
 
 const JINJA: &[&str] = &[
-    "{%", "%}", "{{", "}}", "{#", "#}", "{%-", "-%}", "{{-", "-}}", " for m in messages ",
-    " endfor ", " if ", " elif ", " else ", " endif ", " set x = ", " x ", " set ns = namespace(n=0) ",
-    " set ns.n = ns.n + 1 ", "ns.n", "range(", ")", "(", "[", "]", ",", "messages", "messages[0]",
-    "messages[-1]", "message['content']", "m['role']", "m.content", "loop.index", "loop.last",
-    "loop.first", "|length", "|upper", "|trim", "|tojson", "|join(', ')", "|reverse", "|first",
-    "|list", "|default('x')", "|replace('a', 'b')", "+", "-", "*", "/", "//", "%", "**", "~",
-    "==", "!=", "<", " and ", " or ", " not ", " in ", " is defined ", " is none ", "'", "\"",
-    "\\", "raise_exception('refused')", "[::-1]", "[1:]", "[:2]", "0", "1", "-1", "2147483647",
-    "9223372036854775807", "1e308", "1e309", "99999", "'ab' * 1000", "bos_token", "eos_token",
-    "add_generation_prompt", " macro f(a) ", " endmacro ", "f(1)", " call f(1) ", " endcall ",
-    " filter upper ", " endfilter ", " raw ", " endraw ", "\n", " ", "caller()", " include 'chat' ",
-    " extends 'chat' ", " block b ", " endblock ", ".items()", ".split(' ')", ".startswith('a')",
-    "dict(a=1)", "none", "true", "false", "strftime_now('%Y')", "<|im_start|>", "<start_of_turn>",
-    "{{ m['content'] }}", "{% for m in messages %}{{ m.role }}{% endfor %}",
+    "{%",
+    "%}",
+    "{{",
+    "}}",
+    "{#",
+    "#}",
+    "{%-",
+    "-%}",
+    "{{-",
+    "-}}",
+    " for m in messages ",
+    " endfor ",
+    " if ",
+    " elif ",
+    " else ",
+    " endif ",
+    " set x = ",
+    " x ",
+    " set ns = namespace(n=0) ",
+    " set ns.n = ns.n + 1 ",
+    "ns.n",
+    "range(",
+    ")",
+    "(",
+    "[",
+    "]",
+    ",",
+    "messages",
+    "messages[0]",
+    "messages[-1]",
+    "message['content']",
+    "m['role']",
+    "m.content",
+    "loop.index",
+    "loop.last",
+    "loop.first",
+    "|length",
+    "|upper",
+    "|trim",
+    "|tojson",
+    "|join(', ')",
+    "|reverse",
+    "|first",
+    "|list",
+    "|default('x')",
+    "|replace('a', 'b')",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "%",
+    "**",
+    "~",
+    "==",
+    "!=",
+    "<",
+    " and ",
+    " or ",
+    " not ",
+    " in ",
+    " is defined ",
+    " is none ",
+    "'",
+    "\"",
+    "\\",
+    "raise_exception('refused')",
+    "[::-1]",
+    "[1:]",
+    "[:2]",
+    "0",
+    "1",
+    "-1",
+    "2147483647",
+    "9223372036854775807",
+    "1e308",
+    "1e309",
+    "99999",
+    "'ab' * 1000",
+    "bos_token",
+    "eos_token",
+    "add_generation_prompt",
+    " macro f(a) ",
+    " endmacro ",
+    "f(1)",
+    " call f(1) ",
+    " endcall ",
+    " filter upper ",
+    " endfilter ",
+    " raw ",
+    " endraw ",
+    "\n",
+    " ",
+    "caller()",
+    " include 'chat' ",
+    " extends 'chat' ",
+    " block b ",
+    " endblock ",
+    ".items()",
+    ".split(' ')",
+    ".startswith('a')",
+    "dict(a=1)",
+    "none",
+    "true",
+    "false",
+    "strftime_now('%Y')",
+    "<|im_start|>",
+    "<start_of_turn>",
+    "{{ m['content'] }}",
+    "{% for m in messages %}{{ m.role }}{% endfor %}",
 ];
+
+/// A Jinja expression from the pieces chat templates use.
+fn gen_expr(rng: &mut Rng, s: &mut String, depth: usize) {
+    const ATOMS: &[&str] = &[
+        "messages",
+        "message",
+        "m",
+        "x",
+        "ns.n",
+        "loop.index",
+        "loop.index0",
+        "loop.length",
+        "loop.first",
+        "loop.last",
+        "bos_token",
+        "eos_token",
+        "add_generation_prompt",
+        "m['role']",
+        "m['content']",
+        "m.content",
+        "messages[0]",
+        "messages[-1]",
+        "messages[1:]",
+        "messages|length",
+        "0",
+        "1",
+        "-1",
+        "2",
+        "7",
+        "1000",
+        "2147483647",
+        "9223372036854775807",
+        "1e308",
+        "0.5",
+        "''",
+        "'user'",
+        "'<|im_start|>'",
+        "'a\\nb'",
+        "none",
+        "true",
+        "false",
+        "[]",
+        "[1, 2, 3]",
+        "{}",
+        "{'role': 'user'}",
+        "range(3)",
+        "range(10000)",
+        "undefined_var",
+        "tools",
+        "strftime_now('%d %b %Y')",
+        "'%s'",
+        "x.y.z",
+    ];
+    const OPS: &[&str] = &[
+        " + ", " - ", " * ", " / ", " // ", " % ", " ** ", " ~ ", " == ", " != ", " < ", " >= ",
+        " and ", " or ", " in ", " not in ", " if ", " is ",
+    ];
+    const FILTERS: &[&str] = &[
+        "|length",
+        "|upper",
+        "|lower",
+        "|trim",
+        "|tojson",
+        "|tojson(indent=2)",
+        "|string",
+        "|int",
+        "|float",
+        "|abs",
+        "|first",
+        "|last",
+        "|list",
+        "|reverse",
+        "|sort",
+        "|unique",
+        "|join(', ')",
+        "|default('d')",
+        "|replace('a', 'bb')",
+        "|title",
+        "|capitalize",
+        "|items",
+        "|map(attribute='role')",
+        "|selectattr('role', 'equalto', 'user')",
+        "|batch(2)",
+        "|indent(4)",
+        "|wordcount",
+        "|round",
+        "|safe",
+        "|escape",
+        "|center(9)",
+        "|sum",
+        "|min",
+        "|max",
+        "|dictsort",
+        "|split",
+        "|count",
+    ];
+    const TESTS: &[&str] = &[
+        "defined",
+        "none",
+        "string",
+        "number",
+        "mapping",
+        "iterable",
+        "sequence",
+        "odd",
+        "even",
+        "divisibleby(0)",
+        "divisibleby(3)",
+        "true",
+        "false",
+    ];
+    if depth > 3 {
+        s.push_str(*rng.pick(ATOMS));
+        return;
+    }
+    match rng.below(10) {
+        0..=3 => s.push_str(*rng.pick(ATOMS)),
+        4 | 5 => {
+            gen_expr(rng, s, depth + 1);
+            let op = *rng.pick(OPS);
+            s.push_str(op);
+            if op == " is " {
+                s.push_str(*rng.pick(TESTS));
+            } else {
+                gen_expr(rng, s, depth + 1);
+                if op == " if " {
+                    s.push_str(" else ");
+                    gen_expr(rng, s, depth + 1);
+                }
+            }
+        }
+        6 | 7 => {
+            s.push('(');
+            gen_expr(rng, s, depth + 1);
+            s.push(')');
+            s.push_str(*rng.pick(FILTERS));
+        }
+        8 => {
+            s.push_str("not ");
+            gen_expr(rng, s, depth + 1);
+        }
+        _ => {
+            s.push('(');
+            gen_expr(rng, s, depth + 1);
+            s.push_str(*rng.pick(&[
+                ")[0]",
+                ")[1:-1]",
+                ")['content']",
+                ").split(' ')",
+                ").startswith('a')",
+                ").strip()",
+                ").items()",
+                ")[::-1]",
+            ]));
+        }
+    }
+}
+
+/// A sequence of Jinja statements and text, nested up to a few levels.
+fn gen_block(rng: &mut Rng, s: &mut String, depth: usize) {
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(if depth > 2 { 3 } else { 9 }) {
+            0 => s.push_str(*rng.pick(&[
+                "<|im_start|>",
+                "\n",
+                "text ",
+                "{{ '\n' }}",
+                "<start_of_turn>",
+                " ",
+            ])),
+            1 | 2 => {
+                s.push_str("{{ ");
+                gen_expr(rng, s, 0);
+                s.push_str(" }}");
+            }
+            3 => {
+                s.push_str("{% set x = ");
+                gen_expr(rng, s, 0);
+                s.push_str(" %}");
+            }
+            4 | 5 => {
+                s.push_str(*rng.pick(&[
+                    "{% for m in ",
+                    "{%- for message in ",
+                    "{% for x in ",
+                    "{% for k, v in ",
+                ]));
+                gen_expr(rng, s, 1);
+                if rng.chance(1, 4) {
+                    s.push_str(" if ");
+                    gen_expr(rng, s, 2);
+                }
+                s.push_str(" %}");
+                gen_block(rng, s, depth + 1);
+                if rng.chance(1, 4) {
+                    s.push_str("{% else %}");
+                    gen_block(rng, s, depth + 1);
+                }
+                s.push_str("{% endfor %}");
+            }
+            6 | 7 => {
+                s.push_str("{% if ");
+                gen_expr(rng, s, 0);
+                s.push_str(" %}");
+                gen_block(rng, s, depth + 1);
+                if rng.chance(1, 2) {
+                    s.push_str("{% elif ");
+                    gen_expr(rng, s, 0);
+                    s.push_str(" %}");
+                    gen_block(rng, s, depth + 1);
+                }
+                s.push_str("{% endif %}");
+            }
+            _ => {
+                let pick = rng.below(5);
+                match pick {
+                    0 => s.push_str("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}"),
+                    1 => s.push_str("{% macro f(a, b=2) %}{{ a ~ b }}{% if a %}{{ caller() if caller else '' }}{% endif %}{% endmacro %}{{ f(1) }}{% call f(0) %}c{% endcall %}"),
+                    2 => s.push_str("{{ raise_exception('refused: ' ~ (messages|length)) }}"),
+                    3 => s.push_str("{% filter upper %}"),
+                    _ => s.push_str("{% raw %}{{ not parsed }}{% endraw %}"),
+                }
+                if pick == 3 {
+                    gen_block(rng, s, depth + 1);
+                    s.push_str("{% endfilter %}");
+                }
+            }
+        }
+    }
+}
 
 struct TemplateBase {
     sources: Vec<String>,
@@ -978,7 +1328,13 @@ impl TemplateBase {
 
     fn case(&self, seed: u64) -> (String, Vec<Message>, bool) {
         let mut rng = Rng::new(seed);
-        let mut src: Vec<u8> = if rng.chance(1, 5) {
+        let kind = rng.below(10);
+        let mut src: Vec<u8> = if kind < 5 {
+            // Well-formed templates: they parse, and rendering reaches the runtime's corners.
+            let mut s = String::new();
+            gen_block(&mut rng, &mut s, 0);
+            s.into_bytes()
+        } else if kind < 6 {
             let mut s = String::new();
             for _ in 0..rng.below(40) {
                 s.push_str(*rng.pick(JINJA));
@@ -987,7 +1343,12 @@ impl TemplateBase {
         } else {
             rng.pick(&self.sources).clone().into_bytes()
         };
-        for _ in 0..1 + rng.below(4) {
+        let edits = if kind < 5 {
+            rng.below(2)
+        } else {
+            1 + rng.below(3)
+        };
+        for _ in 0..edits {
             let at = rng.below(src.len() + 1);
             match rng.below(4) {
                 0 => {
@@ -998,7 +1359,15 @@ impl TemplateBase {
             }
         }
         let src = String::from_utf8_lossy(&src).into_owned();
-        let roles = ["system", "user", "assistant", "tool", "developer", "", "{{ x }}"];
+        let roles = [
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "developer",
+            "",
+            "{{ x }}",
+        ];
         let msgs = (0..rng.below(5))
             .map(|_| {
                 let role = rng.pick(&roles).to_string();
@@ -1032,11 +1401,39 @@ const BODIES: &[&str] = &[
 ];
 
 const KEYS: &[&str] = &[
-    "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "n_predict",
-    "temperature", "top_p", "top_k", "min_p", "seed", "stop", "stream", "stream_options",
-    "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "repeat_penalty",
-    "repeat_last_n", "logit_bias", "n", "best_of", "echo", "suffix", "tools", "response_format",
-    "user", "role", "content", "type", "text", "include_usage",
+    "model",
+    "prompt",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "n_predict",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "repeat_last_n",
+    "logit_bias",
+    "n",
+    "best_of",
+    "echo",
+    "suffix",
+    "tools",
+    "response_format",
+    "user",
+    "role",
+    "content",
+    "type",
+    "text",
+    "include_usage",
 ];
 
 fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
@@ -1069,7 +1466,11 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
             }
         }
         3 => Value::String(String::from_utf8_lossy(&random_text(rng, 30)).into_owned()),
-        4 | 5 => Value::Array((0..rng.below(5)).map(|_| random_json(rng, depth + 1)).collect()),
+        4 | 5 => Value::Array(
+            (0..rng.below(5))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        ),
         _ => Value::Object(
             (0..rng.below(5))
                 .map(|_| (rng.pick(KEYS).to_string(), random_json(rng, depth + 1)))
@@ -1169,7 +1570,9 @@ const REPRODUCERS: &[Repro] = &[
     Repro::Kv("llama.block_count", u32::MAX as u64),
     Repro::Kv("llama.block_count", (u32::MAX - 1) as u64),
     Repro::Kv("llama.rope.dimension_count", 0),
-    Repro::Template("{% for i in range(99999) %}{% for j in range(99999) %}{{ j }}{% endfor %}{% endfor %}"),
+    Repro::Template(
+        "{% for i in range(99999) %}{% for j in range(99999) %}{{ j }}{% endfor %}{% endfor %}",
+    ),
     Repro::Kv("llama.block_count", 0),
     Repro::Kv("llama.block_count", 31),
     Repro::Kv("llama.embedding_length", 0),
@@ -1293,13 +1696,20 @@ impl Base {
             }
             Base::Tok(b) => {
                 let (text, which, add, parse, desc) = b.case(seed);
-                (desc, Box::new(move || b.run(seed, &text, which, add, parse)))
+                (
+                    desc,
+                    Box::new(move || b.run(seed, &text, which, add, parse)),
+                )
             }
             Base::Template(b) => {
                 let (src, msgs, gen) = b.case(seed);
                 let shown: String = src.chars().take(120).collect();
                 (
-                    format!("template {shown:?}… ({} bytes), {} messages", src.len(), msgs.len()),
+                    format!(
+                        "template {shown:?}… ({} bytes), {} messages",
+                        src.len(),
+                        msgs.len()
+                    ),
                     Box::new(move || {
                         if let Ok(t) = ChatTemplate::new("fuzz", &src, "<s>", "</s>") {
                             let _ = t.render(&msgs, gen);
@@ -1490,7 +1900,13 @@ fn run_cases(target: &str, first: u64, end: u64, master: u64) -> (Vec<Failure>, 
     let mut pos = first;
     while pos < end {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "fuzz_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "fuzz_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("NIB_FUZZ_CHILD", format!("{target} {pos} {end} {master}"))
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -1547,7 +1963,11 @@ fn run_cases(target: &str, first: u64, end: u64, master: u64) -> (Vec<Failure>, 
                         "@panic" => {
                             ran += 1;
                             let (case, desc) = current.take().unwrap();
-                            fail(case, desc, Outcome::Panic(panicked.take().unwrap_or_default()));
+                            fail(
+                                case,
+                                desc,
+                                Outcome::Panic(panicked.take().unwrap_or_default()),
+                            );
                         }
                         "@panicked" => panicked = Some(line["@panicked ".len()..].to_string()),
                         "@done" => {
