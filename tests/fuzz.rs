@@ -104,6 +104,9 @@ impl Rng {
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[self.below(v.len())]
     }
+    fn pick_str(&mut self, v: &[&'static str]) -> &'static str {
+        v[self.below(v.len())]
+    }
 }
 
 /// The seed of case `i` of `target`: depends only on the three.
@@ -1188,17 +1191,17 @@ fn gen_expr(rng: &mut Rng, s: &mut String, depth: usize) {
         "false",
     ];
     if depth > 3 {
-        s.push_str(*rng.pick(ATOMS));
+        s.push_str(rng.pick_str(ATOMS));
         return;
     }
     match rng.below(10) {
-        0..=3 => s.push_str(*rng.pick(ATOMS)),
+        0..=3 => s.push_str(rng.pick_str(ATOMS)),
         4 | 5 => {
             gen_expr(rng, s, depth + 1);
-            let op = *rng.pick(OPS);
+            let op = rng.pick_str(OPS);
             s.push_str(op);
             if op == " is " {
-                s.push_str(*rng.pick(TESTS));
+                s.push_str(rng.pick_str(TESTS));
             } else {
                 gen_expr(rng, s, depth + 1);
                 if op == " if " {
@@ -1211,7 +1214,7 @@ fn gen_expr(rng: &mut Rng, s: &mut String, depth: usize) {
             s.push('(');
             gen_expr(rng, s, depth + 1);
             s.push(')');
-            s.push_str(*rng.pick(FILTERS));
+            s.push_str(rng.pick_str(FILTERS));
         }
         8 => {
             s.push_str("not ");
@@ -1220,7 +1223,7 @@ fn gen_expr(rng: &mut Rng, s: &mut String, depth: usize) {
         _ => {
             s.push('(');
             gen_expr(rng, s, depth + 1);
-            s.push_str(*rng.pick(&[
+            s.push_str(rng.pick_str(&[
                 ")[0]",
                 ")[1:-1]",
                 ")['content']",
@@ -1238,7 +1241,7 @@ fn gen_expr(rng: &mut Rng, s: &mut String, depth: usize) {
 fn gen_block(rng: &mut Rng, s: &mut String, depth: usize) {
     for _ in 0..1 + rng.below(4) {
         match rng.below(if depth > 2 { 3 } else { 9 }) {
-            0 => s.push_str(*rng.pick(&[
+            0 => s.push_str(rng.pick_str(&[
                 "<|im_start|>",
                 "\n",
                 "text ",
@@ -1257,7 +1260,7 @@ fn gen_block(rng: &mut Rng, s: &mut String, depth: usize) {
                 s.push_str(" %}");
             }
             4 | 5 => {
-                s.push_str(*rng.pick(&[
+                s.push_str(rng.pick_str(&[
                     "{% for m in ",
                     "{%- for message in ",
                     "{% for x in ",
@@ -1337,7 +1340,7 @@ impl TemplateBase {
         } else if kind < 6 {
             let mut s = String::new();
             for _ in 0..rng.below(40) {
-                s.push_str(*rng.pick(JINJA));
+                s.push_str(rng.pick_str(JINJA));
             }
             s.into_bytes()
         } else {
@@ -1510,7 +1513,7 @@ fn mutate_json(rng: &mut Rng, v: &mut serde_json::Value, depth: usize) {
 
 fn request_case(seed: u64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
-    let mut v: serde_json::Value = serde_json::from_str(*rng.pick(BODIES)).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(rng.pick_str(BODIES)).unwrap();
     for _ in 0..1 + rng.below(4) {
         mutate_json(&mut rng, &mut v, 0);
     }
