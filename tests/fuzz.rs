@@ -935,10 +935,13 @@ impl TokBase {
             "a token id out of the vocabulary"
         );
         let back = t.detokenize_bytes(&ids, add, parse);
-        // Byte-level BPE spells every ASCII byte: ASCII text comes back exactly. (Not all text:
+        // Byte-level BPE spells every printable ASCII byte: such text comes back exactly. (Not all text:
         // as llama.cpp's, a character whose bytes the pre-tokenizer leaves without a token,
         // such as an unassigned plane-9 code point, loses bytes.)
-        if *bpe && !add && !parse && text.is_ascii() {
+        // Printable ASCII only: llama.cpp's SmolLM2 drops some control bytes (0x06, 0x13,
+        // 0x14, 0x16 …: `llama-tokenize -p $'ab\x16cd'` gives "ab", "cd"), and nib with it.
+        let plain = |&b: &u8| b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b);
+        if *bpe && !add && !parse && text.iter().all(plain) {
             assert!(
                 back == text,
                 "SmolLM2 does not give the text back: {:?} -> {:?}",
@@ -1576,6 +1579,8 @@ const REPRODUCERS: &[Repro] = &[
     Repro::Template(
         "{% for i in range(99999) %}{% for j in range(99999) %}{{ j }}{% endfor %}{% endfor %}",
     ),
+    // A namespace holding itself: printing it recursed until the stack overflowed (an abort).
+    Repro::Template("{% set ns = namespace(n=0) %}{% set ns.n = ns %}{{ ns.n }}"),
     Repro::Kv("llama.block_count", 0),
     Repro::Kv("llama.block_count", 31),
     Repro::Kv("llama.embedding_length", 0),
@@ -1867,6 +1872,13 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
         "hang",
         "Template(",
         "chat templates have no fuel limit: a long loop hangs (fixed on branch harden; remove when merged)",
+    ),
+    (
+        "repro",
+        "crash",
+        "set ns.n = ns",
+        "a cyclic namespace overflows the stack when printed: found by this harness (seed 2, \
+         case 82271), NOT fixed on any branch yet; remove when fixed",
     ),
     (
         "template",
