@@ -1846,7 +1846,19 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
     (
         "gguf",
         "*",
-        "block_count = ",
+        "block_count = 42949672",
+        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
+    ),
+    (
+        "gguf",
+        "*",
+        "block_count = 21474836",
+        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
+    ),
+    (
+        "gguf",
+        "*",
+        "block_count = 65536",
         "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
     ),
     (
