@@ -197,6 +197,18 @@ fn assert_meets_bar(r: &Report) {
     }
 }
 
+/// The level the kernels run at is the one CI expects (`NIB_EXPECT_LEVEL`, which tools/test.sh
+/// derives from /proc/cpuinfo, or the level it forces with `NIB_KERNELS`): a CPU offering a
+/// level that these tests would not exercise fails here rather than passing at a lower one.
+#[test]
+fn kernels_run_at_the_expected_level() {
+    let got = nib_simd::kernels().level().name();
+    match std::env::var("NIB_EXPECT_LEVEL") {
+        Ok(want) => assert_eq!(got, want, "kernel level (NIB_EXPECT_LEVEL)"),
+        Err(_) => eprintln!("NIB_EXPECT_LEVEL unset: the level ({got}) is not asserted"),
+    }
+}
+
 #[test]
 fn smollm2_q4_1_matches_llama_cpp() {
     assert_meets_bar(&check(
