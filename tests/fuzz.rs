@@ -20,7 +20,7 @@
 //! Cases per target: the defaults below (the whole test takes about a minute on 2 cores), or
 //! `NIB_FUZZ_CASES` for each target; `NIB_FUZZ_SEED` picks another stream of cases. Each case's
 //! mutation comes from its seed alone, so a failure repeats with the printed command.
-//! Failures listed in [`KNOWN`] (bugs fixed on another branch) are reported but do not fail the
+//! Failures listed in [`KNOWN`] (bugs found and not fixed yet) are reported but do not fail the
 //! test; [`reproducers`] keeps each bug found as a named regression case.
 
 mod common;
@@ -1570,8 +1570,8 @@ enum Repro {
     Template(&'static str),
 }
 
-/// Each was a failure of the harness or is a corner it must keep covering; the ones
-/// [`KNOWN`] matches fail until branch `harden` is merged.
+/// Each was a failure of the harness or is a corner it must keep covering; the one matching
+/// [`KNOWN`] still fails.
 const REPRODUCERS: &[Repro] = &[
     Repro::Kv("llama.block_count", u32::MAX as u64),
     Repro::Kv("llama.block_count", (u32::MAX - 1) as u64),
@@ -1838,65 +1838,17 @@ impl Failure {
 /// A case may take this long (the load of a model and three evaluations take well under 1 s).
 const CASE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Known failures, fixed on branch `harden` (remove each entry when that is merged): a failure
-/// whose target and outcome kind match and whose description contains the text is reported as
-/// expected rather than failing the test.
+/// Known failures, not fixed yet (remove each entry when it is): a failure whose target and
+/// outcome kind match and whose description contains the text is reported as expected rather
+/// than failing the test.
 const KNOWN: &[(&str, &str, &str, &str)] = &[
     // (target prefix, outcome kind: panic|crash|hang|*, text in the description, why)
-    (
-        "gguf",
-        "*",
-        "block_count = 42949672",
-        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "gguf",
-        "*",
-        "block_count = 21474836",
-        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "gguf",
-        "*",
-        "block_count = 65536",
-        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "gguf",
-        "panic",
-        "rope.dimension_count = 0",
-        "rope.dimension_count = 0 panics (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "repro",
-        "*",
-        "Kv(\"llama.block_count\", 429496729",
-        "a huge block_count aborts on allocation or loops for hours (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "repro",
-        "panic",
-        "Kv(\"llama.rope.dimension_count\", 0)",
-        "rope.dimension_count = 0 panics (fixed on branch harden; remove when merged)",
-    ),
-    (
-        "repro",
-        "hang",
-        "Template(",
-        "chat templates have no fuel limit: a long loop hangs (fixed on branch harden; remove when merged)",
-    ),
     (
         "repro",
         "crash",
         "set ns.n = ns",
         "a cyclic namespace overflows the stack when printed: found by this harness (seed 2, \
-         case 82271), NOT fixed on any branch yet; remove when fixed",
-    ),
-    (
-        "template",
-        "hang",
-        "",
-        "chat templates have no fuel limit: a long loop hangs (fixed on branch harden; remove when merged)",
+         case 82271), not fixed yet; remove when fixed",
     ),
 ];
 
