@@ -25,6 +25,8 @@
 
 mod common;
 
+use common::argmax;
+
 use nib::chat::{ChatTemplate, Message};
 use nib::gguf::Gguf;
 use nib::model::{Context, KvType, Logits, Model};
@@ -712,12 +714,6 @@ fn load_and_eval(file: Vec<u8>, interleave: bool) {
         let next = argmax(l);
         let _ = ctx.eval(&[next], Logits::Last);
     }
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    (0..v.len())
-        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
-        .unwrap_or(0) as u32
 }
 
 // ---------------------------------------------------------------------------------------------

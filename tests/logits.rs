@@ -22,6 +22,8 @@
 
 mod common;
 
+use common::{argmax, llama_orders};
+
 use nib::model::{Context, KvType, Logits};
 use std::path::Path;
 use std::sync::Arc;
@@ -154,18 +156,6 @@ fn check(model_path: &Path, golden: &str) -> Report {
     r.mean_abs /= r.n_logits as f64;
     eprintln!("{}", r.summary());
     r
-}
-
-/// Whether the kernels sum every type in llama.cpp's x86 orders (then the logits are its bits).
-fn llama_orders() -> bool {
-    let k = nib_simd::kernels();
-    nib_simd::ALL_TYPES
-        .into_iter()
-        .all(|ty| k.get(ty).is_none_or(|t| t.order.is_none()))
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap() as u32
 }
 
 fn assert_meets_bar(r: &Report) {

@@ -11,13 +11,7 @@
 
 mod common;
 
-/// Whether the kernels sum every type in llama.cpp's x86 orders (then the logits are its bits).
-fn llama_orders() -> bool {
-    let k = nib_simd::kernels();
-    nib_simd::ALL_TYPES
-        .into_iter()
-        .all(|ty| k.get(ty).is_none_or(|t| t.order.is_none()))
-}
+use common::llama_orders;
 
 /// `[1]12.3456,[2]…` and `Final estimate: PPL = X +/- Y` from perplexity output: the running
 /// values, the final value and its error, as printed.

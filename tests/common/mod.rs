@@ -117,3 +117,19 @@ pub fn sha256(path: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Whether the kernels sum every type in llama.cpp's x86 orders: then nib's logits are llama.cpp's
+/// bits (on x86 always; on aarch64 with `NIB_ORDERS=llama`).
+pub fn llama_orders() -> bool {
+    let k = nib_simd::kernels();
+    nib_simd::ALL_TYPES
+        .into_iter()
+        .all(|ty| k.get(ty).is_none_or(|t| t.order.is_none()))
+}
+
+/// The index of the largest value (the last of equal ones; 0 for an empty slice).
+pub fn argmax(v: &[f32]) -> u32 {
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0) as u32
+}
