@@ -122,9 +122,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print_md_header();
     }
     // One pool per thread count, made once. The load (which interleaves weights on the current
-    // pool) runs on the largest, so `-t 1` loads on one thread as llama-bench does rather than on
-    // every CPU: no thread of the load is left over to spin beside the measured repetitions
-    // (and the ARM proxy's block counters, which assume one thread, count it exactly).
+    // pool) runs on the largest, so `-t 1` loads on one thread rather than on every CPU: no
+    // thread of the load is left over to spin beside the measured repetitions (and the ARM
+    // proxy's block counters, which assume one thread, count it exactly).
     let pools: Vec<nib_simd::pool::Pool> = threads
         .iter()
         .map(|&nt| nib_simd::pool::Pool::new(nt))
