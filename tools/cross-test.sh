@@ -8,7 +8,9 @@
 #     in the levels' own orders (the default, faster on Neoverse-N1) the tokens are printed;
 #  3. on neoverse-n1, the SmolLM2 Q4_1 and gemma-3 Q4_K_M logits tests (tests/logits.rs) twice:
 #     with NIB_ORDERS=llama, where every logit must equal llama.cpp's x86 golden, and in the
-#     default orders, held to the tolerance bar that test states.
+#     default orders, held to the tolerance bar that test states;
+#  4. on neoverse-n1, `nib perplexity` on tests/golden/ppl_text.txt against llama-perplexity's x86
+#     figures: equal after one chunk in llama.cpp's orders, within 0.1% after four in the default.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,4 +60,30 @@ for orders in llama native; do
   QEMU_CPU=neoverse-n1 NIB_ORDERS=$orders cargo test --release --target aarch64-unknown-linux-gnu \
     --test logits -- --nocapture smollm2_q4_1 gemma3_q4_k_m
 done
-echo "aarch64: kernels, bench, greedy tokens and logits OK" >&2
+echo "--> QEMU_CPU=neoverse-n1: nib perplexity against llama-perplexity's x86 figures" >&2
+# tests/golden/*.ppl.json: llama-perplexity's running estimate after each 512-token chunk of
+# tests/golden/ppl_text.txt. llama.cpp's orders: chunk 1 printed digit for digit; the default
+# orders: after 4 chunks, within 0.1%.
+ppl_golden=tests/golden/SmolLM2-135M-Instruct.Q4_1.ppl.json
+ppl() { # orders chunks -> nib's running estimate after the last chunk
+  QEMU_CPU=neoverse-n1 NIB_ORDERS=$1 "${arm[@]}" perplexity -m "$model" -f tests/golden/ppl_text.txt \
+    -c 512 -t 2 --chunks "$2" 2>/dev/null | grep -o "\[$2\][0-9.]*" | cut -d] -f2
+}
+want1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"][0])' "$ppl_golden")
+got1=$(ppl llama 1)
+echo "perplexity after chunk 1, llama.cpp's orders: nib $got1, llama-perplexity $want1" >&2
+if [[ "$got1" != "$want1" ]]; then
+  echo "error: aarch64 perplexity in llama.cpp's orders differs from llama-perplexity's" >&2
+  exit 1
+fi
+want4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"][3])' "$ppl_golden")
+got4=$(ppl native 4)
+echo "perplexity after chunk 4, the default orders: nib $got4, llama-perplexity $want4" >&2
+python3 - "$got4" "$want4" <<'PY'
+import sys
+got, want = float(sys.argv[1]), float(sys.argv[2])
+rel = abs(got - want) / want
+print(f"relative difference {rel:.4%} (bar 0.1%)", file=sys.stderr)
+sys.exit(0 if rel < 0.001 else 1)
+PY
+echo "aarch64: kernels, bench, greedy tokens, logits and perplexity OK" >&2
