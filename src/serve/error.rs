@@ -1,6 +1,7 @@
 //! Errors as OpenAI shapes them: `{"error": {"message", "type", "param", "code"}}` with the
 //! HTTP status that goes with them.
 
+use crate::request::FieldError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -42,24 +43,20 @@ impl ApiError {
         )
     }
 
-    /// 400 about one field: its value has the wrong type.
+    /// 400 about one field: its value has the wrong type ([`FieldError::invalid_type`], the
+    /// wording batch mode uses too).
     pub fn invalid_type(param: &str, expected: &str) -> ApiError {
-        ApiError::bad_request("invalid_type", format!("'{param}' must be {expected}"))
-            .with_param(param)
+        FieldError::invalid_type(param, expected).into()
     }
 
     /// 400 about one field: the type is right but the value is not allowed.
     pub fn invalid_value(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError::bad_request("invalid_value", message).with_param(param)
+        FieldError::invalid_value(param, message).into()
     }
 
     /// 400 for a required field that is absent.
     pub fn missing(param: &str) -> ApiError {
-        ApiError::bad_request(
-            "missing_required_parameter",
-            format!("missing required parameter: '{param}'"),
-        )
-        .with_param(param)
+        FieldError::missing(param).into()
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
